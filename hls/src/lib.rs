@@ -1,0 +1,14 @@
+//! The HLS protocol as this stack speaks it (RFC 8216): the URL layout shared by origin and
+//! edge, the media playlist model with its writer, and PROGRAM-DATE-TIME formatting.
+
+pub mod date;
+pub mod path;
+pub mod playlist;
+
+pub use path::{HlsPath, PathError};
+pub use playlist::{MediaPlaylist, MediaSegment};
+
+/// Content-Type of playlists.
+pub const PLAYLIST_CONTENT_TYPE: &str = "application/vnd.apple.mpegurl";
+/// Content-Type of MPEG-TS segments.
+pub const TS_CONTENT_TYPE: &str = "video/mp2t";

@@ -1,0 +1,34 @@
+//! The response body type every program uses, and constructors for the common cases.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
+
+/// Error a streamed body can fail with (an upstream that broke off mid-body, say).
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A boxed response body: full buffers and streams share one type.
+pub type Body = BoxBody<Bytes, BodyError>;
+
+/// A body holding `bytes` in full.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+}
+
+/// An empty body (HEAD, 304, 204).
+pub fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+/// A plain-text response whose body states the reason, for every 4xx/5xx the programs emit.
+pub fn text(status: StatusCode, reason: impl Into<String>) -> Response<Body> {
+    let mut msg = reason.into();
+    msg.push('\n');
+    let mut resp = Response::new(full(msg));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}

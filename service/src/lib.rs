@@ -1,0 +1,13 @@
+//! Service plumbing shared by the stack's programs: one serve loop with graceful shutdown,
+//! config loading that names file, line and key, tracing setup and Prometheus helpers.
+
+pub mod body;
+pub mod config;
+pub mod metrics;
+pub mod server;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use body::Body;
+pub use config::{ConfigError, Problem};
+pub use server::{ServerLimits, serve};

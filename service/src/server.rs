@@ -1,0 +1,116 @@
+//! The serve loop every program uses: HTTP/1.1 and HTTP/2 on one port, a connection limit,
+//! header-read timeout and header-size limit, and graceful drain on shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::Body;
+
+/// Limits applied to every accepted connection.
+#[derive(Debug, Clone)]
+pub struct ServerLimits {
+    /// Connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// Time a client gets to send a request head (slowloris defence).
+    pub header_read_timeout: Duration,
+    /// Largest request head accepted, in bytes (HTTP/1 buffer, HTTP/2 header list).
+    pub max_header_bytes: usize,
+    /// How long in-flight requests may run after shutdown is signalled.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 * 1024,
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Serves `handler` on `listener` until `shutdown` resolves, then drains open connections for
+/// at most `limits.drain_timeout`.
+pub async fn serve<H, F>(
+    listener: TcpListener,
+    handler: H,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()>,
+) where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(limits.max_header_bytes as u32)
+        .max_concurrent_streams(256);
+    let mut accept_backoff = Duration::from_millis(5);
+    tokio::pin!(shutdown);
+    loop {
+        // Wait for a free slot before accepting: excess connections queue in the kernel
+        // backlog instead of costing us memory.
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            res = listener.accept() => match res {
+                Ok(c) => { accept_backoff = Duration::from_millis(5); c }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed; backing off");
+                    tokio::time::sleep(accept_backoff).await;
+                    accept_backoff = (accept_backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let h = handler.clone();
+        let svc = service_fn(move |req| {
+            let fut = h(req, peer);
+            async move { Ok::<_, Infallible>(fut.await) }
+        });
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, %peer, "connection ended with error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all connections drained"),
+        _ = tokio::time::sleep(limits.drain_timeout) => {
+            tracing::warn!(timeout = ?limits.drain_timeout, "drain deadline passed; closing remaining connections");
+        }
+    }
+}
