@@ -334,38 +334,18 @@ impl Demuxer {
     /// Decides the pending access unit's type if its first slice is in view.
     fn try_decide(&mut self, out: &mut Vec<Event>) {
         let Some(pending) = &self.pending else { return };
-        let mut keyframe = None;
-        let mut sps = None;
-        let es = &pending.es;
-        let mut nals = h264::nal_units(es).peekable();
-        while let Some((at, t)) = nals.next() {
-            match t {
-                h264::NAL_SPS => {
-                    // The SPS is complete once the next start code is in view.
-                    if let Some(&(next, _)) = nals.peek() {
-                        sps = h264::parse_sps(&es[at..next.saturating_sub(3)]);
-                    }
-                }
-                h264::NAL_IDR => {
-                    keyframe = Some(true);
-                    break;
-                }
-                h264::NAL_SLICE | 2..=4 => {
-                    keyframe = Some(false);
-                    break;
-                }
-                _ => {}
-            }
-        }
+        let (keyframe, sps) = scan_access_unit(&pending.es);
         if let Some(s) = sps
             && self.last_sps != Some(s)
         {
             self.last_sps = Some(s);
             out.push(Event::Sps(s));
         }
+        let overflow =
+            pending.packets.len() >= MAX_PENDING_PACKETS || pending.es.len() >= MAX_PENDING_ES;
         if let Some(k) = keyframe {
             self.emit_pending(k, out);
-        } else if pending.packets.len() >= MAX_PENDING_PACKETS || es.len() >= MAX_PENDING_ES {
+        } else if overflow {
             self.flush_pending(out);
         }
     }
@@ -388,6 +368,26 @@ impl Demuxer {
             out.extend(p.packets.into_iter().map(|(b, k)| Event::Packet(b, k)));
         }
     }
+}
+
+/// Scans the start of an access unit: `(Some(is_idr), sps)` once its first slice is in view.
+fn scan_access_unit(es: &[u8]) -> (Option<bool>, Option<Sps>) {
+    let mut sps = None;
+    let mut nals = h264::nal_units(es).peekable();
+    while let Some((at, t)) = nals.next() {
+        match t {
+            h264::NAL_SPS => {
+                // The SPS is complete once the next start code is in view.
+                if let Some(&(next, _)) = nals.peek() {
+                    sps = h264::parse_sps(&es[at..next.saturating_sub(3)]);
+                }
+            }
+            h264::NAL_IDR => return (Some(true), sps),
+            h264::NAL_SLICE | 2..=4 => return (Some(false), sps),
+            _ => {}
+        }
+    }
+    (None, sps)
 }
 
 /// Offset of the first byte in `data` that starts two consecutive packets (or one, at the end).

@@ -239,7 +239,8 @@ mod tests {
     #[test]
     fn garbage_is_rejected_not_panicking() {
         assert_eq!(parse_sps(&[0x67]), None);
-        assert_eq!(parse_sps(&[0x67, 0xff, 0xff, 0xff, 0xff, 0xff]), None);
+        assert_eq!(parse_sps(&[0x67, 0x4d, 0x40]), None);
+        assert_eq!(parse_sps(&[0x67, 0x64, 0, 0x1e, 0]), None);
         assert_eq!(parse_sps(&[0x65, 1, 2, 3]), None);
     }
 }

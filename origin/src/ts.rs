@@ -135,7 +135,9 @@ fn read_ts(b: &[u8]) -> u64 {
         | u64::from(b[4]) >> 1
 }
 
-fn write_ts(b: &mut [u8], prefix: u8, ts: u64) {
+/// Writes a 33-bit timestamp in PES header form with the 4-bit `prefix` ('0010' PTS only,
+/// '0011' PTS with DTS, '0001' DTS).
+pub fn write_ts(b: &mut [u8], prefix: u8, ts: u64) {
     let ts = ts % PTS_MOD;
     b[0] = (prefix << 4) | (((ts >> 30) as u8 & 0x07) << 1) | 1;
     b[1] = (ts >> 22) as u8;
@@ -346,6 +348,6 @@ mod tests {
         assert!(set_pcr(&mut pkt, pcr));
         assert_eq!(Packet(&pkt).pcr(), Some(pcr));
         assert!(set_pcr(&mut pkt, pcr + 301));
-        assert_eq!(Packet(&pkt).pcr(), Some(1));
+        assert_eq!(Packet(&pkt).pcr(), Some(300)); // base wrapped to 1, extension 0
     }
 }
