@@ -15,6 +15,25 @@ pub fn format_unix_ms(ms: i64) -> String {
     )
 }
 
+/// Formats Unix seconds as an HTTP date (RFC 9110 IMF-fixdate), for Last-Modified.
+pub fn format_http_date(secs: i64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{}, {d:02} {} {y:04} {:02}:{:02}:{:02} GMT",
+        DAYS[days.rem_euclid(7) as usize],
+        MONTHS[(m - 1) as usize],
+        sod / 3600,
+        sod / 60 % 60,
+        sod % 60
+    )
+}
+
 /// Parses `YYYY-MM-DDTHH:MM:SS[.fff](Z|±HH:MM)` into Unix milliseconds.
 pub fn parse_unix_ms(s: &str) -> Option<i64> {
     let b = s.as_bytes();
@@ -96,6 +115,10 @@ mod tests {
         assert_eq!(parse_unix_ms("2000-02-29T00:00:00Z"), Some(951_782_400_000));
         assert_eq!(parse_unix_ms("2000-13-29T00:00:00Z"), None);
         assert_eq!(parse_unix_ms("garbage"), None);
+        assert_eq!(
+            format_http_date(784_111_777),
+            "Sun, 06 Nov 1994 08:49:37 GMT"
+        );
     }
 
     proptest! {

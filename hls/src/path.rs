@@ -83,7 +83,11 @@ fn name(s: &str) -> Result<String, PathError> {
 
 fn number<T: std::str::FromStr>(s: &str) -> Result<T, PathError> {
     // Plain decimal only: no sign, no leading zeros (one name, one object).
-    if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0')) {
+    if s.is_empty()
+        || s.len() > 20
+        || !s.bytes().all(|b| b.is_ascii_digit())
+        || (s.len() > 1 && s.starts_with('0'))
+    {
         return Err(PathError::BadNumber(s.to_string()));
     }
     s.parse().map_err(|_| PathError::BadNumber(s.to_string()))
@@ -94,7 +98,9 @@ impl HlsPath {
     pub fn parse(path: &str) -> Result<Self, PathError> {
         let rest = path.strip_prefix("/live/").ok_or(PathError::NotHls)?;
         if rest.contains('%') {
-            return Err(PathError::Malformed("percent-encoding is not used in HLS object names"));
+            return Err(PathError::Malformed(
+                "percent-encoding is not used in HLS object names",
+            ));
         }
         let parts: Vec<&str> = rest.split('/').collect();
         if parts.iter().any(|p| p.is_empty()) {
@@ -149,7 +155,9 @@ impl HlsPath {
     pub fn to_path(&self) -> String {
         match self {
             HlsPath::Master { stream } => format!("/live/{stream}/master.m3u8"),
-            HlsPath::Media { stream, rendition } => format!("/live/{stream}/{rendition}/index.m3u8"),
+            HlsPath::Media { stream, rendition } => {
+                format!("/live/{stream}/{rendition}/index.m3u8")
+            }
             HlsPath::Segment {
                 stream,
                 rendition,
@@ -174,15 +182,26 @@ mod tests {
     fn parses_layout() {
         assert_eq!(
             HlsPath::parse("/live/demo/master.m3u8"),
-            Ok(HlsPath::Master { stream: "demo".into() })
+            Ok(HlsPath::Master {
+                stream: "demo".into()
+            })
         );
         assert_eq!(
             HlsPath::parse("/live/demo/360p/123.ts"),
-            Ok(HlsPath::Segment { stream: "demo".into(), rendition: "360p".into(), msn: 123 })
+            Ok(HlsPath::Segment {
+                stream: "demo".into(),
+                rendition: "360p".into(),
+                msn: 123
+            })
         );
         assert_eq!(
             HlsPath::parse("/live/demo/360p/123.4.ts"),
-            Ok(HlsPath::Part { stream: "demo".into(), rendition: "360p".into(), msn: 123, part: 4 })
+            Ok(HlsPath::Part {
+                stream: "demo".into(),
+                rendition: "360p".into(),
+                msn: 123,
+                part: 4
+            })
         );
     }
 
@@ -201,7 +220,10 @@ mod tests {
             "/live/d emo/master.m3u8",
             "/live/demo/a/b/c.ts",
         ] {
-            assert!(matches!(HlsPath::parse(p), Err(e) if e != PathError::NotHls), "{p}");
+            assert!(
+                matches!(HlsPath::parse(p), Err(e) if e != PathError::NotHls),
+                "{p}"
+            );
         }
         assert_eq!(HlsPath::parse("/metrics"), Err(PathError::NotHls));
     }

@@ -54,7 +54,11 @@ impl MediaPlaylist {
         writeln!(s, "#EXT-X-VERSION:{}", self.version.max(3))?;
         writeln!(s, "#EXT-X-TARGETDURATION:{}", self.target_duration)?;
         writeln!(s, "#EXT-X-MEDIA-SEQUENCE:{}", self.media_sequence)?;
-        writeln!(s, "#EXT-X-DISCONTINUITY-SEQUENCE:{}", self.discontinuity_sequence)?;
+        writeln!(
+            s,
+            "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
+            self.discontinuity_sequence
+        )?;
         if self.independent_segments {
             writeln!(s, "#EXT-X-INDEPENDENT-SEGMENTS")?;
         }

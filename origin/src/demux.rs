@@ -235,7 +235,8 @@ impl Demuxer {
             return self.forward(pkt, PacketKind::Pmt, out);
         }
         let Some(layout) = self.layout else {
-            if !self.warned_no_program && pid != 0x1fff {
+            // SDT, NIT and other reserved PSI PIDs (< 0x20) legitimately precede the PAT.
+            if !self.warned_no_program && pid >= 0x20 && pid != 0x1fff {
                 self.warned_no_program = true;
                 out.push(Event::Error(InputError::NoProgram));
             }
@@ -392,8 +393,9 @@ fn scan_access_unit(es: &[u8]) -> (Option<bool>, Option<Sps>) {
 
 /// Offset of the first byte in `data` that starts two consecutive packets (or one, at the end).
 fn find_sync(data: &[u8]) -> Option<usize> {
-    (0..data.len()).find(|&i| {
-        data[i] == SYNC && (i + PACKET_SIZE >= data.len() || data[i + PACKET_SIZE] == SYNC)
-    })
-    .filter(|&i| data.len() - i >= PACKET_SIZE)
+    (0..data.len())
+        .find(|&i| {
+            data[i] == SYNC && (i + PACKET_SIZE >= data.len() || data[i + PACKET_SIZE] == SYNC)
+        })
+        .filter(|&i| data.len() - i >= PACKET_SIZE)
 }

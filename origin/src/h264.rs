@@ -219,7 +219,9 @@ mod tests {
 
     #[test]
     fn finds_nal_types() {
-        let data = [0, 0, 0, 1, 0x09, 0xf0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x65, 0x88];
+        let data = [
+            0, 0, 0, 1, 0x09, 0xf0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x65, 0x88,
+        ];
         let types: Vec<u8> = nal_units(&data).map(|(_, t)| t).collect();
         assert_eq!(types, vec![9, 7, 5]);
     }

@@ -1,9 +1,297 @@
 //! Live HLS origin: MPEG-TS in (loop source, HTTP push, UDP), an aligned ABR ladder of HLS
 //! segments and playlists out.
+//!
+//! [`run`] takes a bound listener, a config and a shutdown future, so tests start the real
+//! server in-process on port 0.
 
+pub mod config;
 pub mod demux;
 pub mod h264;
+pub mod http;
+pub mod loopsrc;
+pub mod metrics;
+pub mod pipeline;
 pub mod segmenter;
+pub mod store;
 pub mod timeline;
 pub mod ts;
 pub mod tsmux;
+pub mod udp;
+pub mod window;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+use crate::config::{Config, IngestConfig, SourceKind};
+use crate::loopsrc::Fixture;
+use crate::metrics::Metrics;
+use crate::pipeline::Pipeline;
+use crate::segmenter::SegmenterConfig;
+use crate::store::Stream;
+use crate::timeline::TICKS_PER_SECOND;
+
+/// Why the origin could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A loop file could not be read.
+    #[error("stream {stream:?} rendition {rendition:?}: cannot read {path}: {source}")]
+    ReadFile {
+        /// Stream name.
+        stream: String,
+        /// Rendition name.
+        rendition: String,
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A loop file is not loopable.
+    #[error("stream {stream:?} rendition {rendition:?}: {source}")]
+    Fixture {
+        /// Stream name.
+        stream: String,
+        /// Rendition name.
+        rendition: String,
+        /// What is wrong with it.
+        source: loopsrc::FixtureError,
+    },
+    /// A loop's length is not a whole number of segments, so numbers would not be stable.
+    #[error(
+        "stream {stream:?}: loop length {loop_secs} s is not a multiple of segment_duration {segment_secs} s"
+    )]
+    LoopLength {
+        /// Stream name.
+        stream: String,
+        /// Loop length.
+        loop_secs: f64,
+        /// Segment target.
+        segment_secs: f64,
+    },
+    /// A UDP socket could not be bound.
+    #[error("stream {stream:?} rendition {rendition:?}: cannot bind udp {addr}: {source}")]
+    Udp {
+        /// Stream name.
+        stream: String,
+        /// Rendition name.
+        rendition: String,
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Metrics could not be registered (a bug).
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// Shared state of a running origin.
+pub struct App {
+    /// Streams by name.
+    pub streams: HashMap<String, Arc<Stream>>,
+    /// Input pipelines by (stream, rendition).
+    pub inputs: HashMap<(String, String), Arc<tokio::sync::Mutex<Pipeline>>>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Ingest limits.
+    pub ingest: IngestConfig,
+    endlist_after: HashMap<String, Duration>,
+}
+
+enum Source {
+    Loop(Arc<Fixture>, Duration),
+    Udp(tokio::net::UdpSocket, usize, Option<Duration>),
+    Push,
+}
+
+impl App {
+    /// Writes EXT-X-ENDLIST for rendition `idx` if no input has arrived for the stream's
+    /// `endlist_after` after this point.
+    pub fn schedule_endlist(
+        &self,
+        stream: Arc<Stream>,
+        idx: usize,
+        pipe: Arc<tokio::sync::Mutex<Pipeline>>,
+    ) {
+        let Some(after) = self.endlist_after.get(&stream.name).copied() else {
+            return;
+        };
+        let before = stream.renditions.get(idx).and_then(|r| *r.newest.borrow());
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            // Still idle (no push holds the pipeline) and nothing published since?
+            if let Ok(_guard) = pipe.try_lock() {
+                let now = stream.renditions.get(idx).and_then(|r| *r.newest.borrow());
+                if now == before {
+                    stream.end(idx);
+                }
+            }
+        });
+    }
+}
+
+async fn build(
+    config: &Config,
+) -> Result<
+    (
+        Arc<App>,
+        Vec<(
+            Arc<tokio::sync::Mutex<Pipeline>>,
+            Arc<Stream>,
+            usize,
+            Source,
+        )>,
+    ),
+    StartError,
+> {
+    let metrics = Arc::new(Metrics::new()?);
+    let mut streams = HashMap::new();
+    let mut inputs = HashMap::new();
+    let mut sources = Vec::new();
+    let mut endlist_after = HashMap::new();
+    for sc in &config.streams {
+        let names: Vec<String> = if sc.source == SourceKind::Loop && sc.renditions.is_empty() {
+            loopsrc::EMBEDDED_NAMES
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        } else {
+            sc.renditions.iter().map(|r| r.name.clone()).collect()
+        };
+        let stream = Arc::new(Stream::new(sc, &names, metrics.clone()));
+        if let Some(d) = sc.endlist_after {
+            endlist_after.insert(sc.name.clone(), d);
+        }
+        for (idx, name) in names.iter().enumerate() {
+            let rc = sc.renditions.iter().find(|r| &r.name == name);
+            let mut seg_cfg =
+                SegmenterConfig::for_target(stream.target, config.ingest.max_segment_bytes);
+            let (source, max_lead) = match sc.source {
+                SourceKind::Loop => {
+                    let bytes: std::borrow::Cow<'static, [u8]> =
+                        match rc.and_then(|r| r.file.as_ref()) {
+                            Some(path) => std::fs::read(path)
+                                .map_err(|source| StartError::ReadFile {
+                                    stream: sc.name.clone(),
+                                    rendition: name.clone(),
+                                    path: path.display().to_string(),
+                                    source,
+                                })?
+                                .into(),
+                            None => loopsrc::embedded(name).unwrap_or_default().into(),
+                        };
+                    let fixture = Fixture::parse(&bytes).map_err(|source| StartError::Fixture {
+                        stream: sc.name.clone(),
+                        rendition: name.clone(),
+                        source,
+                    })?;
+                    if fixture.duration % stream.target != 0 {
+                        return Err(StartError::LoopLength {
+                            stream: sc.name.clone(),
+                            loop_secs: fixture.duration as f64 / TICKS_PER_SECOND as f64,
+                            segment_secs: stream.target as f64 / TICKS_PER_SECOND as f64,
+                        });
+                    }
+                    seg_cfg.time_hint = Some(loopsrc::epoch_ticks());
+                    // Enough history that the playlist is full (and stays so) at start-up.
+                    let backfill = sc.segment_duration * (sc.window as u32 + 2);
+                    (Source::Loop(Arc::new(fixture), backfill), None)
+                }
+                SourceKind::Udp => {
+                    let addr = rc.and_then(|r| r.udp).ok_or_else(|| StartError::Udp {
+                        stream: sc.name.clone(),
+                        rendition: name.clone(),
+                        addr: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+                        source: std::io::Error::other("no udp address configured"),
+                    })?;
+                    let sock = udp::bind(addr).await.map_err(|source| StartError::Udp {
+                        stream: sc.name.clone(),
+                        rendition: name.clone(),
+                        addr,
+                        source,
+                    })?;
+                    (Source::Udp(sock, idx, sc.endlist_after), None)
+                }
+                SourceKind::Push => (Source::Push, Some(config.ingest.max_lead)),
+            };
+            let pipe = Arc::new(tokio::sync::Mutex::new(Pipeline::new(
+                stream.clone(),
+                idx,
+                seg_cfg,
+                metrics.clone(),
+                max_lead,
+            )));
+            inputs.insert((sc.name.clone(), name.clone()), pipe.clone());
+            sources.push((pipe, stream.clone(), idx, source));
+        }
+        streams.insert(sc.name.clone(), stream);
+    }
+    let app = Arc::new(App {
+        streams,
+        inputs,
+        metrics,
+        ingest: config.ingest.clone(),
+        endlist_after,
+    });
+    Ok((app, sources))
+}
+
+/// Checks everything `run` would need (config values, loop files), without serving.
+pub async fn check(config: &Config) -> Result<(), StartError> {
+    let mut c = config.clone();
+    // Do not hold UDP ports for a check.
+    for s in &mut c.streams {
+        if s.source == SourceKind::Udp {
+            s.source = SourceKind::Push;
+            for r in &mut s.renditions {
+                r.udp = None;
+            }
+        }
+    }
+    build(&c).await.map(|_| ())
+}
+
+/// Runs the origin on `listener` until `shutdown` resolves.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    let (app, sources) = build(&config).await?;
+    let mut tasks = JoinSet::new();
+    for (pipe, stream, idx, source) in sources {
+        match source {
+            Source::Loop(fixture, backfill) => {
+                tasks.spawn(loopsrc::run(fixture, pipe, backfill));
+            }
+            Source::Udp(sock, idx2, endlist) => {
+                debug_assert_eq!(idx, idx2);
+                tasks.spawn(udp::run(
+                    sock,
+                    pipe,
+                    stream,
+                    idx,
+                    config.ingest.idle_timeout,
+                    endlist,
+                ));
+            }
+            Source::Push => {}
+        }
+    }
+    tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), streams = app.streams.len(), "origin serving");
+    let handler_app = app.clone();
+    service::serve(
+        listener,
+        move |req, _peer| http::handle(handler_app.clone(), req),
+        config.server.limits(),
+        shutdown,
+    )
+    .await;
+    tasks.abort_all();
+    tracing::info!("origin stopped");
+    Ok(())
+}

@@ -369,7 +369,11 @@ mod tests {
         let mut rest = data;
         let mut i = 0;
         while !rest.is_empty() {
-            let n = chunks.get(i % chunks.len().max(1)).copied().unwrap_or(rest.len()).clamp(1, rest.len());
+            let n = chunks
+                .get(i % chunks.len().max(1))
+                .copied()
+                .unwrap_or(rest.len())
+                .clamp(1, rest.len());
             d.push(&rest[..n], &mut ev);
             rest = &rest[n..];
             i += 1;
@@ -392,7 +396,9 @@ mod tests {
     }
 
     fn summary(segs: &[ClosedSegment]) -> Vec<(u64, i64, i64, bool)> {
-        segs.iter().map(|s| (s.msn, s.start, s.duration, s.discontinuity)).collect()
+        segs.iter()
+            .map(|s| (s.msn, s.start, s.duration, s.discontinuity))
+            .collect()
     }
 
     #[test]
@@ -402,7 +408,9 @@ mod tests {
         assert!(errs.is_empty(), "{errs:?}");
         assert_eq!(
             summary(&segs),
-            (0..5).map(|i| (10 + i as u64, (10 + i) * T2, T2, false)).collect::<Vec<_>>()
+            (0..5)
+                .map(|i| (10 + i as u64, (10 + i) * T2, T2, false))
+                .collect::<Vec<_>>()
         );
         for s in &segs {
             assert_eq!(s.data[0], 0x47);
@@ -429,11 +437,21 @@ mod tests {
         let mut data = synthetic(100 * T2 as u64, 3, 50, FRAME, 300);
         data.extend(synthetic(7 * T2 as u64, 3, 50, FRAME, 300)); // encoder restart
         let (segs, errs) = run(&data, &[4096], true);
-        assert!(errs.iter().any(|e| matches!(e, SegmentError::TimestampJump(_))), "{errs:?}");
-        assert_eq!(segs.iter().map(|s| s.msn).collect::<Vec<_>>(), (100..106).collect::<Vec<_>>());
+        assert!(
+            errs.iter()
+                .any(|e| matches!(e, SegmentError::TimestampJump(_))),
+            "{errs:?}"
+        );
+        assert_eq!(
+            segs.iter().map(|s| s.msn).collect::<Vec<_>>(),
+            (100..106).collect::<Vec<_>>()
+        );
         assert_eq!(segs.iter().filter(|s| s.discontinuity).count(), 1);
         assert!(segs[3].discontinuity);
-        assert!(segs.windows(2).all(|w| w[1].start >= w[0].start + w[0].duration));
+        assert!(
+            segs.windows(2)
+                .all(|w| w[1].start >= w[0].start + w[0].duration)
+        );
     }
 
     #[test]
@@ -441,8 +459,14 @@ mod tests {
         // A 10 s GOP against a 2 s target: segments stay under TARGETDURATION + 0.5 s.
         let data = synthetic(0, 2, 250, FRAME, 200);
         let (segs, errs) = run(&data, &[], true);
-        assert!(errs.iter().any(|e| matches!(e, SegmentError::MissingIdr(_))));
-        assert!(segs.iter().all(|s| s.duration < SegmenterConfig::for_target(T2, 1).max_duration));
+        assert!(
+            errs.iter()
+                .any(|e| matches!(e, SegmentError::MissingIdr(_)))
+        );
+        assert!(
+            segs.iter()
+                .all(|s| s.duration < SegmenterConfig::for_target(T2, 1).max_duration)
+        );
         assert!(segs[1].discontinuity);
     }
 
@@ -454,7 +478,10 @@ mod tests {
         data.extend_from_slice(&good[188 * 300 + 100..188 * 600]); // a truncated packet
         data.extend_from_slice(&good[188 * 600..]);
         let (segs, errs) = run(&data, &[777], true);
-        assert!(errs.iter().any(|e| matches!(e, SegmentError::Input(InputError::SyncLost(_)))));
+        assert!(
+            errs.iter()
+                .any(|e| matches!(e, SegmentError::Input(InputError::SyncLost(_))))
+        );
         assert!(segs.len() >= 3, "{}", segs.len());
     }
 
@@ -464,7 +491,12 @@ mod tests {
         // Strip every PAT/PMT packet.
         let stripped: Vec<u8> = data
             .chunks(188)
-            .filter(|p| !matches!(ts::Packet((*p).try_into().unwrap()).pid(), 0 | crate::tsmux::PMT_PID))
+            .filter(|p| {
+                !matches!(
+                    ts::Packet((*p).try_into().unwrap()).pid(),
+                    0 | crate::tsmux::PMT_PID
+                )
+            })
             .flatten()
             .copied()
             .collect();

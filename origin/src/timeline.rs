@@ -117,7 +117,12 @@ mod tests {
         let mut t = Timeline::new(None, 10 * TICKS_PER_SECOND, TICKS_PER_SECOND);
         assert_eq!(t.map(900_000), Mapped::Continuous(900_000));
         assert_eq!(t.map(900_000 - 7200), Mapped::Continuous(892_800)); // B-frame reorder
-        assert_eq!(t.map(126_000), Mapped::Jump { delta: 126_000 - 892_800 });
+        assert_eq!(
+            t.map(126_000),
+            Mapped::Jump {
+                delta: 126_000 - 892_800
+            }
+        );
         assert!(matches!(t.map(900_000 * 20), Mapped::Jump { .. }));
         t.rebase(126_000, 1_000_000);
         assert_eq!(t.map(129_600), Mapped::Continuous(1_003_600));

@@ -153,7 +153,10 @@ pub fn parse_pes_header(p: &[u8]) -> Option<PesHeader> {
     }
     let stream_id = p[3];
     // Stream ids without the optional header (padding, private 2, ECM...): no timestamps.
-    if matches!(stream_id, 0xbc | 0xbe | 0xbf | 0xf0 | 0xf1 | 0xf2 | 0xf8 | 0xff) {
+    if matches!(
+        stream_id,
+        0xbc | 0xbe | 0xbf | 0xf0 | 0xf1 | 0xf2 | 0xf8 | 0xff
+    ) {
         return Some(PesHeader {
             stream_id,
             pts: None,
@@ -198,7 +201,11 @@ pub fn map_pes_timestamps(pkt: &mut [u8; PACKET_SIZE], f: impl Fn(u64) -> u64) -
     let p = &mut pkt[start..];
     let flags = p[7] >> 6;
     if let Some(pts) = h.pts {
-        write_ts(&mut p[9..14], if flags == 0b11 { 0b0011 } else { 0b0010 }, f(pts));
+        write_ts(
+            &mut p[9..14],
+            if flags == 0b11 { 0b0011 } else { 0b0010 },
+            f(pts),
+        );
     }
     if let Some(dts) = h.dts {
         write_ts(&mut p[14..19], 0b0001, f(dts));

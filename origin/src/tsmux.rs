@@ -12,8 +12,8 @@ pub const AUDIO_PID: u16 = 0x101;
 
 /// SPS of a 640x360 main-profile level-3.0 stream (as x264 writes it).
 pub const SPS_360P: [u8; 24] = [
-    0x67, 0x4d, 0x40, 0x1e, 0xec, 0xa0, 0x50, 0x17, 0xfc, 0xb8, 0x08, 0x80, 0x00, 0x00, 0x03,
-    0x00, 0x80, 0x00, 0x00, 0x19, 0x07, 0x8b, 0x16, 0xcb,
+    0x67, 0x4d, 0x40, 0x1e, 0xec, 0xa0, 0x50, 0x17, 0xfc, 0xb8, 0x08, 0x80, 0x00, 0x00, 0x03, 0x00,
+    0x80, 0x00, 0x00, 0x19, 0x07, 0x8b, 0x16, 0xcb,
 ];
 
 /// Writes a single-program TS with one H.264 and one AAC stream.
@@ -55,18 +55,45 @@ impl TsWriter {
     /// Appends a PAT and a PMT.
     pub fn psi(&mut self, out: &mut Vec<u8>) {
         let pat = [
-            0x00, 0xb0, 0x0d, 0x00, 0x01, 0xc1, 0x00, 0x00, 0x00, 0x01,
-            0xe0 | (PMT_PID >> 8) as u8, PMT_PID as u8,
+            0x00,
+            0xb0,
+            0x0d,
+            0x00,
+            0x01,
+            0xc1,
+            0x00,
+            0x00,
+            0x00,
+            0x01,
+            0xe0 | (PMT_PID >> 8) as u8,
+            PMT_PID as u8,
         ];
         out.extend_from_slice(&section_packet(0, self.cc[0], &pat));
         self.cc[0] = (self.cc[0] + 1) & 0x0f;
         let v = self.video_pid;
         let pmt = [
-            0x02, 0xb0, 0x17, 0x00, 0x01, 0xc1, 0x00, 0x00,
-            0xe0 | (v >> 8) as u8, v as u8, // PCR PID
-            0xf0, 0x00,
-            ts::STREAM_TYPE_H264, 0xe0 | (v >> 8) as u8, v as u8, 0xf0, 0x00,
-            ts::STREAM_TYPE_AAC, 0xe0 | (AUDIO_PID >> 8) as u8, AUDIO_PID as u8, 0xf0, 0x00,
+            0x02,
+            0xb0,
+            0x17,
+            0x00,
+            0x01,
+            0xc1,
+            0x00,
+            0x00,
+            0xe0 | (v >> 8) as u8,
+            v as u8, // PCR PID
+            0xf0,
+            0x00,
+            ts::STREAM_TYPE_H264,
+            0xe0 | (v >> 8) as u8,
+            v as u8,
+            0xf0,
+            0x00,
+            ts::STREAM_TYPE_AAC,
+            0xe0 | (AUDIO_PID >> 8) as u8,
+            AUDIO_PID as u8,
+            0xf0,
+            0x00,
         ];
         out.extend_from_slice(&section_packet(PMT_PID, self.cc[1], &pmt));
         self.cc[1] = (self.cc[1] + 1) & 0x0f;
@@ -91,13 +118,30 @@ impl TsWriter {
     /// Appends one AAC frame of `size` bytes (an ADTS header and filler).
     pub fn audio_frame(&mut self, out: &mut Vec<u8>, pts: u64, size: usize) {
         let len = size.max(7);
-        let mut es = vec![0xff, 0xf1, 0x50, 0x80, ((len >> 3) & 0xff) as u8, (((len & 7) << 5) | 0x1f) as u8, 0xfc];
+        let mut es = vec![
+            0xff,
+            0xf1,
+            0x50,
+            0x80,
+            ((len >> 3) & 0xff) as u8,
+            (((len & 7) << 5) | 0x1f) as u8,
+            0xfc,
+        ];
         es.resize(len, 0x21);
         self.pes(out, AUDIO_PID, 0xc0, pts, None, false, &es);
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn pes(&mut self, out: &mut Vec<u8>, pid: u16, sid: u8, pts: u64, dts: Option<u64>, rai: bool, es: &[u8]) {
+    fn pes(
+        &mut self,
+        out: &mut Vec<u8>,
+        pid: u16,
+        sid: u8,
+        pts: u64,
+        dts: Option<u64>,
+        rai: bool,
+        es: &[u8],
+    ) {
         let mut pes = vec![0, 0, 1, sid, 0, 0, 0x80];
         let mut ts_bytes = [0u8; 10];
         let hlen = match dts {
@@ -132,7 +176,15 @@ impl TsWriter {
             if first && rai {
                 // Random access + PCR (PCR = DTS, good enough for a synthetic stream).
                 let base = dts.unwrap_or(pts) % ts::PTS_MOD;
-                af = vec![0x50, (base >> 25) as u8, (base >> 17) as u8, (base >> 9) as u8, (base >> 1) as u8, (((base & 1) as u8) << 7) | 0x7e, 0];
+                af = vec![
+                    0x50,
+                    (base >> 25) as u8,
+                    (base >> 17) as u8,
+                    (base >> 9) as u8,
+                    (base >> 1) as u8,
+                    (((base & 1) as u8) << 7) | 0x7e,
+                    0,
+                ];
             }
             let room = PACKET_SIZE - 4 - if af.is_empty() { 0 } else { 1 + af.len() };
             let take = rest.len().min(room);
@@ -165,7 +217,13 @@ impl TsWriter {
 
 /// A synthetic stream: `gops` GOPs of `gop_frames` frames at `frame` ticks each, starting at
 /// PTS `start`, with audio, PAT/PMT before every keyframe. Returns the TS bytes.
-pub fn synthetic(start: u64, gops: usize, gop_frames: usize, frame: u64, frame_size: usize) -> Vec<u8> {
+pub fn synthetic(
+    start: u64,
+    gops: usize,
+    gop_frames: usize,
+    frame: u64,
+    frame_size: usize,
+) -> Vec<u8> {
     let mut w = TsWriter::new();
     let mut out = Vec::new();
     let mut audio_pts = start;
@@ -176,7 +234,13 @@ pub fn synthetic(start: u64, gops: usize, gop_frames: usize, frame: u64, frame_s
             if f == 0 {
                 w.psi(&mut out);
             }
-            w.video_au(&mut out, pts, pts, f == 0, if f == 0 { frame_size * 4 } else { frame_size });
+            w.video_au(
+                &mut out,
+                pts,
+                pts,
+                f == 0,
+                if f == 0 { frame_size * 4 } else { frame_size },
+            );
             while audio_pts < pts + frame {
                 w.audio_frame(&mut out, audio_pts, 200);
                 audio_pts += 1920;

@@ -1,0 +1,323 @@
+//! The origin's TOML config (`config/origin.toml`), typed and validated.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use service::config::{Problem, Validate};
+
+/// The whole config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP server listens on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// HTTP server limits.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Limits on pushed (HTTP/UDP) input.
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    /// The streams served.
+    pub streams: Vec<StreamConfig>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+/// HTTP server limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Time a client has to send its request head.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Largest request head, bytes.
+    pub max_header_bytes: usize,
+    /// How long in-flight requests may finish after SIGTERM.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        let d = service::ServerLimits::default();
+        Self {
+            max_connections: d.max_connections,
+            header_read_timeout: d.header_read_timeout,
+            max_header_bytes: d.max_header_bytes,
+            drain_timeout: d.drain_timeout,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// As serve-loop limits.
+    pub fn limits(&self) -> service::ServerLimits {
+        service::ServerLimits {
+            max_connections: self.max_connections,
+            header_read_timeout: self.header_read_timeout,
+            max_header_bytes: self.max_header_bytes,
+            drain_timeout: self.drain_timeout,
+        }
+    }
+}
+
+/// Limits on pushed input.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// How far a push may run ahead of real time before it is refused with 429.
+    #[serde(with = "humantime_serde")]
+    pub max_lead: Duration,
+    /// Largest single segment, bytes; a bigger one (no keyframes?) ends an HTTP push with 413.
+    pub max_segment_bytes: usize,
+    /// An input silent this long counts as dropped (the partial segment is closed).
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            max_lead: Duration::from_secs(10),
+            max_segment_bytes: 32 << 20,
+            idle_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Where a stream's media comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// Replays TS files (the embedded fixtures by default) forever, anchored to the wall clock.
+    Loop,
+    /// MPEG-TS pushed over HTTP to `/ingest/{stream}/{rendition}`.
+    Push,
+    /// MPEG-TS over UDP, one socket per rendition.
+    Udp,
+}
+
+/// One stream (one ABR ladder).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamConfig {
+    /// Name in URLs (`/live/{name}/...`).
+    pub name: String,
+    /// Where media comes from.
+    pub source: SourceKind,
+    /// Target segment duration; segments are cut at the first IDR at or after it.
+    #[serde(default = "default_segment", with = "humantime_serde")]
+    pub segment_duration: Duration,
+    /// Segments listed in each media playlist.
+    #[serde(default = "default_window")]
+    pub window: usize,
+    /// Append EXT-X-ENDLIST when the input has been gone this long (never, when unset).
+    #[serde(default, with = "humantime_serde::option")]
+    pub endlist_after: Option<Duration>,
+    /// The renditions; a loop stream without any uses the embedded 360p/240p/144p ladder.
+    #[serde(default)]
+    pub renditions: Vec<RenditionConfig>,
+}
+
+fn default_segment() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_window() -> usize {
+    6
+}
+
+/// One rendition of a stream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenditionConfig {
+    /// Name in URLs (`/live/{stream}/{name}/...`).
+    pub name: String,
+    /// Loop source: a TS file to replay instead of the embedded fixture of the same name.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    /// UDP source: the address to receive on.
+    #[serde(default)]
+    pub udp: Option<SocketAddr>,
+}
+
+impl Config {
+    /// Parses a config from TOML text (`file` names it in errors).
+    pub fn parse(file: &str, src: &str) -> Result<Self, service::ConfigError> {
+        service::config::parse(file, src)
+    }
+
+    /// Reads and parses a config file.
+    pub fn load(path: &std::path::Path) -> Result<Self, service::ConfigError> {
+        service::config::load(path)
+    }
+
+    /// The embedded default: the loop stream `demo` on 127.0.0.1:8080.
+    pub fn demo() -> Self {
+        Config {
+            listen: default_listen(),
+            server: ServerConfig::default(),
+            ingest: IngestConfig::default(),
+            streams: vec![StreamConfig {
+                name: "demo".into(),
+                source: SourceKind::Loop,
+                segment_duration: default_segment(),
+                window: default_window(),
+                endlist_after: None,
+                renditions: Vec::new(),
+            }],
+        }
+    }
+}
+
+impl Validate for Config {
+    fn validate(&self) -> Vec<Problem> {
+        let mut p = Vec::new();
+        if self.streams.is_empty() {
+            p.push(Problem::new("streams", "at least one stream is required"));
+        }
+        if self.server.max_connections == 0 {
+            p.push(Problem::new("server.max_connections", "must be at least 1"));
+        }
+        if self.ingest.max_segment_bytes < 188 * 16 {
+            p.push(Problem::new(
+                "ingest.max_segment_bytes",
+                "must be at least 3008 (16 packets)",
+            ));
+        }
+        if self.ingest.idle_timeout.is_zero() {
+            p.push(Problem::new("ingest.idle_timeout", "must be more than 0s"));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, s) in self.streams.iter().enumerate() {
+            let k = |f: &str| format!("streams[{i}].{f}");
+            if !hls::path::valid_name(&s.name) {
+                p.push(Problem::new(k("name"), "must be 1-64 of A-Z a-z 0-9 _ -"));
+            } else if !names.insert(&s.name) {
+                p.push(Problem::new(
+                    k("name"),
+                    format!("stream {:?} is defined twice", s.name),
+                ));
+            }
+            let seg = s.segment_duration;
+            if seg < Duration::from_millis(500) || seg > Duration::from_secs(30) {
+                p.push(Problem::new(
+                    k("segment_duration"),
+                    "must be between 500ms and 30s",
+                ));
+            }
+            if s.window < 3 {
+                p.push(Problem::new(
+                    k("window"),
+                    "must be at least 3 (RFC 8216 §6.2.2: three target durations)",
+                ));
+            } else if s.window > 10_000 {
+                p.push(Problem::new(k("window"), "must be at most 10000"));
+            }
+            if s.source != SourceKind::Loop && s.renditions.is_empty() {
+                p.push(Problem::new(
+                    k("renditions"),
+                    "push and udp streams must list their renditions",
+                ));
+            }
+            let mut rnames = std::collections::HashSet::new();
+            for (j, r) in s.renditions.iter().enumerate() {
+                let rk = |f: &str| format!("streams[{i}].renditions[{j}].{f}");
+                if !hls::path::valid_name(&r.name) {
+                    p.push(Problem::new(rk("name"), "must be 1-64 of A-Z a-z 0-9 _ -"));
+                } else if !rnames.insert(&r.name) {
+                    p.push(Problem::new(
+                        rk("name"),
+                        format!("rendition {:?} is defined twice", r.name),
+                    ));
+                }
+                match s.source {
+                    SourceKind::Loop => {
+                        if r.file.is_none() && crate::loopsrc::embedded(&r.name).is_none() {
+                            p.push(Problem::new(
+                                rk("file"),
+                                format!(
+                                    "no embedded fixture named {:?} (have {}); give a file",
+                                    r.name,
+                                    crate::loopsrc::EMBEDDED_NAMES.join(", ")
+                                ),
+                            ));
+                        }
+                        if r.udp.is_some() {
+                            p.push(Problem::new(rk("udp"), "only for source = \"udp\""));
+                        }
+                    }
+                    SourceKind::Udp => {
+                        if r.udp.is_none() {
+                            p.push(Problem::new(
+                                rk("name"),
+                                "udp renditions need `udp = \"host:port\"`",
+                            ));
+                        }
+                        if r.file.is_some() {
+                            p.push(Problem::new(rk("file"), "only for source = \"loop\""));
+                        }
+                    }
+                    SourceKind::Push => {
+                        if r.udp.is_some() || r.file.is_some() {
+                            p.push(Problem::new(
+                                rk("name"),
+                                "push renditions take no `file` or `udp`",
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_loop_config() {
+        let c = Config::parse(
+            "o.toml",
+            "[[streams]]\nname = \"demo\"\nsource = \"loop\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.listen, default_listen());
+        assert_eq!(c.streams[0].segment_duration, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn reports_every_problem_with_line_and_key() {
+        let src = "[[streams]]\nname = \"bad name\"\nsource = \"push\"\nwindow = 1\n\n[[streams]]\nname = \"ok\"\nsource = \"udp\"\n[[streams.renditions]]\nname = \"a\"\n";
+        let e = Config::parse("o.toml", src).unwrap_err().to_string();
+        assert!(e.contains("line 2: key `streams[0].name`"), "{e}");
+        assert!(e.contains("line 4: key `streams[0].window`"), "{e}");
+        assert!(e.contains("key `streams[0].renditions`"), "{e}");
+        assert!(
+            e.contains("line 10: key `streams[1].renditions[0].name`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_duration_names_the_key() {
+        let e = Config::parse(
+            "o.toml",
+            "[[streams]]\nname = \"d\"\nsource = \"loop\"\nsegment_duration = \"2 parsecs\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("o.toml:4: key `streams[0].segment_duration`"),
+            "{e}"
+        );
+    }
+}

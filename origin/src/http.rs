@@ -1,0 +1,574 @@
+//! The origin's HTTP interface: playlists and segments under `/live/`, push ingest under
+//! `/ingest/`, and `/metrics`, `/healthz`, `/readyz`. Errors become responses here and only
+//! here, each with a reason in the body.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use service::Body;
+use service::body::{empty, full, text};
+
+use crate::App;
+use crate::pipeline::FeedError;
+use crate::store::{Rendered, Stream};
+use hls::HlsPath;
+
+/// What a request was for, as a metrics label.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Master,
+    Media,
+    Segment,
+    Ingest,
+    Ops,
+    Other,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Master => "master",
+            Kind::Media => "media",
+            Kind::Segment => "segment",
+            Kind::Ingest => "ingest",
+            Kind::Ops => "ops",
+            Kind::Other => "other",
+        }
+    }
+}
+
+/// Handles one request.
+pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let (kind, mut resp) = route(&app, req).await;
+    let h = resp.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("Content-Length, Content-Range, ETag, Last-Modified"),
+    );
+    let status = resp.status();
+    app.metrics
+        .http_requests
+        .with_label_values(&[kind.as_str(), status.as_str()])
+        .inc();
+    app.metrics
+        .http_duration
+        .with_label_values(&[kind.as_str()])
+        .observe(start.elapsed().as_secs_f64());
+    tracing::debug!(%method, %path, kind = kind.as_str(), status = status.as_u16(), "request");
+    resp
+}
+
+async fn route(app: &Arc<App>, req: Request<Incoming>) -> (Kind, Response<Body>) {
+    let path = req.uri().path();
+    if req.method() == Method::OPTIONS {
+        return (Kind::Other, preflight());
+    }
+    match path {
+        "/healthz" => return (Kind::Ops, text(StatusCode::OK, "ok")),
+        "/readyz" => return (Kind::Ops, readyz(app)),
+        "/metrics" => {
+            let mut r = Response::new(full(service::metrics::encode(&app.metrics.registry)));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(service::metrics::CONTENT_TYPE),
+            );
+            return (Kind::Ops, r);
+        }
+        _ => {}
+    }
+    if let Some(rest) = path.strip_prefix("/ingest/") {
+        let rest = rest.to_string();
+        return (Kind::Ingest, ingest(app, &rest, req).await);
+    }
+    let parsed = match HlsPath::parse(path) {
+        Ok(p) => p,
+        Err(hls::PathError::NotHls) => {
+            return (
+                Kind::Other,
+                text(StatusCode::NOT_FOUND, format!("no such resource: {path}")),
+            );
+        }
+        Err(e) => return (Kind::Other, text(StatusCode::BAD_REQUEST, e.to_string())),
+    };
+    let kind = match parsed {
+        HlsPath::Master { .. } => Kind::Master,
+        HlsPath::Media { .. } => Kind::Media,
+        HlsPath::Segment { .. } | HlsPath::Part { .. } => Kind::Segment,
+    };
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut r = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{} is not allowed here; use GET or HEAD", req.method()),
+        );
+        r.headers_mut().insert(
+            header::ALLOW,
+            HeaderValue::from_static("GET, HEAD, OPTIONS"),
+        );
+        return (kind, r);
+    }
+    let head = req.method() == Method::HEAD;
+    let Some(stream) = app.streams.get(parsed.stream()) else {
+        return (
+            kind,
+            not_found(format!("unknown stream {:?}", parsed.stream())),
+        );
+    };
+    let resp = match &parsed {
+        HlsPath::Master { .. } => match stream.master() {
+            Some(m) => playlist(&m, stream, req.headers(), head, false),
+            None => not_yet("no segments published yet"),
+        },
+        HlsPath::Media { rendition, .. } => match stream.rendition(rendition) {
+            None => not_found(format!(
+                "unknown rendition {rendition:?} of stream {:?}",
+                stream.name
+            )),
+            Some(r) => match stream.playlist(r) {
+                Some(p) => {
+                    let ended = stream.has_ended(
+                        stream
+                            .renditions
+                            .iter()
+                            .position(|x| x.name == r.name)
+                            .unwrap_or(0),
+                    );
+                    playlist(&p, stream, req.headers(), head, ended)
+                }
+                None => not_yet("no segments published yet"),
+            },
+        },
+        HlsPath::Segment { rendition, msn, .. } => match stream.rendition(rendition) {
+            None => not_found(format!(
+                "unknown rendition {rendition:?} of stream {:?}",
+                stream.name
+            )),
+            Some(r) => match stream.segment(r, *msn) {
+                Some(seg) => media_object(
+                    seg.data.clone(),
+                    &seg.etag,
+                    seg.published_unix,
+                    req.headers(),
+                    head,
+                ),
+                None if stream.is_future(r, *msn) => {
+                    not_found(format!("segment {msn} not produced yet"))
+                }
+                None => not_found(format!("segment {msn} has expired from the window")),
+            },
+        },
+        HlsPath::Part { msn, part, .. } => not_found(format!(
+            "part {msn}.{part}: this origin does not publish LL-HLS parts"
+        )),
+    };
+    (kind, resp)
+}
+
+fn preflight() -> Response<Body> {
+    let mut r = Response::new(empty());
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    let h = r.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, HEAD, OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Range, If-None-Match, If-Modified-Since"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("86400"),
+    );
+    r
+}
+
+fn readyz(app: &App) -> Response<Body> {
+    let not_ready: Vec<&str> = app
+        .streams
+        .values()
+        .filter(|s| !s.is_ready())
+        .map(|s| s.name.as_str())
+        .collect();
+    if not_ready.is_empty() {
+        text(StatusCode::OK, "ready")
+    } else {
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "not ready: streams without a full window: {}",
+                not_ready.join(", ")
+            ),
+        )
+    }
+}
+
+fn not_found(reason: String) -> Response<Body> {
+    let mut r = text(StatusCode::NOT_FOUND, reason);
+    // Negative caching must not outlive the gap before the object exists.
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=1"));
+    r
+}
+
+fn not_yet(reason: &str) -> Response<Body> {
+    let mut r = text(StatusCode::SERVICE_UNAVAILABLE, reason);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == "*" || t == etag)
+}
+
+fn hv(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn playlist(
+    p: &Rendered,
+    stream: &Stream,
+    headers: &HeaderMap,
+    head: bool,
+    ended: bool,
+) -> Response<Body> {
+    let td = stream.target_duration;
+    let cache = if ended {
+        "public, max-age=86400".to_string()
+    } else {
+        // About half the target duration, so edges refresh in step with new segments, and
+        // allowed to go stale while revalidating or when the origin fails.
+        format!(
+            "public, max-age={}, stale-while-revalidate={}, stale-if-error={}",
+            (td / 2).max(1),
+            td,
+            td * 6
+        )
+    };
+    let mut r = if etag_matches(headers, &p.etag) {
+        let mut r = Response::new(empty());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        r
+    } else {
+        let mut r = Response::new(if head { empty() } else { full(p.body.clone()) });
+        r.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(p.body.len()));
+        r
+    };
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(hls::PLAYLIST_CONTENT_TYPE),
+    );
+    h.insert(header::CACHE_CONTROL, hv(&cache));
+    h.insert(header::ETAG, hv(&p.etag));
+    r
+}
+
+/// A byte range request resolved against a body of `len` bytes.
+#[derive(Debug, PartialEq, Eq)]
+enum RangeReq {
+    /// No (usable) Range header: the whole body.
+    Full,
+    /// One satisfiable range, inclusive.
+    Part(u64, u64),
+    /// Unsatisfiable.
+    Unsatisfiable,
+}
+
+fn parse_range(headers: &HeaderMap, len: u64) -> RangeReq {
+    let Some(v) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
+        return RangeReq::Full;
+    };
+    let Some(spec) = v.trim().strip_prefix("bytes=") else {
+        return RangeReq::Full;
+    };
+    if spec.contains(',') {
+        return RangeReq::Full; // multipart ranges: serving the whole body is allowed
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return RangeReq::Full;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let parsed = match (a.is_empty(), b.is_empty()) {
+        (true, false) => b.parse::<u64>().ok().map(|n| {
+            if n == 0 || len == 0 {
+                None
+            } else {
+                Some((len.saturating_sub(n), len - 1))
+            }
+        }),
+        (false, _) => a.parse::<u64>().ok().map(|s| {
+            let e = if b.is_empty() {
+                Some(len.saturating_sub(1))
+            } else {
+                b.parse::<u64>().ok()
+            };
+            match e {
+                Some(e) if s <= e && s < len => Some((s, e.min(len - 1))),
+                Some(_) => None,
+                None => None,
+            }
+        }),
+        (true, true) => None,
+    };
+    match parsed {
+        None => RangeReq::Full, // syntactically invalid: ignore (RFC 9110 §14.2)
+        Some(None) => RangeReq::Unsatisfiable,
+        Some(Some((s, e))) => RangeReq::Part(s, e),
+    }
+}
+
+fn media_object(
+    data: Bytes,
+    etag: &str,
+    modified_unix: u64,
+    headers: &HeaderMap,
+    head: bool,
+) -> Response<Body> {
+    let len = data.len() as u64;
+    let mut r = if etag_matches(headers, etag) {
+        let mut r = Response::new(empty());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        r
+    } else {
+        match parse_range(headers, len) {
+            RangeReq::Full => {
+                let mut r = Response::new(if head { empty() } else { full(data) });
+                r.headers_mut()
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+                r
+            }
+            RangeReq::Part(s, e) => {
+                let slice = data.slice(s as usize..=e as usize);
+                let n = slice.len();
+                let mut r = Response::new(if head { empty() } else { full(slice) });
+                *r.status_mut() = StatusCode::PARTIAL_CONTENT;
+                r.headers_mut()
+                    .insert(header::CONTENT_RANGE, hv(&format!("bytes {s}-{e}/{len}")));
+                r.headers_mut()
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+                r
+            }
+            RangeReq::Unsatisfiable => {
+                let mut r = text(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    format!("range outside 0-{}", len.saturating_sub(1)),
+                );
+                r.headers_mut()
+                    .insert(header::CONTENT_RANGE, hv(&format!("bytes */{len}")));
+                return r;
+            }
+        }
+    };
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(hls::TS_CONTENT_TYPE),
+    );
+    // A segment name never changes content.
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=31536000, immutable"),
+    );
+    h.insert(header::ETAG, hv(etag));
+    h.insert(
+        header::LAST_MODIFIED,
+        hv(&hls::date::format_http_date(modified_unix as i64)),
+    );
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    r
+}
+
+/// Decrements the open-ingest gauge when a push ends, however it ends.
+struct ConnectionGauge(prometheus::IntGauge);
+impl Drop for ConnectionGauge {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+async fn ingest(app: &Arc<App>, rest: &str, req: Request<Incoming>) -> Response<Body> {
+    if req.method() != Method::PUT && req.method() != Method::POST {
+        let mut r = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "ingest takes PUT or POST with an MPEG-TS body",
+        );
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("PUT, POST"));
+        return r;
+    }
+    let Some((stream_name, rendition)) = rest.split_once('/') else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "ingest path is /ingest/{stream}/{rendition}",
+        );
+    };
+    if !hls::path::valid_name(stream_name) || !hls::path::valid_name(rendition) {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "stream and rendition names are 1-64 of A-Z a-z 0-9 _ -",
+        );
+    }
+    let Some(stream) = app.streams.get(stream_name) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("unknown stream {stream_name:?}"),
+        );
+    };
+    let Some(idx) = stream.renditions.iter().position(|r| r.name == rendition) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("unknown rendition {rendition:?} of stream {stream_name:?}"),
+        );
+    };
+    if stream.source != crate::config::SourceKind::Push {
+        return text(
+            StatusCode::CONFLICT,
+            format!(
+                "stream {stream_name:?} is fed by its {:?} source, not HTTP push",
+                stream.source
+            ),
+        );
+    }
+    if stream.has_ended(idx) {
+        return text(
+            StatusCode::CONFLICT,
+            format!(
+                "stream {stream_name:?} rendition {rendition:?} has ended (EXT-X-ENDLIST published); use a new stream name"
+            ),
+        );
+    }
+    let Some(pipe) = app
+        .inputs
+        .get(&(stream_name.to_string(), rendition.to_string()))
+    else {
+        return text(StatusCode::NOT_FOUND, "no input for this rendition");
+    };
+    let Ok(mut p) = pipe.clone().try_lock_owned() else {
+        app.metrics
+            .ingest_rejected
+            .with_label_values(&[stream_name, "busy"])
+            .inc();
+        return text(
+            StatusCode::CONFLICT,
+            "another push is already feeding this rendition",
+        );
+    };
+    app.metrics.ingest_connections.inc();
+    let _gauge = ConnectionGauge(app.metrics.ingest_connections.clone());
+    tracing::info!(stream = stream_name, rendition, "ingest connected");
+    p.begin();
+    let idle = app.ingest.idle_timeout;
+    let mut body = req.into_body();
+    let (status, reason, clean) = loop {
+        match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => {
+                break (
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("no data for {}", humantime::format_duration(idle)),
+                    false,
+                );
+            }
+            Ok(None) => break (StatusCode::NO_CONTENT, String::new(), true),
+            Ok(Some(Err(e))) => {
+                break (
+                    StatusCode::BAD_REQUEST,
+                    format!("ingest body broke off: {e}"),
+                    false,
+                );
+            }
+            Ok(Some(Ok(frame))) => {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                if let Err(e) = p.feed(&data) {
+                    let (status, label) = match e {
+                        FeedError::TooFast(_) => (StatusCode::TOO_MANY_REQUESTS, "too_fast"),
+                        FeedError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+                    };
+                    app.metrics
+                        .ingest_rejected
+                        .with_label_values(&[stream_name, label])
+                        .inc();
+                    break (status, e.to_string(), false);
+                }
+            }
+        }
+    };
+    p.end(clean);
+    drop(p);
+    if status.is_success() {
+        tracing::info!(stream = stream_name, rendition, "ingest ended");
+    } else {
+        tracing::warn!(stream = stream_name, rendition, status = status.as_u16(), %reason, "ingest cut off");
+    }
+    app.schedule_endlist(stream.clone(), idx, pipe.clone());
+    if status == StatusCode::NO_CONTENT {
+        let mut r = Response::new(empty());
+        *r.status_mut() = status;
+        r
+    } else {
+        let mut r = text(status, reason);
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+        }
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(range: &str) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        m.insert(header::RANGE, HeaderValue::from_str(range).unwrap());
+        m
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range(&h("bytes=0-99"), 1000), RangeReq::Part(0, 99));
+        assert_eq!(
+            parse_range(&h("bytes=900-"), 1000),
+            RangeReq::Part(900, 999)
+        );
+        assert_eq!(
+            parse_range(&h("bytes=-100"), 1000),
+            RangeReq::Part(900, 999)
+        );
+        assert_eq!(
+            parse_range(&h("bytes=990-2000"), 1000),
+            RangeReq::Part(990, 999)
+        );
+        assert_eq!(
+            parse_range(&h("bytes=1000-"), 1000),
+            RangeReq::Unsatisfiable
+        );
+        assert_eq!(parse_range(&h("bytes=5-1"), 1000), RangeReq::Unsatisfiable);
+        assert_eq!(parse_range(&h("bytes=x-1"), 1000), RangeReq::Full);
+        assert_eq!(parse_range(&h("bytes=0-1,5-6"), 1000), RangeReq::Full);
+        assert_eq!(parse_range(&HeaderMap::new(), 1000), RangeReq::Full);
+    }
+}
