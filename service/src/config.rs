@@ -154,7 +154,9 @@ fn line_of(src: &str, at: usize) -> usize {
 
 /// Finds the line of a dotted key path (`streams[1].renditions[0].name`) in `src`.
 pub fn locate(src: &str, path: &str) -> Option<usize> {
-    let root = DeValue::parse(src).ok()?;
+    let table = toml::de::DeTable::parse(src).ok()?;
+    let span = table.span();
+    let root = toml::Spanned::new(span, DeValue::Table(table.into_inner()));
     let mut cur = &root;
     let mut span = root.span();
     for part in path.split('.').filter(|p| !p.is_empty()) {
@@ -185,6 +187,7 @@ mod tests {
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
+    #[allow(dead_code)] // fields exist to be parsed
     struct Cfg {
         listen: String,
         #[serde(default)]
@@ -192,6 +195,7 @@ mod tests {
     }
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
     struct Item {
         name: String,
         size: u32,

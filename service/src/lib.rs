@@ -2,6 +2,7 @@
 //! config loading that names file, line and key, tracing setup and Prometheus helpers.
 
 pub mod body;
+pub mod client;
 pub mod config;
 pub mod metrics;
 pub mod server;

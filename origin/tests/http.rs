@@ -1,0 +1,409 @@
+//! The origin over real HTTP: playlists, segments, headers, errors, ingest and bad input.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use origin::config::Config;
+use origin::tsmux::{TsWriter, synthetic};
+use service::client::{Fetched, HttpClient, fetch, new_client};
+use tokio::sync::oneshot;
+
+struct Origin {
+    addr: SocketAddr,
+    _stop: oneshot::Sender<()>,
+}
+
+async fn start(toml: &str) -> Origin {
+    let cfg = Config::parse("test.toml", toml).expect("config");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        origin::run(listener, cfg, async move {
+            let _ = rx.await;
+        })
+        .await
+        .expect("origin run");
+    });
+    Origin { addr, _stop: tx }
+}
+
+const DEMO: &str = "[[streams]]\nname = \"demo\"\nsource = \"loop\"\n";
+
+async fn get(c: &HttpClient, url: &str, headers: &[(&str, &str)]) -> Fetched {
+    fetch(c, Method::GET, url, headers, Duration::from_secs(10))
+        .await
+        .unwrap()
+}
+
+async fn wait_ready(c: &HttpClient, o: &Origin) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(r) = fetch(
+            c,
+            Method::GET,
+            &format!("http://{}/readyz", o.addr),
+            &[],
+            Duration::from_secs(1),
+        )
+        .await
+            && r.status == StatusCode::OK
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "origin not ready in 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn media(text: &Bytes) -> m3u8_rs::MediaPlaylist {
+    m3u8_rs::parse_media_playlist_res(text).expect("media playlist parses with m3u8-rs")
+}
+
+#[tokio::test]
+async fn loop_stream_serves_conformant_playlists_and_segments() {
+    let o = start(DEMO).await;
+    let c = new_client(Duration::from_secs(30));
+    wait_ready(&c, &o).await;
+    let base = format!("http://{}/live/demo", o.addr);
+
+    let m = get(&c, &format!("{base}/master.m3u8"), &[]).await;
+    assert_eq!(m.status, 200);
+    assert_eq!(m.header("content-type"), "application/vnd.apple.mpegurl");
+    let master = m3u8_rs::parse_master_playlist_res(&m.body).expect("master parses");
+    assert_eq!(master.variants.len(), 3);
+    assert!(master.independent_segments);
+    let v = &master.variants[0];
+    assert_eq!(v.codecs.as_deref(), Some("avc1.4d401e,mp4a.40.2"));
+    assert_eq!(v.resolution.map(|r| (r.width, r.height)), Some((640, 360)));
+    assert_eq!(v.frame_rate, Some(25.0));
+    assert!(
+        v.bandwidth >= v.average_bandwidth.unwrap() && v.bandwidth > 700_000,
+        "{v:?}"
+    );
+
+    let mut newest = Vec::new();
+    for v in &master.variants {
+        let r = get(&c, &format!("{base}/{}", v.uri), &[]).await;
+        assert!(r.header("cache-control").contains("max-age=1"));
+        let pl = media(&r.body);
+        assert_eq!(pl.target_duration, 2);
+        assert_eq!(pl.segments.len(), 6);
+        // Numbers derive from media time, which counts from the Unix epoch.
+        let pdt = pl.segments[0].program_date_time.unwrap().timestamp_millis();
+        assert_eq!(pl.media_sequence as i64 * 2000, pdt);
+        assert!(pl.segments.iter().all(|s| (s.duration - 2.0).abs() < 1e-6));
+        newest.push(pl.media_sequence + 5);
+    }
+    assert!(newest.iter().max().unwrap() - newest.iter().min().unwrap() <= 1);
+
+    let msn = newest[0];
+    let url = format!("{base}/360p/{msn}.ts");
+    let s = get(&c, &url, &[]).await;
+    assert_eq!(s.status, 200);
+    assert_eq!(s.header("content-type"), "video/mp2t");
+    assert_eq!(
+        s.header("cache-control"),
+        "public, max-age=31536000, immutable"
+    );
+    assert_eq!(s.header("access-control-allow-origin"), "*");
+    assert!(s.body.len() > 100_000 && s.body.len() % 188 == 0 && s.body[0] == 0x47);
+    let etag = s.header("etag").to_string();
+
+    let h = fetch(&c, Method::HEAD, &url, &[], Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(h.status, 200);
+    assert!(h.body.is_empty());
+    assert_eq!(h.header("content-length"), s.body.len().to_string());
+
+    let r = get(&c, &url, &[("range", "bytes=188-375")]).await;
+    assert_eq!(r.status, 206);
+    assert_eq!(&r.body[..], &s.body[188..376]);
+    assert_eq!(
+        r.header("content-range"),
+        format!("bytes 188-375/{}", s.body.len())
+    );
+    let r = get(&c, &url, &[("range", "bytes=99999999-")]).await;
+    assert_eq!(r.status, 416);
+
+    let r = get(&c, &url, &[("if-none-match", &etag)]).await;
+    assert_eq!(r.status, 304);
+    assert!(r.body.is_empty());
+
+    // Errors: each with a status and a reason.
+    for (path, status) in [
+        ("/live/nope/master.m3u8", 404),
+        ("/live/demo/999p/index.m3u8", 404),
+        (&format!("/live/demo/360p/{}.ts", msn + 100) as &str, 404),
+        ("/live/demo/360p/3.ts", 404),
+        ("/live/demo/360p/1.2.ts", 404),
+        ("/live/../etc/passwd", 400),
+        ("/live/demo/360p/%2e%2e.ts", 400),
+        ("/live/demo/360p/01.ts", 400),
+        ("/live/demo/360p/x.ts", 400),
+        ("/nothing", 404),
+    ] {
+        let r = get(&c, &format!("http://{}{path}", o.addr), &[]).await;
+        assert_eq!(r.status.as_u16(), status, "{path}");
+        assert!(!r.body.is_empty(), "{path} has a reason");
+    }
+    let r = get(&c, &format!("{base}/360p/{}.ts", msn + 100), &[]).await;
+    assert_eq!(r.header("cache-control"), "max-age=1");
+    let r = fetch(&c, Method::DELETE, &url, &[], Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 405);
+
+    let metrics = get(&c, &format!("http://{}/metrics", o.addr), &[]).await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.contains("origin_segments_published_total{rendition=\"360p\",stream=\"demo\"}"),
+        "{text}"
+    );
+    assert!(text.contains("origin_build_info"));
+    assert_eq!(
+        get(&c, &format!("http://{}/healthz", o.addr), &[])
+            .await
+            .status,
+        200
+    );
+}
+
+/// Two origins started at different moments publish the same names with the same bytes,
+/// so an edge can fail over between them mid-stream.
+#[tokio::test]
+async fn two_origins_publish_identical_segments() {
+    let a = start(DEMO).await;
+    let c = new_client(Duration::from_secs(30));
+    wait_ready(&c, &a).await;
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    let b = start(DEMO).await;
+    wait_ready(&c, &b).await;
+    let pa = media(
+        &get(
+            &c,
+            &format!("http://{}/live/demo/240p/index.m3u8", a.addr),
+            &[],
+        )
+        .await
+        .body,
+    );
+    let pb = media(
+        &get(
+            &c,
+            &format!("http://{}/live/demo/240p/index.m3u8", b.addr),
+            &[],
+        )
+        .await
+        .body,
+    );
+    let common: Vec<_> = pa
+        .segments
+        .iter()
+        .filter(|s| pb.segments.iter().any(|t| t.uri == s.uri))
+        .collect();
+    assert!(common.len() >= 4, "{} common segments", common.len());
+    for s in common {
+        let x = get(
+            &c,
+            &format!("http://{}/live/demo/240p/{}", a.addr, s.uri),
+            &[],
+        )
+        .await;
+        let y = get(
+            &c,
+            &format!("http://{}/live/demo/240p/{}", b.addr, s.uri),
+            &[],
+        )
+        .await;
+        assert_eq!(x.header("etag"), y.header("etag"), "{}", s.uri);
+        assert_eq!(x.body, y.body, "{}", s.uri);
+    }
+}
+
+const PUSH: &str = "[ingest]\nmax_lead = \"8s\"\nidle_timeout = \"2s\"\n\n[[streams]]\nname = \"in\"\nsource = \"push\"\nwindow = 3\nendlist_after = \"1s\"\n[[streams.renditions]]\nname = \"a\"\n[[streams.renditions]]\nname = \"b\"\n\n[[streams]]\nname = \"demo\"\nsource = \"loop\"\n";
+
+async fn push(c: &HttpClient, url: &str, body: Vec<u8>) -> Fetched {
+    let req = Request::builder()
+        .method(Method::PUT)
+        .uri(url)
+        .body(service::body::full(body))
+        .unwrap();
+    let resp = c.request(req).await.unwrap();
+    let (parts, body) = resp.into_parts();
+    Fetched {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes(),
+    }
+}
+
+#[tokio::test]
+async fn ingest_survives_bad_input_and_refuses_abuse() {
+    let o = start(PUSH).await;
+    let c = new_client(Duration::from_secs(30));
+    let ingest = |r: &str| format!("http://{}/ingest/in/{r}", o.addr);
+
+    // Garbage: accepted and counted, nothing published, nothing crashes.
+    let r = push(
+        &c,
+        &ingest("a"),
+        b"\x47 this is not a transport stream at all ".repeat(500),
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    // A clean 3 s stream (below max_lead): published.
+    let r = push(&c, &ingest("a"), synthetic(0, 3, 25, 3600, 400)).await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    let pl = get(&c, &format!("http://{}/live/in/a/index.m3u8", o.addr), &[]).await;
+    assert_eq!(pl.status, 200);
+    // 25-frame GOPs of 1 s against a 2 s target: segments of two GOPs.
+    let parsed = media(&pl.body);
+    assert_eq!(
+        parsed.segments.len(),
+        2,
+        "{}",
+        String::from_utf8_lossy(&pl.body)
+    );
+    assert_eq!(parsed.media_sequence, 0);
+
+    // Faster than real time: 60 s of media in one go.
+    let r = push(&c, &ingest("b"), synthetic(0, 30, 50, 3600, 100)).await;
+    assert_eq!(r.status, 429, "{}", String::from_utf8_lossy(&r.body));
+    assert!(String::from_utf8_lossy(&r.body).contains("real time"));
+
+    // Wrong places.
+    assert_eq!(
+        push(&c, &format!("http://{}/ingest/in/zzz", o.addr), vec![])
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        push(&c, &format!("http://{}/ingest/demo/360p", o.addr), vec![])
+            .await
+            .status,
+        409
+    );
+    assert_eq!(
+        push(&c, &format!("http://{}/ingest/in", o.addr), vec![])
+            .await
+            .status,
+        400
+    );
+    let r = fetch(&c, Method::GET, &ingest("a"), &[], Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 405);
+
+    // The loop stream next door is unaffected.
+    wait_ready_stream(&c, &o, "demo").await;
+    let metrics = String::from_utf8_lossy(
+        &get(&c, &format!("http://{}/metrics", o.addr), &[])
+            .await
+            .body,
+    )
+    .into_owned();
+    assert!(
+        metrics.contains(
+            "origin_input_errors_total{kind=\"sync_lost\",rendition=\"a\",stream=\"in\"}"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("origin_ingest_rejected_total{reason=\"too_fast\",stream=\"in\"} 1"),
+        "{metrics}"
+    );
+}
+
+async fn wait_ready_stream(c: &HttpClient, o: &Origin, stream: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(
+        c,
+        &format!("http://{}/live/{stream}/master.m3u8", o.addr),
+        &[],
+    )
+    .await
+    .status
+        != 200
+    {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A push that drops mid-segment publishes what it had (minus the broken frame); the encoder
+/// reconnecting with reset timestamps continues the numbering after a discontinuity; a
+/// second concurrent push is refused; the stream ends with ENDLIST once the input is gone.
+#[tokio::test]
+async fn dropped_push_reconnect_and_end() {
+    let o = start(PUSH).await;
+    let c = new_client(Duration::from_secs(30));
+    let url = format!("http://{}/ingest/in/a", o.addr);
+    let (mut tx, body) = http_body_util::channel::Channel::<Bytes, std::io::Error>::new(4);
+    let body = body
+        .map_err(|e| Box::new(e) as service::body::BodyError)
+        .boxed();
+    let req = Request::builder()
+        .method(Method::PUT)
+        .uri(&url)
+        .body(body)
+        .unwrap();
+    let c2 = c.clone();
+    let first = tokio::spawn(async move { c2.request(req).await });
+    let data = synthetic(900_000, 3, 50, 3600, 800); // 6 s starting at PTS 10 s
+    let cut = data.len() - 188 * 40; // inside the last GOP's last frames
+    for chunk in data[..cut].chunks(188 * 50) {
+        tx.send_data(Bytes::copy_from_slice(chunk)).await.unwrap();
+    }
+    // Give the server time to consume what was sent, then check a rival push is refused.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rival = push(&c, &url, vec![]).await;
+    assert_eq!(rival.status, 409);
+    tx.abort(std::io::Error::other("encoder crashed"));
+    let _ = first.await;
+
+    let pl = media(
+        &get(&c, &format!("http://{}/live/in/a/index.m3u8", o.addr), &[])
+            .await
+            .body,
+    );
+    let durs: Vec<f32> = pl.segments.iter().map(|s| s.duration).collect();
+    assert_eq!(pl.media_sequence, 5, "first msn = floor(10 s / 2 s)");
+    assert_eq!(durs.len(), 3, "{durs:?}");
+    assert!(
+        (durs[2] - 2.0).abs() > 0.01 && durs[2] > 1.0,
+        "the partial segment is shorter: {durs:?}"
+    );
+
+    // The encoder restarts from PTS 0: a discontinuity, numbers carry on.
+    let r = push(&c, &url, synthetic(0, 2, 50, 3600, 800)).await;
+    assert_eq!(r.status, 204);
+    let text = get(&c, &format!("http://{}/live/in/a/index.m3u8", o.addr), &[])
+        .await
+        .body;
+    let pl = media(&text);
+    let msns: Vec<u64> = (0..pl.segments.len() as u64)
+        .map(|i| pl.media_sequence + i)
+        .collect();
+    assert_eq!(msns, vec![7, 8, 9], "{}", String::from_utf8_lossy(&text));
+    assert!(
+        pl.segments[1].discontinuity,
+        "{}",
+        String::from_utf8_lossy(&text)
+    );
+    assert!(!pl.end_list);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let pl = media(
+        &get(&c, &format!("http://{}/live/in/a/index.m3u8", o.addr), &[])
+            .await
+            .body,
+    );
+    assert!(pl.end_list, "ENDLIST after endlist_after without input");
+    assert_eq!(push(&c, &url, vec![]).await.status, 409);
+    let _ = TsWriter::new();
+}
