@@ -1,1 +1,1 @@
-pub fn x() {}
+//! HLS-aware HTTP caching reverse proxy. Filled in by the edge issue.

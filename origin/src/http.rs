@@ -399,6 +399,68 @@ fn media_object(
     r
 }
 
+/// Feeds one push connection's body into its pipeline until it ends, breaks, idles out or
+/// is refused; then closes the partial segment and arms the end-of-stream timer.
+async fn run_push(
+    app: Arc<App>,
+    stream: Arc<Stream>,
+    idx: usize,
+    pipe: Arc<tokio::sync::Mutex<crate::pipeline::Pipeline>>,
+    mut p: tokio::sync::OwnedMutexGuard<crate::pipeline::Pipeline>,
+    mut body: Incoming,
+) -> (StatusCode, String) {
+    let (stream_name, rendition) = (stream.name.clone(), p.rendition().to_string());
+    app.metrics.ingest_connections.inc();
+    let _gauge = ConnectionGauge(app.metrics.ingest_connections.clone());
+    tracing::info!(stream = %stream_name, %rendition, "ingest connected");
+    p.begin();
+    let idle = app.ingest.idle_timeout;
+    let (status, reason, clean) = loop {
+        match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => {
+                break (
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("no data for {}", humantime::format_duration(idle)),
+                    false,
+                );
+            }
+            Ok(None) => break (StatusCode::NO_CONTENT, String::new(), true),
+            Ok(Some(Err(e))) => {
+                break (
+                    StatusCode::BAD_REQUEST,
+                    format!("ingest body broke off: {e}"),
+                    false,
+                );
+            }
+            Ok(Some(Ok(frame))) => {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                if let Err(e) = p.feed(&data) {
+                    let (status, label) = match e {
+                        FeedError::TooFast(_) => (StatusCode::TOO_MANY_REQUESTS, "too_fast"),
+                        FeedError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+                    };
+                    app.metrics
+                        .ingest_rejected
+                        .with_label_values(&[&stream_name, label])
+                        .inc();
+                    break (status, e.to_string(), false);
+                }
+            }
+        }
+    };
+    p.end(clean);
+    drop(p);
+    if status.is_success() {
+        tracing::info!(stream = %stream_name, %rendition, "ingest ended");
+    } else {
+        tracing::warn!(stream = %stream_name, %rendition, status = status.as_u16(), %reason, "ingest cut off");
+    }
+    app.schedule_endlist(stream, idx, pipe);
+    (status, reason)
+}
+
 /// Decrements the open-ingest gauge when a push ends, however it ends.
 struct ConnectionGauge(prometheus::IntGauge);
 impl Drop for ConnectionGauge {
@@ -464,7 +526,7 @@ async fn ingest(app: &Arc<App>, rest: &str, req: Request<Incoming>) -> Response<
     else {
         return text(StatusCode::NOT_FOUND, "no input for this rendition");
     };
-    let Ok(mut p) = pipe.clone().try_lock_owned() else {
+    let Ok(p) = pipe.clone().try_lock_owned() else {
         app.metrics
             .ingest_rejected
             .with_label_values(&[stream_name, "busy"])
@@ -474,55 +536,19 @@ async fn ingest(app: &Arc<App>, rest: &str, req: Request<Incoming>) -> Response<
             "another push is already feeding this rendition",
         );
     };
-    app.metrics.ingest_connections.inc();
-    let _gauge = ConnectionGauge(app.metrics.ingest_connections.clone());
-    tracing::info!(stream = stream_name, rendition, "ingest connected");
-    p.begin();
-    let idle = app.ingest.idle_timeout;
-    let mut body = req.into_body();
-    let (status, reason, clean) = loop {
-        match tokio::time::timeout(idle, body.frame()).await {
-            Err(_) => {
-                break (
-                    StatusCode::REQUEST_TIMEOUT,
-                    format!("no data for {}", humantime::format_duration(idle)),
-                    false,
-                );
-            }
-            Ok(None) => break (StatusCode::NO_CONTENT, String::new(), true),
-            Ok(Some(Err(e))) => {
-                break (
-                    StatusCode::BAD_REQUEST,
-                    format!("ingest body broke off: {e}"),
-                    false,
-                );
-            }
-            Ok(Some(Ok(frame))) => {
-                let Ok(data) = frame.into_data() else {
-                    continue;
-                };
-                if let Err(e) = p.feed(&data) {
-                    let (status, label) = match e {
-                        FeedError::TooFast(_) => (StatusCode::TOO_MANY_REQUESTS, "too_fast"),
-                        FeedError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
-                    };
-                    app.metrics
-                        .ingest_rejected
-                        .with_label_values(&[stream_name, label])
-                        .inc();
-                    break (status, e.to_string(), false);
-                }
-            }
-        }
+    // The push runs in its own task: hyper drops a handler future whose client hung up, and
+    // the partial segment must still be closed and the end-of-stream timer armed.
+    let task = tokio::spawn(run_push(
+        app.clone(),
+        stream.clone(),
+        idx,
+        pipe.clone(),
+        p,
+        req.into_body(),
+    ));
+    let Ok((status, reason)) = task.await else {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "ingest task failed");
     };
-    p.end(clean);
-    drop(p);
-    if status.is_success() {
-        tracing::info!(stream = stream_name, rendition, "ingest ended");
-    } else {
-        tracing::warn!(stream = stream_name, rendition, status = status.as_u16(), %reason, "ingest cut off");
-    }
-    app.schedule_endlist(stream.clone(), idx, pipe.clone());
     if status == StatusCode::NO_CONTENT {
         let mut r = Response::new(empty());
         *r.status_mut() = status;

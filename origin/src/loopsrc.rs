@@ -68,7 +68,7 @@ impl Fixture {
     /// Prepares `bytes` for looping: the loop starts at the first keyframe and lasts until
     /// the last video frame ends; PES packets outside that span (encoder priming) are dropped.
     pub fn parse(bytes: &[u8]) -> Result<Self, FixtureError> {
-        if bytes.is_empty() || bytes.len() % PACKET_SIZE != 0 {
+        if bytes.is_empty() || !bytes.len().is_multiple_of(PACKET_SIZE) {
             return Err(FixtureError::NotTs);
         }
         let pkts: Vec<&[u8; PACKET_SIZE]> = bytes
@@ -270,10 +270,10 @@ mod tests {
         let mut audio_pts = Vec::new();
         for c in out.chunks_exact(PACKET_SIZE) {
             let p = Packet(c.try_into().unwrap());
-            if p.has_payload() {
-                if let Some(prev) = last_cc.insert(p.pid(), p.cc()) {
-                    assert_eq!(p.cc(), (prev + 1) & 0x0f, "pid {}", p.pid());
-                }
+            if p.has_payload()
+                && let Some(prev) = last_cc.insert(p.pid(), p.cc())
+            {
+                assert_eq!(p.cc(), (prev + 1) & 0x0f, "pid {}", p.pid());
             }
             if p.pusi() && p.pid() == 0x101 {
                 audio_pts.push(ts::parse_pes_header(p.payload()).unwrap().pts.unwrap());

@@ -1,5 +1,7 @@
 //! The origin over real HTTP: playlists, segments, headers, errors, ingest and bad input.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
