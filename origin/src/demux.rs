@@ -399,3 +399,42 @@ fn find_sync(data: &[u8]) -> Option<usize> {
         })
         .filter(|&i| data.len() - i >= PACKET_SIZE)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A crafted stream (found by `cargo fuzz run demux`) whose SPS overflowed the size
+    /// arithmetic: it must be survived, not panic.
+    #[test]
+    fn crafted_sps_overflow_is_survived() {
+        let data = include_bytes!("../tests/data/sps-overflow-via-demux.bin");
+        let mut d = Demuxer::new();
+        let mut out = Vec::new();
+        d.push(&data[1..], &mut out);
+        d.finish(&mut out);
+        assert!(out.iter().any(|e| matches!(e, Event::AccessUnit(_))));
+        assert!(
+            !out.iter().any(|e| matches!(e, Event::Sps(_))),
+            "the bogus SPS is not advertised"
+        );
+    }
+
+    #[test]
+    fn arbitrary_chunking_gives_identical_events() {
+        let data = crate::tsmux::synthetic(0, 2, 25, 3600, 700);
+        let mut whole = Vec::new();
+        let mut d = Demuxer::new();
+        d.push(&data, &mut whole);
+        d.finish(&mut whole);
+        for chunk in [1, 7, 188, 189, 1000] {
+            let mut parts = Vec::new();
+            let mut d = Demuxer::new();
+            for c in data.chunks(chunk) {
+                d.push(c, &mut parts);
+            }
+            d.finish(&mut parts);
+            assert_eq!(parts, whole, "chunk {chunk}");
+        }
+    }
+}

@@ -104,7 +104,12 @@ fn skip_scaling_list(r: &mut Bits<'_>, size: usize) -> Option<()> {
     let (mut last, mut next) = (8i32, 8i32);
     for _ in 0..size {
         if next != 0 {
-            next = (last + r.se()? + 256) % 256;
+            let delta = r.se()?;
+            // delta_scale is specified in -128..=127; anything else is a corrupt SPS.
+            if !(-128..=127).contains(&delta) {
+                return None;
+            }
+            next = (last + delta + 256) % 256;
         }
         if next != 0 {
             last = next;
@@ -199,11 +204,16 @@ pub fn parse_sps(nal: &[u8]) -> Option<Sps> {
     } else {
         sub_h
     }) * (2 - frame_mbs_only);
-    let width = (w_mbs * 16).checked_sub((cl + cr).checked_mul(crop_x)?)?;
-    let height = ((2 - frame_mbs_only) * h_map * 16).checked_sub((ct + cb).checked_mul(crop_y)?)?;
+    // Widen before any arithmetic: every field is attacker-controlled on an ingest.
+    let (w_mbs, h_map) = (u64::from(w_mbs), u64::from(h_map));
+    let (cl, cr, ct, cb) = (u64::from(cl), u64::from(cr), u64::from(ct), u64::from(cb));
+    let (crop_x, crop_y) = (crop_x as u64, crop_y as u64); // 1 or 2 by construction
+    let width = (w_mbs * 16).checked_sub((cl + cr) * crop_x)?;
+    let height = (u64::from(2 - frame_mbs_only) * h_map * 16).checked_sub((ct + cb) * crop_y)?;
     if width == 0 || height == 0 || width > 16384 || height > 16384 {
         return None;
     }
+    let (width, height) = (width as u32, height as u32);
     Some(Sps {
         profile_idc,
         constraints,
@@ -236,6 +246,30 @@ mod tests {
         let s = parse_sps(&sps).unwrap();
         assert_eq!((s.width, s.height), (640, 360));
         assert_eq!(s.codec_string(), "avc1.4d401e");
+    }
+
+    /// Reproducers found by `cargo fuzz run sps` (overflowing sizes, crops, scaling deltas).
+    #[test]
+    fn fuzzer_reproducers_are_rejected() {
+        for hex in [
+            "674d401eeca05000000017fcb80880cb",
+            "27677f2c01dddd00000000dddddd2c2b",
+            "6767bb00f500000009f5f5f50df538",
+            "671d404d0927570b00000000ffffffff051d00ff2e000067",
+            "671d4031104d09570b00000000ffffffff2e00000067",
+            "6764001ead80000000fffffffe",
+        ] {
+            let bytes: Vec<u8> = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                .collect();
+            if let Some(s) = parse_sps(&bytes) {
+                assert!(
+                    (1..=16384).contains(&s.width) && (1..=16384).contains(&s.height),
+                    "{hex}: {s:?}"
+                );
+            }
+        }
     }
 
     #[test]

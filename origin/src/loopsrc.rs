@@ -44,11 +44,16 @@ struct LoopPacket {
     data: [u8; PACKET_SIZE],
     /// Release time relative to the loop start, ticks.
     at: i64,
+    /// Index of this packet among its PID's payload packets in one loop (for an
+    /// adaptation-only packet: of the payload packet before it, so it repeats that counter).
+    cc_index: i64,
 }
 
 /// A file prepared for looping.
 pub struct Fixture {
     packets: Vec<LoopPacket>,
+    /// Payload packets per loop, by PID: continuity counters advance this much per iteration.
+    per_loop: std::collections::HashMap<u16, i64>,
     /// PTS of the first keyframe: the loop's time zero.
     base: u64,
     /// Loop length, ticks.
@@ -160,11 +165,26 @@ impl Fixture {
                 packets.push(LoopPacket {
                     data: **p,
                     at: at.max(0),
+                    cc_index: 0,
                 });
+            }
+        }
+        // Continuity counters are a function of (iteration, position), so every origin emits
+        // the same bytes for the same instant whenever it started.
+        let mut per_loop: std::collections::HashMap<u16, i64> = Default::default();
+        for p in &mut packets {
+            let view = Packet(&p.data);
+            let n = per_loop.entry(view.pid()).or_default();
+            if view.has_payload() {
+                p.cc_index = *n;
+                *n += 1;
+            } else {
+                p.cc_index = *n - 1;
             }
         }
         Ok(Self {
             packets,
+            per_loop,
             base,
             duration,
         })
@@ -173,6 +193,16 @@ impl Fixture {
     /// Number of packets per loop.
     pub fn packet_count(&self) -> usize {
         self.packets.len()
+    }
+
+    /// `n` consecutive iterations starting at iteration `first`, as one continuous stream
+    /// (what [`run`] would send, without the pacing): input for benchmarks and tests.
+    pub fn render(&self, first: i64, n: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.packets.len() * PACKET_SIZE * n);
+        for k in first..first + n as i64 {
+            emit(self, k, 0..self.packets.len(), &mut out);
+        }
+        out
     }
 }
 
@@ -187,22 +217,18 @@ pub fn epoch_ticks() -> i64 {
 
 /// Writes iteration `k` of the loop, packets `[from, to)`, with rewritten timestamps and
 /// continuity counters, into `out`.
-fn emit(f: &Fixture, k: i64, range: std::ops::Range<usize>, cc: &mut [u8], out: &mut Vec<u8>) {
+fn emit(f: &Fixture, k: i64, range: std::ops::Range<usize>, out: &mut Vec<u8>) {
     let shift = k * f.duration;
     let map = |t: u64| (rel(t, f.base) + shift).rem_euclid(PTS_MOD as i64) as u64;
     for p in &f.packets[range] {
         let mut d = p.data;
-        let pid = usize::from(Packet(&d).pid());
+        let pid = Packet(&d).pid();
         if let Some(pcr) = Packet(&d).pcr() {
             ts::set_pcr(&mut d, map(pcr / 300) * 300 + pcr % 300);
         }
         ts::map_pes_timestamps(&mut d, map);
-        if Packet(&d).has_payload() {
-            ts::set_cc(&mut d, cc[pid]);
-            cc[pid] = (cc[pid] + 1) & 0x0f;
-        } else {
-            ts::set_cc(&mut d, cc[pid].wrapping_sub(1) & 0x0f);
-        }
+        let per_loop = f.per_loop.get(&pid).copied().unwrap_or(0);
+        ts::set_cc(&mut d, (k * per_loop + p.cc_index).rem_euclid(16) as u8);
         out.extend_from_slice(&d);
     }
 }
@@ -217,7 +243,6 @@ pub async fn run(
     let l = fixture.duration;
     let backfill = (backfill.as_secs_f64() * TICKS_PER_SECOND as f64) as i64;
     let mut k = (epoch_ticks() - backfill).div_euclid(l);
-    let mut cc = vec![0u8; 8192];
     let mut batch = Vec::with_capacity(256 * 1024);
     pipeline.lock().await.begin();
     loop {
@@ -230,8 +255,12 @@ pub async fn run(
                 .position(|p| k * l + p.at > now)
                 .map_or(fixture.packets.len(), |n| i + n);
             if due > i {
-                emit(&fixture, k, i..due, &mut cc, &mut batch);
-                pipeline.lock().await.feed(&batch).ok();
+                emit(&fixture, k, i..due, &mut batch);
+                // Feed in modest pieces, as a network input would arrive (start-up backfill
+                // is megabytes at once).
+                for piece in batch.chunks(64 * 1024) {
+                    pipeline.lock().await.feed(piece).ok();
+                }
                 batch.clear();
                 i = due;
             }
@@ -258,14 +287,24 @@ mod tests {
         }
     }
 
+    /// An origin that started one iteration earlier emits exactly the same bytes for the
+    /// same instant as one that starts now.
+    #[test]
+    fn output_depends_only_on_the_instant() {
+        let f = Fixture::parse(embedded("240p").unwrap()).unwrap();
+        let k = epoch_ticks() / f.duration;
+        let early = f.render(k, 2);
+        let late = f.render(k + 1, 1);
+        assert_eq!(&early[early.len() / 2..], &late[..]);
+    }
+
     #[test]
     fn consecutive_iterations_have_continuous_timestamps_and_counters() {
         let f = Fixture::parse(embedded("144p").unwrap()).unwrap();
-        let mut cc = vec![0u8; 8192];
         let mut out = Vec::new();
         let k = epoch_ticks() / f.duration;
-        emit(&f, k, 0..f.packets.len(), &mut cc, &mut out);
-        emit(&f, k + 1, 0..f.packets.len(), &mut cc, &mut out);
+        emit(&f, k, 0..f.packets.len(), &mut out);
+        emit(&f, k + 1, 0..f.packets.len(), &mut out);
         let mut last_cc: std::collections::HashMap<u16, u8> = Default::default();
         let mut audio_pts = Vec::new();
         for c in out.chunks_exact(PACKET_SIZE) {

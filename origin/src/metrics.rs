@@ -1,7 +1,7 @@
 //! The origin's Prometheus metrics (`origin_*`), one registry per server instance.
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 /// Every metric the origin exports.
@@ -25,8 +25,8 @@ pub struct Metrics {
     pub ingest_rejected: IntCounterVec,
     /// Open ingest connections.
     pub ingest_connections: IntGauge,
-    /// From a segment's last packet arriving to the playlist listing it.
-    pub publish_delay: Histogram,
+    /// From the arrival of the input completing a segment to the playlist listing it.
+    pub publish_delay: HistogramVec,
     /// Segments listed per playlist.
     pub window_segments: IntGaugeVec,
     /// Bytes held per rendition (listed and retired segments).
@@ -85,14 +85,16 @@ impl Metrics {
                 "origin_ingest_connections",
                 "Open HTTP ingest connections.",
             )?,
-            publish_delay: Histogram::with_opts(
+            publish_delay: HistogramVec::new(
                 HistogramOpts::new(
                     "origin_segment_publish_delay_seconds",
-                    "From a segment's last input packet to the playlist listing it.",
+                    "From the arrival of the input that completes a segment to the playlist listing it.",
                 )
                 .buckets(vec![
-                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5,
+                    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                    0.1, 0.5,
                 ]),
+                &["stream"],
             )?,
             window_segments: IntGaugeVec::new(
                 Opts::new(

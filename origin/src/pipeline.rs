@@ -104,10 +104,18 @@ impl Pipeline {
 
     fn drain(&mut self) -> Result<(), FeedError> {
         let now = Instant::now();
-        for ev in self.events.drain(..) {
+        let mut result = Ok(());
+        let events = std::mem::take(&mut self.events);
+        for ev in events {
             self.seg.handle(ev, now, &mut self.outs);
+            // Publish the moment a segment closes, not after the rest of the chunk.
+            if !self.outs.is_empty() {
+                let r = self.publish_outputs();
+                if result.is_ok() {
+                    result = r;
+                }
+            }
         }
-        let result = self.publish_outputs();
         if let (Some(max), Some(t)) = (self.max_lead, self.seg.media_time()) {
             let (t0, w0) = *self.pace_origin.get_or_insert((t, now));
             let lead =
@@ -121,8 +129,8 @@ impl Pipeline {
 
     fn publish_outputs(&mut self) -> Result<(), FeedError> {
         let mut result = Ok(());
-        let outs = std::mem::take(&mut self.outs);
-        for o in outs {
+        let mut outs = std::mem::take(&mut self.outs);
+        for o in outs.drain(..) {
             match o {
                 Output::Segment(s) => {
                     if let Err(e) = self.stream.publish(self.idx, s) {
@@ -139,6 +147,7 @@ impl Pipeline {
                 }
             }
         }
+        self.outs = outs; // keep the allocation
         result
     }
 

@@ -4,7 +4,7 @@
 //! duration later; durations come from PTS. The first segment's number is
 //! `floor(media_time / target)` and later ones count up by one, so encoders with GOPs aligned
 //! to the target produce the same numbers on every origin, and renditions of one ladder stay
-//! aligned. Each segment opens with the latest PAT and PMT so it decodes on its own.
+//! aligned. Each segment opens with copies of the latest PAT and PMT so it decodes on its own.
 
 use std::time::Instant;
 
@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 use crate::demux::{AudioCodec, Event, InputError, PacketKind};
 use crate::h264::Sps;
 use crate::timeline::{Mapped, TICKS_PER_SECOND, Timeline};
-use crate::ts::{self, PACKET_SIZE};
+use crate::ts::PACKET_SIZE;
 
 /// How a rendition is cut.
 #[derive(Debug, Clone)]
@@ -62,8 +62,9 @@ pub struct ClosedSegment {
     pub data: Bytes,
     /// Video frames in it.
     pub frames: u32,
-    /// When its last packet arrived.
-    pub last_packet_at: Instant,
+    /// Arrival of the input that completed it: its last packet, or the next keyframe that
+    /// showed it had ended.
+    pub completed_at: Instant,
 }
 
 /// Problems the segmenter works around (each a counter and a log line upstream).
@@ -134,9 +135,8 @@ pub struct Segmenter {
     last_dts: Option<i64>,
     frame_dur: i64,
     psi: [Option<Box<[u8; PACKET_SIZE]>>; 2],
-    psi_pid: [u16; 2],
-    psi_cc: [u8; 2],
-    last_packet_at: Instant,
+    /// Arrival time of the input being handled.
+    now: Instant,
     media_time: Option<i64>,
 }
 
@@ -157,9 +157,7 @@ impl Segmenter {
             last_dts: None,
             frame_dur: DEFAULT_FRAME,
             psi: [None, None],
-            psi_pid: [0, 0],
-            psi_cc: [0, 0],
-            last_packet_at: Instant::now(),
+            now: Instant::now(),
             media_time: None,
         }
     }
@@ -176,8 +174,9 @@ impl Segmenter {
 
     /// Handles one demuxer event that arrived at `now`.
     pub fn handle(&mut self, ev: Event, now: Instant, out: &mut Vec<Output>) {
+        self.now = now;
         match ev {
-            Event::Packet(pkt, kind) => self.packet(pkt, kind, now, out),
+            Event::Packet(pkt, kind) => self.packet(pkt, kind, out),
             Event::AccessUnit(au) => self.access_unit(au.pts, au.dts, au.keyframe, out),
             Event::Sps(s) => out.push(Output::Sps(s)),
             Event::Program { audio } => out.push(Output::Audio(audio)),
@@ -194,6 +193,7 @@ impl Segmenter {
     /// The input ended; `clean` when it ended on a boundary (end of file / body), not when the
     /// connection broke, in which case the last, possibly incomplete, access unit is dropped.
     pub fn finish(&mut self, clean: bool, out: &mut Vec<Output>) {
+        self.now = Instant::now();
         if clean {
             self.close_clean(out);
         } else if let Some(mut open) = self.open.take() {
@@ -208,31 +208,17 @@ impl Segmenter {
         }
     }
 
-    fn packet(
-        &mut self,
-        mut pkt: Box<[u8; PACKET_SIZE]>,
-        kind: PacketKind,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) {
+    fn packet(&mut self, pkt: Box<[u8; PACKET_SIZE]>, kind: PacketKind, out: &mut Vec<Output>) {
         let psi_slot = match kind {
             PacketKind::Pat => Some(0),
             PacketKind::Pmt => Some(1),
             _ => None,
         };
         if let Some(i) = psi_slot {
-            // We inject PAT/PMT at every segment start, so we own their continuity counters.
-            let pid = ts::Packet(&pkt).pid();
-            if self.psi_pid[i] != pid {
-                self.psi_pid[i] = pid;
-                self.psi_cc[i] = 0;
-            }
+            // Kept verbatim: each segment opens with an exact copy (same continuity counter,
+            // which MPEG-TS allows as a duplicate packet), so segment bytes depend only on the
+            // input, never on when this origin started.
             self.psi[i] = Some(pkt.clone());
-            if self.open.is_none() {
-                return;
-            }
-            ts::set_cc(&mut pkt, self.psi_cc[i]);
-            self.psi_cc[i] = (self.psi_cc[i] + 1) & 0x0f;
         }
         let Some(open) = &mut self.open else { return };
         if open.data.len() + PACKET_SIZE > self.cfg.max_bytes {
@@ -242,7 +228,6 @@ impl Segmenter {
             return;
         }
         open.data.extend_from_slice(&pkt[..]);
-        self.last_packet_at = now;
     }
 
     fn access_unit(&mut self, pts: u64, dts: u64, keyframe: bool, out: &mut Vec<Output>) {
@@ -309,13 +294,8 @@ impl Segmenter {
 
     fn start(&mut self, msn: u64, t: i64) {
         let mut data = BytesMut::with_capacity(256 * 1024);
-        for i in 0..2 {
-            if let Some(p) = &self.psi[i] {
-                let mut p = p.clone();
-                ts::set_cc(&mut p, self.psi_cc[i]);
-                self.psi_cc[i] = (self.psi_cc[i] + 1) & 0x0f;
-                data.extend_from_slice(&p[..]);
-            }
+        for p in self.psi.iter().flatten() {
+            data.extend_from_slice(&p[..]);
         }
         let header = data.len();
         self.open = Some(Open {
@@ -347,7 +327,7 @@ impl Segmenter {
             discontinuity: o.discontinuity,
             data: o.data.freeze(),
             frames: o.frames,
-            last_packet_at: self.last_packet_at,
+            completed_at: self.now,
         }));
     }
 }
@@ -356,6 +336,7 @@ impl Segmenter {
 mod tests {
     use super::*;
     use crate::demux::Demuxer;
+    use crate::ts;
     use crate::tsmux::{TsWriter, synthetic};
     use proptest::prelude::*;
 

@@ -244,7 +244,8 @@ impl Stream {
         r.newest.send_replace(Some(stored.msn));
         self.metrics
             .publish_delay
-            .observe(seg.last_packet_at.elapsed().as_secs_f64());
+            .with_label_values(&[&self.name])
+            .observe(seg.completed_at.elapsed().as_secs_f64());
         self.metrics
             .segments_published
             .with_label_values(&labels)

@@ -409,3 +409,47 @@ async fn dropped_push_reconnect_and_end() {
     assert_eq!(push(&c, &url, vec![]).await.status, 409);
     let _ = TsWriter::new();
 }
+
+/// A segment that outgrows `ingest.max_segment_bytes` (an input without usable keyframes)
+/// ends the push with 413; what came before stays published.
+#[tokio::test]
+async fn oversized_segment_ends_the_push_with_413() {
+    let o = start("[ingest]\nmax_segment_bytes = 200000\n\n[[streams]]\nname = \"in\"\nsource = \"push\"\n[[streams.renditions]]\nname = \"a\"\n").await;
+    let c = new_client(Duration::from_secs(30));
+    // Two normal GOPs, then one with 20 KB frames: ~1 MB before the next keyframe.
+    let mut data = synthetic(0, 2, 50, 3600, 300);
+    data.extend(synthetic(2 * 180_000, 1, 50, 3600, 20_000));
+    let r = push(&c, &format!("http://{}/ingest/in/a", o.addr), data).await;
+    assert_eq!(r.status, 413, "{}", String::from_utf8_lossy(&r.body));
+    let pl = media(
+        &get(&c, &format!("http://{}/live/in/a/index.m3u8", o.addr), &[])
+            .await
+            .body,
+    );
+    assert!(pl.segments.len() >= 2, "{pl:?}");
+}
+
+/// The shutdown future stops the server: `run` returns and the port closes.
+#[tokio::test]
+async fn shutdown_returns_and_closes_the_port() {
+    let cfg = Config::parse("t.toml", DEMO).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(origin::run(listener, cfg, async move {
+        let _ = rx.await;
+    }));
+    let c = new_client(Duration::from_millis(10));
+    assert_eq!(
+        get(&c, &format!("http://{addr}/healthz"), &[]).await.status,
+        200
+    );
+    drop(c); // no idle keep-alive connection to drain
+    tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("run returned")
+        .unwrap()
+        .unwrap();
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
