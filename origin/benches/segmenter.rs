@@ -2,6 +2,8 @@
 //! side by side with ffmpeg's own HLS segmenter (`-c copy -f hls`, one thread) on the same
 //! bytes in the same run. Run with `cargo bench -p origin --bench segmenter`.
 
+#![allow(clippy::expect_used)] // a benchmark that cannot set up should stop loudly
+
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
