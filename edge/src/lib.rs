@@ -1,1 +1,113 @@
-//! HLS-aware HTTP caching reverse proxy. Filled in by the edge issue.
+//! HLS-aware HTTP caching reverse proxy: concurrent requests for one object become one
+//! upstream fetch whose body streams to every waiter as it arrives; complete objects live in
+//! a byte-bounded moka cache; stale copies are served while revalidating or when upstreams
+//! fail; overload is shed so viewers already watching keep playing.
+//!
+//! [`run`] takes a bound listener, a config and a shutdown future, so tests start the real
+//! proxy in-process on port 0.
+
+pub mod breaker;
+pub mod cache_control;
+pub mod classify;
+pub mod config;
+pub mod flight;
+pub mod key;
+pub mod metrics;
+pub mod object;
+pub mod overload;
+pub mod proxy;
+pub mod retry;
+pub mod upstream;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::sync::Cache;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::flight::FlightTable;
+use crate::key::CacheKey;
+use crate::metrics::Metrics;
+use crate::object::CachedObject;
+use crate::overload::Admission;
+use crate::upstream::Upstreams;
+
+/// Why the edge could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Metrics could not be registered (a bug).
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// Shared state of a running edge.
+pub struct App {
+    /// The config it runs with.
+    pub cfg: Config,
+    /// Complete objects, weighed in bytes.
+    pub cache: Cache<CacheKey, Arc<CachedObject>>,
+    /// Fetches under way.
+    pub flights: Arc<FlightTable>,
+    /// Where objects come from.
+    pub upstreams: Arc<Upstreams>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Load shedding.
+    pub admission: Admission,
+}
+
+/// moka's per-entry expiry: a coarse upper bound (freshness itself is decided per request
+/// with tokio's clock).
+struct UsefulFor;
+
+impl moka::Expiry<CacheKey, Arc<CachedObject>> for UsefulFor {
+    fn expire_after_create(&self, _k: &CacheKey, v: &Arc<CachedObject>, _at: std::time::Instant) -> Option<Duration> {
+        Some(v.freshness.useful_for() + Duration::from_secs(1))
+    }
+    fn expire_after_update(&self, _k: &CacheKey, v: &Arc<CachedObject>, _at: std::time::Instant, _d: Option<Duration>) -> Option<Duration> {
+        Some(v.freshness.useful_for() + Duration::from_secs(1))
+    }
+}
+
+impl App {
+    /// Builds the edge's state from a validated config.
+    pub fn new(cfg: Config) -> Result<Arc<Self>, StartError> {
+        let metrics = Arc::new(Metrics::new()?);
+        let cache = Cache::builder()
+            .max_capacity(cfg.cache.capacity_bytes)
+            .weigher(|k: &CacheKey, v: &Arc<CachedObject>| v.weight().saturating_add(k.as_str().len() as u32))
+            .expire_after(UsefulFor)
+            .build();
+        let client = service::client::new_client(Duration::from_secs(90));
+        let upstreams = Arc::new(Upstreams::new(&cfg.upstream, client, metrics.clone()));
+        let admission = Admission::new(cfg.overload.clone(), metrics.active_requests.clone());
+        Ok(Arc::new(Self {
+            cfg,
+            cache,
+            flights: Arc::new(FlightTable::default()),
+            upstreams,
+            metrics,
+            admission,
+        }))
+    }
+}
+
+/// Runs the edge on `listener` until `shutdown` resolves, then drains.
+pub async fn run(listener: TcpListener, cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    let limits = cfg.server.limits();
+    let app = App::new(cfg)?;
+    let health = tokio::spawn(app.upstreams.clone().check_health());
+    tracing::info!(
+        addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        upstreams = ?app.cfg.upstream.urls,
+        cache_bytes = app.cfg.cache.capacity_bytes,
+        "edge serving"
+    );
+    let h = app.clone();
+    service::serve(listener, move |req, _peer| proxy::handle(h.clone(), req), limits, shutdown).await;
+    health.abort();
+    tracing::info!("edge stopped");
+    Ok(())
+}

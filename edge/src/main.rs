@@ -1,15 +1,79 @@
-//! `edge`: caching reverse proxy (not built yet: this binary only documents itself).
+//! `edge`: HLS caching reverse proxy.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::Parser;
+use edge::config::{Config, check_upstream_url};
 
-/// HTTP caching reverse proxy for HLS: request coalescing with streaming, byte-bounded
-/// cache, stale serving, load shedding. Not implemented yet: see the edge issue.
+/// HTTP caching reverse proxy for HLS: one upstream fetch per object however large the
+/// audience (request coalescing with streaming), a byte-bounded cache, stale serving when the
+/// origin fails, and load shedding that protects viewers already watching.
 #[derive(Parser, Debug)]
 #[command(version, about)]
-struct Cli {}
+struct Cli {
+    /// Config file (TOML); see config/edge.toml.
+    #[arg(long, value_name = "PATH")]
+    config: PathBuf,
+    /// Listen address, overriding the config's `listen`.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Upstream base URL, repeatable, in order of preference; replaces `upstream.urls`.
+    #[arg(long = "upstream", value_name = "URL")]
+    upstreams: Vec<String>,
+    /// Validate the config and exit: 0 when valid, 2 with the problems otherwise.
+    #[arg(long)]
+    check: bool,
+}
 
-fn main() -> std::process::ExitCode {
-    let _ = Cli::parse();
-    eprintln!("edge: the proxy is not implemented yet; see --help");
-    std::process::ExitCode::from(2)
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    service::telemetry::init_tracing();
+    for u in &cli.upstreams {
+        if let Err(e) = check_upstream_url(u) {
+            eprintln!("error: --upstream {u}: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    let mut config = match Config::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(l) = cli.listen {
+        config.listen = l;
+    }
+    if !cli.upstreams.is_empty() {
+        config.upstream.urls = cli.upstreams;
+    }
+    if cli.check {
+        println!("config OK: {} upstream(s), cache {} bytes", config.upstream.urls.len(), config.cache.capacity_bytes);
+        return ExitCode::SUCCESS;
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(config.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("error: cannot listen on {} (--listen / `listen`): {e}", config.listen);
+                return ExitCode::FAILURE;
+            }
+        };
+        match edge::run(listener, config, service::shutdown::signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }

@@ -16,7 +16,7 @@ pub struct Config {
     pub listen: SocketAddr,
     /// HTTP server limits.
     #[serde(default)]
-    pub server: ServerConfig,
+    pub server: service::ServerConfig,
     /// Limits on pushed (HTTP/UDP) input.
     #[serde(default)]
     pub ingest: IngestConfig,
@@ -26,46 +26,6 @@ pub struct Config {
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
-}
-
-/// HTTP server limits.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ServerConfig {
-    /// Connections served at once.
-    pub max_connections: usize,
-    /// Time a client has to send its request head.
-    #[serde(with = "humantime_serde")]
-    pub header_read_timeout: Duration,
-    /// Largest request head, bytes.
-    pub max_header_bytes: usize,
-    /// How long in-flight requests may finish after SIGTERM.
-    #[serde(with = "humantime_serde")]
-    pub drain_timeout: Duration,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        let d = service::ServerLimits::default();
-        Self {
-            max_connections: d.max_connections,
-            header_read_timeout: d.header_read_timeout,
-            max_header_bytes: d.max_header_bytes,
-            drain_timeout: d.drain_timeout,
-        }
-    }
-}
-
-impl ServerConfig {
-    /// As serve-loop limits.
-    pub fn limits(&self) -> service::ServerLimits {
-        service::ServerLimits {
-            max_connections: self.max_connections,
-            header_read_timeout: self.header_read_timeout,
-            max_header_bytes: self.max_header_bytes,
-            drain_timeout: self.drain_timeout,
-        }
-    }
 }
 
 /// Limits on pushed input.
@@ -162,7 +122,7 @@ impl Config {
     pub fn demo() -> Self {
         Config {
             listen: default_listen(),
-            server: ServerConfig::default(),
+            server: service::ServerConfig::default(),
             ingest: IngestConfig::default(),
             streams: vec![StreamConfig {
                 name: "demo".into(),
@@ -182,9 +142,7 @@ impl Validate for Config {
         if self.streams.is_empty() {
             p.push(Problem::new("streams", "at least one stream is required"));
         }
-        if self.server.max_connections == 0 {
-            p.push(Problem::new("server.max_connections", "must be at least 1"));
-        }
+        p.extend(self.server.problems("server"));
         if self.ingest.max_segment_bytes < 188 * 16 {
             p.push(Problem::new(
                 "ingest.max_segment_bytes",

@@ -11,6 +11,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use service::Body;
 use service::body::{empty, full, text};
+use service::conditional::{RangeReq, etag_matches, parse_range};
 
 use crate::App;
 use crate::pipeline::FeedError;
@@ -230,16 +231,6 @@ fn not_yet(reason: &str) -> Response<Body> {
     r
 }
 
-fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
-    headers
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().trim_start_matches("W/"))
-        .any(|t| t == "*" || t == etag)
-}
-
 fn hv(s: &str) -> HeaderValue {
     HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
@@ -282,60 +273,6 @@ fn playlist(
     h.insert(header::CACHE_CONTROL, hv(&cache));
     h.insert(header::ETAG, hv(&p.etag));
     r
-}
-
-/// A byte range request resolved against a body of `len` bytes.
-#[derive(Debug, PartialEq, Eq)]
-enum RangeReq {
-    /// No (usable) Range header: the whole body.
-    Full,
-    /// One satisfiable range, inclusive.
-    Part(u64, u64),
-    /// Unsatisfiable.
-    Unsatisfiable,
-}
-
-fn parse_range(headers: &HeaderMap, len: u64) -> RangeReq {
-    let Some(v) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
-        return RangeReq::Full;
-    };
-    let Some(spec) = v.trim().strip_prefix("bytes=") else {
-        return RangeReq::Full;
-    };
-    if spec.contains(',') {
-        return RangeReq::Full; // multipart ranges: serving the whole body is allowed
-    }
-    let Some((a, b)) = spec.trim().split_once('-') else {
-        return RangeReq::Full;
-    };
-    let (a, b) = (a.trim(), b.trim());
-    let parsed = match (a.is_empty(), b.is_empty()) {
-        (true, false) => b.parse::<u64>().ok().map(|n| {
-            if n == 0 || len == 0 {
-                None
-            } else {
-                Some((len.saturating_sub(n), len - 1))
-            }
-        }),
-        (false, _) => a.parse::<u64>().ok().map(|s| {
-            let e = if b.is_empty() {
-                Some(len.saturating_sub(1))
-            } else {
-                b.parse::<u64>().ok()
-            };
-            match e {
-                Some(e) if s <= e && s < len => Some((s, e.min(len - 1))),
-                Some(_) => None,
-                None => None,
-            }
-        }),
-        (true, true) => None,
-    };
-    match parsed {
-        None => RangeReq::Full, // syntactically invalid: ignore (RFC 9110 §14.2)
-        Some(None) => RangeReq::Unsatisfiable,
-        Some(Some((s, e))) => RangeReq::Part(s, e),
-    }
 }
 
 fn media_object(
@@ -560,41 +497,5 @@ async fn ingest(app: &Arc<App>, rest: &str, req: Request<Incoming>) -> Response<
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
         }
         r
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn h(range: &str) -> HeaderMap {
-        let mut m = HeaderMap::new();
-        m.insert(header::RANGE, HeaderValue::from_str(range).unwrap());
-        m
-    }
-
-    #[test]
-    fn ranges() {
-        assert_eq!(parse_range(&h("bytes=0-99"), 1000), RangeReq::Part(0, 99));
-        assert_eq!(
-            parse_range(&h("bytes=900-"), 1000),
-            RangeReq::Part(900, 999)
-        );
-        assert_eq!(
-            parse_range(&h("bytes=-100"), 1000),
-            RangeReq::Part(900, 999)
-        );
-        assert_eq!(
-            parse_range(&h("bytes=990-2000"), 1000),
-            RangeReq::Part(990, 999)
-        );
-        assert_eq!(
-            parse_range(&h("bytes=1000-"), 1000),
-            RangeReq::Unsatisfiable
-        );
-        assert_eq!(parse_range(&h("bytes=5-1"), 1000), RangeReq::Unsatisfiable);
-        assert_eq!(parse_range(&h("bytes=x-1"), 1000), RangeReq::Full);
-        assert_eq!(parse_range(&h("bytes=0-1,5-6"), 1000), RangeReq::Full);
-        assert_eq!(parse_range(&HeaderMap::new(), 1000), RangeReq::Full);
     }
 }

@@ -349,7 +349,7 @@ async fn dropped_push_reconnect_and_end() {
     let (mut tx, body) = http_body_util::channel::Channel::<Bytes, std::io::Error>::new(4);
     let body = body
         .map_err(|e| Box::new(e) as service::body::BodyError)
-        .boxed();
+        .boxed_unsync();
     let req = Request::builder()
         .method(Method::PUT)
         .uri(&url)

@@ -2,24 +2,25 @@
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
-use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
+use http_body_util::{BodyExt, Empty, Full, combinators::UnsyncBoxBody};
 
 /// Error a streamed body can fail with (an upstream that broke off mid-body, say).
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
-/// A boxed response body: full buffers and streams share one type.
-pub type Body = BoxBody<Bytes, BodyError>;
+/// A boxed response body: full buffers and streams share one type. `Send` but not `Sync`,
+/// which is all hyper needs and lets streaming bodies hold futures.
+pub type Body = UnsyncBoxBody<Bytes, BodyError>;
 
 /// A body holding `bytes` in full.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
         .map_err(|never| match never {})
-        .boxed()
+        .boxed_unsync()
 }
 
 /// An empty body (HEAD, 304, 204).
 pub fn empty() -> Body {
-    Empty::new().map_err(|never| match never {}).boxed()
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 
 /// A plain-text response whose body states the reason, for every 4xx/5xx the programs emit.

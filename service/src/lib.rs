@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod client;
+pub mod conditional;
 pub mod config;
 pub mod metrics;
 pub mod server;
@@ -11,4 +12,4 @@ pub mod telemetry;
 
 pub use body::Body;
 pub use config::{ConfigError, Problem};
-pub use server::{ServerLimits, serve};
+pub use server::{ServerConfig, ServerLimits, serve};

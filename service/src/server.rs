@@ -42,6 +42,61 @@ impl Default for ServerLimits {
     }
 }
 
+/// The `[server]` table every program's config shares.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Time a client has to send its request head.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Largest request head, bytes.
+    pub max_header_bytes: usize,
+    /// How long in-flight requests may finish after SIGTERM.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        let d = ServerLimits::default();
+        Self {
+            max_connections: d.max_connections,
+            header_read_timeout: d.header_read_timeout,
+            max_header_bytes: d.max_header_bytes,
+            drain_timeout: d.drain_timeout,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// As serve-loop limits.
+    pub fn limits(&self) -> ServerLimits {
+        ServerLimits {
+            max_connections: self.max_connections,
+            header_read_timeout: self.header_read_timeout,
+            max_header_bytes: self.max_header_bytes,
+            drain_timeout: self.drain_timeout,
+        }
+    }
+
+    /// Problems with these values, keyed under `prefix` (e.g. `server`).
+    pub fn problems(&self, prefix: &str) -> Vec<crate::Problem> {
+        let mut p = Vec::new();
+        if self.max_connections == 0 {
+            p.push(crate::Problem::new(format!("{prefix}.max_connections"), "must be at least 1"));
+        }
+        if self.max_header_bytes < 1024 {
+            p.push(crate::Problem::new(format!("{prefix}.max_header_bytes"), "must be at least 1024"));
+        }
+        if self.header_read_timeout.is_zero() {
+            p.push(crate::Problem::new(format!("{prefix}.header_read_timeout"), "must be more than 0s"));
+        }
+        p
+    }
+}
+
 /// Serves `handler` on `listener` until `shutdown` resolves, then drains open connections for
 /// at most `limits.drain_timeout`.
 pub async fn serve<H, F>(

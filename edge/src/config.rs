@@ -1,0 +1,309 @@
+//! The edge's TOML config (`config/edge.toml`), typed and validated.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use service::config::{Problem, Validate};
+
+/// The whole config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address the proxy listens on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// HTTP server limits.
+    #[serde(default)]
+    pub server: service::ServerConfig,
+    /// The cache.
+    #[serde(default)]
+    pub cache: CacheConfig,
+    /// Where objects come from.
+    pub upstream: UpstreamConfig,
+    /// Load shedding.
+    #[serde(default)]
+    pub overload: OverloadConfig,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8081))
+}
+
+/// Cache sizing and freshness defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Capacity in bytes (bodies plus headers).
+    pub capacity_bytes: u64,
+    /// Objects larger than this are served but not stored.
+    pub max_object_bytes: u64,
+    /// Longest a 404 is cached (negative caching must not outlive a segment's gap).
+    #[serde(with = "humantime_serde")]
+    pub negative_ttl: Duration,
+    /// Freshness of a segment the upstream sent without Cache-Control.
+    #[serde(with = "humantime_serde")]
+    pub default_segment_ttl: Duration,
+    /// Freshness of a playlist the upstream sent without Cache-Control.
+    #[serde(with = "humantime_serde")]
+    pub default_playlist_ttl: Duration,
+    /// Query parameters that are part of the cache key (and forwarded); all others are dropped.
+    pub query_allowlist: Vec<String>,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            capacity_bytes: 512 << 20,
+            max_object_bytes: 64 << 20,
+            negative_ttl: Duration::from_secs(1),
+            default_segment_ttl: Duration::from_secs(60),
+            default_playlist_ttl: Duration::from_secs(1),
+            query_allowlist: vec!["_HLS_msn".into(), "_HLS_part".into(), "_HLS_skip".into()],
+        }
+    }
+}
+
+/// Upstreams and how to talk to them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Base URLs in order of preference (`http://host:port`, optionally with a path prefix).
+    pub urls: Vec<String>,
+    /// Time to get a response head from one upstream attempt.
+    #[serde(default = "d_head", with = "humantime_serde")]
+    pub head_timeout: Duration,
+    /// Longest pause between body chunks before the fetch counts as failed.
+    #[serde(default = "d_head", with = "humantime_serde")]
+    pub body_idle_timeout: Duration,
+    /// Deadline for all attempts of one fetch together.
+    #[serde(default = "d_deadline", with = "humantime_serde")]
+    pub deadline: Duration,
+    /// Attempts per fetch (first try included).
+    #[serde(default = "d_attempts")]
+    pub max_attempts: u32,
+    /// First retry backoff; doubles per retry up to `backoff_cap`, full jitter.
+    #[serde(default = "d_backoff", with = "humantime_serde")]
+    pub backoff_base: Duration,
+    /// Largest retry backoff.
+    #[serde(default = "d_backoff_cap", with = "humantime_serde")]
+    pub backoff_cap: Duration,
+    /// Retries allowed as a fraction of fetches (a retry budget, so retries cannot multiply
+    /// load on a struggling origin).
+    #[serde(default = "d_ratio")]
+    pub retry_budget_ratio: f64,
+    /// Retries always allowed per second, whatever the ratio.
+    #[serde(default = "d_min_retries")]
+    pub retry_budget_min_per_sec: u32,
+    /// Health checks.
+    #[serde(default)]
+    pub health: HealthConfig,
+    /// Circuit breaker per upstream.
+    #[serde(default)]
+    pub breaker: BreakerConfig,
+}
+
+fn d_head() -> Duration {
+    Duration::from_secs(3)
+}
+fn d_deadline() -> Duration {
+    Duration::from_secs(8)
+}
+fn d_attempts() -> u32 {
+    3
+}
+fn d_backoff() -> Duration {
+    Duration::from_millis(25)
+}
+fn d_backoff_cap() -> Duration {
+    Duration::from_millis(500)
+}
+fn d_ratio() -> f64 {
+    0.2
+}
+fn d_min_retries() -> u32 {
+    10
+}
+
+/// Active health checks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// Path fetched on each upstream.
+    pub path: String,
+    /// Time between checks.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Time a check may take.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Consecutive failures that mark an upstream unhealthy.
+    pub unhealthy_after: u32,
+    /// Consecutive successes that mark it healthy again.
+    pub healthy_after: u32,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            path: "/healthz".into(),
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            unhealthy_after: 2,
+            healthy_after: 1,
+        }
+    }
+}
+
+/// Circuit breaker settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerConfig {
+    /// Consecutive failed fetches that open the breaker.
+    pub failure_threshold: u32,
+    /// How long it stays open before one trial request is let through.
+    #[serde(with = "humantime_serde")]
+    pub open_for: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            failure_threshold: 5,
+            open_for: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Load shedding: protect viewers already watching.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OverloadConfig {
+    /// Requests in progress at once; beyond it everything is shed with 503.
+    pub max_active: usize,
+    /// Above this many, new joins (multivariant playlists) are shed first.
+    pub new_joins_above: usize,
+    /// Retry-After sent with a shed response.
+    #[serde(with = "humantime_serde")]
+    pub retry_after: Duration,
+}
+
+impl Default for OverloadConfig {
+    fn default() -> Self {
+        Self {
+            max_active: 50_000,
+            new_joins_above: 40_000,
+            retry_after: Duration::from_secs(1),
+        }
+    }
+}
+
+impl Config {
+    /// Parses a config from TOML text (`file` names it in errors).
+    pub fn parse(file: &str, src: &str) -> Result<Self, service::ConfigError> {
+        service::config::parse(file, src)
+    }
+
+    /// Reads and parses a config file.
+    pub fn load(path: &std::path::Path) -> Result<Self, service::ConfigError> {
+        service::config::load(path)
+    }
+}
+
+/// Checks an upstream base URL: `http://host:port[/prefix]`, no query or fragment.
+pub fn check_upstream_url(u: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = u.parse().map_err(|e| format!("not a URL: {e}"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err("only http:// upstreams are supported".into());
+    }
+    if uri.authority().is_none() {
+        return Err("needs a host".into());
+    }
+    if uri.query().is_some() {
+        return Err("must not have a query".into());
+    }
+    Ok(uri)
+}
+
+impl Validate for Config {
+    fn validate(&self) -> Vec<Problem> {
+        let mut p = self.server.problems("server");
+        let c = &self.cache;
+        if c.capacity_bytes < 1 << 20 {
+            p.push(Problem::new("cache.capacity_bytes", "must be at least 1 MiB"));
+        }
+        if c.max_object_bytes == 0 || c.max_object_bytes > c.capacity_bytes {
+            p.push(Problem::new("cache.max_object_bytes", "must be between 1 and cache.capacity_bytes"));
+        }
+        if c.max_object_bytes > u64::from(u32::MAX) {
+            p.push(Problem::new("cache.max_object_bytes", "must be below 4 GiB"));
+        }
+        for (i, q) in c.query_allowlist.iter().enumerate() {
+            if q.is_empty() || !q.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+                p.push(Problem::new(format!("cache.query_allowlist[{i}]"), "must be a plain parameter name"));
+            }
+        }
+        let u = &self.upstream;
+        if u.urls.is_empty() {
+            p.push(Problem::new("upstream.urls", "at least one upstream is required"));
+        }
+        for (i, url) in u.urls.iter().enumerate() {
+            if let Err(e) = check_upstream_url(url) {
+                p.push(Problem::new(format!("upstream.urls[{i}]"), e));
+            }
+        }
+        if u.max_attempts == 0 || u.max_attempts > 10 {
+            p.push(Problem::new("upstream.max_attempts", "must be between 1 and 10"));
+        }
+        if u.backoff_cap < u.backoff_base {
+            p.push(Problem::new("upstream.backoff_cap", "must be at least upstream.backoff_base"));
+        }
+        if !(0.0..=1.0).contains(&u.retry_budget_ratio) {
+            p.push(Problem::new("upstream.retry_budget_ratio", "must be between 0 and 1"));
+        }
+        if u.head_timeout.is_zero() || u.deadline < u.head_timeout {
+            p.push(Problem::new("upstream.deadline", "must be at least upstream.head_timeout (> 0)"));
+        }
+        if !u.health.path.starts_with('/') {
+            p.push(Problem::new("upstream.health.path", "must start with /"));
+        }
+        if u.health.interval.is_zero() || u.health.timeout.is_zero() {
+            p.push(Problem::new("upstream.health.interval", "interval and timeout must be more than 0s"));
+        }
+        if u.health.unhealthy_after == 0 || u.health.healthy_after == 0 {
+            p.push(Problem::new("upstream.health.unhealthy_after", "unhealthy_after and healthy_after must be at least 1"));
+        }
+        if u.breaker.failure_threshold == 0 {
+            p.push(Problem::new("upstream.breaker.failure_threshold", "must be at least 1"));
+        }
+        let o = &self.overload;
+        if o.max_active == 0 {
+            p.push(Problem::new("overload.max_active", "must be at least 1"));
+        }
+        if o.new_joins_above > o.max_active {
+            p.push(Problem::new("overload.new_joins_above", "must be at most overload.max_active"));
+        }
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_config() {
+        let c = Config::parse("e.toml", "[upstream]\nurls = [\"http://127.0.0.1:8080\"]\n").unwrap();
+        assert_eq!(c.listen, default_listen());
+        assert_eq!(c.cache.negative_ttl, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn problems_are_located() {
+        let src = "[cache]\ncapacity_bytes = 10\n\n[upstream]\nurls = [\"ftp://x\", \"http://ok:1\"]\nmax_attempts = 0\n";
+        let e = Config::parse("e.toml", src).unwrap_err().to_string();
+        assert!(e.contains("line 2: key `cache.capacity_bytes`"), "{e}");
+        assert!(e.contains("key `upstream.urls[0]`: only http://"), "{e}");
+        assert!(e.contains("line 6: key `upstream.max_attempts`"), "{e}");
+    }
+}

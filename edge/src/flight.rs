@@ -1,0 +1,453 @@
+//! Single flight: at most one upstream fetch per cache key, its body streamed to every
+//! waiter as the bytes arrive (no polling, no waiting for the whole body).
+//!
+//! The fetch runs in its own task and owns a [`Writer`]; clients hold [`FlightBody`]s that
+//! read the shared, growing chunk list. A client leaving only drops its reader; a slow
+//! client only falls behind in the list; and a writer dropped without finishing marks the
+//! flight [`Outcome::Dangling`], which releases every waiter at once. Outcomes use the
+//! vocabulary of Pingora's cache lock.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use tokio::sync::Notify;
+
+use crate::key::CacheKey;
+
+/// The response head of a flight, shared by all its readers.
+#[derive(Debug, Clone)]
+pub struct Head {
+    /// Upstream status.
+    pub status: StatusCode,
+    /// End-to-end headers.
+    pub headers: HeaderMap,
+    /// Body length, when the upstream announced it.
+    pub content_length: Option<u64>,
+    /// The upstream's `Age`.
+    pub initial_age: Duration,
+}
+
+/// Why an upstream fetch failed (where it came from: always the upstream side).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    /// No response head (or no body progress) in time.
+    #[error("upstream timed out: {0}")]
+    Timeout(String),
+    /// Connection refused/reset or a 5xx answer.
+    #[error("upstream failed: {0}")]
+    Unavailable(String),
+    /// The body broke off after the head was sent.
+    #[error("upstream body broke off: {0}")]
+    Body(String),
+    /// Every upstream's breaker is open.
+    #[error("no upstream available (all circuit breakers open)")]
+    NoUpstream,
+}
+
+impl FetchError {
+    /// The status a client gets when there is nothing stale to serve instead.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            FetchError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
+/// How a flight ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The whole body arrived.
+    Done,
+    /// The fetch failed; the next request for the key elects a new writer.
+    TransientError(FetchError),
+    /// The writer went away without finishing (a bug or a cancelled task): waiters are
+    /// released rather than left hanging.
+    Dangling,
+}
+
+/// What a waiter can see instead of bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WaitError {
+    /// The fetch failed.
+    #[error("{0}")]
+    Failed(FetchError),
+    /// The writer was dropped without finishing.
+    #[error("upstream fetch abandoned")]
+    Dangling,
+    /// Nothing arrived within the waiter's deadline.
+    #[error("timed out waiting for the upstream fetch")]
+    WaitTimeout,
+}
+
+impl WaitError {
+    /// The status a client gets when nothing stale can be served instead.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            WaitError::Failed(e) => e.status(),
+            WaitError::Dangling => StatusCode::BAD_GATEWAY,
+            WaitError::WaitTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    head: Option<Arc<Head>>,
+    chunks: Vec<Bytes>,
+    len: usize,
+    outcome: Option<Outcome>,
+}
+
+/// One in-flight upstream fetch.
+#[derive(Default)]
+pub struct Flight {
+    state: Mutex<State>,
+    notify: Notify,
+    waiters: AtomicUsize,
+}
+
+impl Flight {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Readers currently attached.
+    pub fn waiters(&self) -> usize {
+        self.waiters.load(Ordering::Relaxed)
+    }
+
+    /// Bytes received so far.
+    pub fn received(&self) -> usize {
+        self.lock().len
+    }
+
+    /// Waits until `check` yields, re-checking on every change. Registering before checking
+    /// means no wake-up can fall between the check and the wait.
+    async fn wait_for<T>(&self, mut check: impl FnMut(&State) -> Option<T>) -> T {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(v) = check(&self.lock()) {
+                return v;
+            }
+            notified.await;
+        }
+    }
+
+    fn outcome_error(o: &Outcome) -> Option<WaitError> {
+        match o {
+            Outcome::Done => None,
+            Outcome::TransientError(e) => Some(WaitError::Failed(e.clone())),
+            Outcome::Dangling => Some(WaitError::Dangling),
+        }
+    }
+
+    /// The response head, once known.
+    pub async fn head(&self, deadline: Duration) -> Result<Arc<Head>, WaitError> {
+        let wait = self.wait_for(|s| match (&s.head, &s.outcome) {
+            (Some(h), _) => Some(Ok(h.clone())),
+            (None, Some(o)) => Some(Err(Self::outcome_error(o).unwrap_or(WaitError::Dangling))),
+            (None, None) => None,
+        });
+        tokio::time::timeout(deadline, wait).await.map_err(|_| WaitError::WaitTimeout)?
+    }
+
+    /// Chunk `idx`, waiting for it; `None` after the last chunk of a complete body.
+    pub async fn chunk(&self, idx: usize) -> Option<Result<Bytes, WaitError>> {
+        self.wait_for(|s| {
+            if let Some(c) = s.chunks.get(idx) {
+                return Some(Some(Ok(c.clone())));
+            }
+            match &s.outcome {
+                None => None,
+                Some(Outcome::Done) => Some(None),
+                Some(o) => Some(Some(Err(Self::outcome_error(o).unwrap_or(WaitError::Dangling)))),
+            }
+        })
+        .await
+    }
+
+    /// The whole body, once complete (for range requests on a miss).
+    pub async fn complete(&self, deadline: Duration) -> Result<(Arc<Head>, Bytes), WaitError> {
+        let wait = self.wait_for(|s| match &s.outcome {
+            None => None,
+            Some(Outcome::Done) => Some(match &s.head {
+                Some(h) => Ok((h.clone(), concat(&s.chunks, s.len))),
+                None => Err(WaitError::Dangling),
+            }),
+            Some(o) => Some(Err(Self::outcome_error(o).unwrap_or(WaitError::Dangling))),
+        });
+        tokio::time::timeout(deadline, wait).await.map_err(|_| WaitError::WaitTimeout)?
+    }
+}
+
+fn concat(chunks: &[Bytes], len: usize) -> Bytes {
+    match chunks {
+        [] => Bytes::new(),
+        [one] => one.clone(),
+        many => {
+            let mut b = BytesMut::with_capacity(len);
+            for c in many {
+                b.extend_from_slice(c);
+            }
+            b.freeze()
+        }
+    }
+}
+
+/// The in-flight table: key → flight.
+#[derive(Default)]
+pub struct FlightTable {
+    map: Mutex<HashMap<CacheKey, Arc<Flight>>>,
+}
+
+/// The caller's part in a flight.
+pub enum Role {
+    /// Start the fetch: you hold the only writer.
+    Writer(Writer),
+    /// A fetch is under way: read from it.
+    Waiter(Arc<Flight>),
+}
+
+impl FlightTable {
+    fn lock(&self) -> MutexGuard<'_, HashMap<CacheKey, Arc<Flight>>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Joins the flight for `key`, or creates it and makes the caller its writer.
+    pub fn join_or_start(self: &Arc<Self>, key: &CacheKey) -> Role {
+        let mut map = self.lock();
+        if let Some(f) = map.get(key) {
+            return Role::Waiter(f.clone());
+        }
+        let flight = Arc::new(Flight::default());
+        map.insert(key.clone(), flight.clone());
+        Role::Writer(Writer {
+            flight,
+            table: self.clone(),
+            key: key.clone(),
+            finished: false,
+        })
+    }
+
+    /// The flight for `key`, if one is under way.
+    pub fn get(&self, key: &CacheKey) -> Option<Arc<Flight>> {
+        self.lock().get(key).cloned()
+    }
+
+    /// Flights under way.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no flight is under way.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The one writer of a flight. Dropping it unfinished releases the waiters as `Dangling`.
+pub struct Writer {
+    flight: Arc<Flight>,
+    table: Arc<FlightTable>,
+    key: CacheKey,
+    finished: bool,
+}
+
+impl Writer {
+    /// The flight being written.
+    pub fn flight(&self) -> &Arc<Flight> {
+        &self.flight
+    }
+
+    /// Publishes the response head.
+    pub fn head(&self, head: Head) {
+        self.flight.lock().head = Some(Arc::new(head));
+        self.flight.notify.notify_waiters();
+    }
+
+    /// Appends body bytes; every waiter can read them at once.
+    pub fn push(&self, chunk: Bytes) {
+        if chunk.is_empty() {
+            return;
+        }
+        {
+            let mut s = self.flight.lock();
+            s.len += chunk.len();
+            s.chunks.push(chunk);
+        }
+        self.flight.notify.notify_waiters();
+    }
+
+    /// The body so far as one buffer (to store once complete).
+    pub fn body(&self) -> Bytes {
+        let s = self.flight.lock();
+        concat(&s.chunks, s.len)
+    }
+
+    /// Ends the flight. Call after storing a complete object, so a request arriving once
+    /// the flight is gone finds it in the cache.
+    pub fn finish(mut self, outcome: Outcome) {
+        self.end(outcome);
+    }
+
+    fn end(&mut self, outcome: Outcome) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        self.flight.lock().outcome = Some(outcome);
+        {
+            let mut map = self.table.lock();
+            if map.get(&self.key).is_some_and(|f| Arc::ptr_eq(f, &self.flight)) {
+                map.remove(&self.key);
+            }
+        }
+        self.flight.notify.notify_waiters();
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.end(Outcome::Dangling);
+    }
+}
+
+type ChunkFuture = Pin<Box<dyn Future<Output = Option<Result<Bytes, WaitError>>> + Send>>;
+
+/// A response body that streams a flight from the start (or from `skip` bytes on).
+pub struct FlightBody {
+    flight: Arc<Flight>,
+    idx: usize,
+    pending: Option<ChunkFuture>,
+    hint: Option<u64>,
+}
+
+impl FlightBody {
+    /// A reader of `flight`; `content_length` sizes the body for clients.
+    pub fn new(flight: Arc<Flight>, content_length: Option<u64>) -> Self {
+        flight.waiters.fetch_add(1, Ordering::Relaxed);
+        Self {
+            flight,
+            idx: 0,
+            pending: None,
+            hint: content_length,
+        }
+    }
+}
+
+impl Drop for FlightBody {
+    fn drop(&mut self) {
+        self.flight.waiters.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Body for FlightBody {
+    type Data = Bytes;
+    type Error = service::body::BodyError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        let fut = this.pending.get_or_insert_with(|| {
+            let f = this.flight.clone();
+            let idx = this.idx;
+            Box::pin(async move { f.chunk(idx).await })
+        });
+        match fut.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(r) => {
+                this.pending = None;
+                match r {
+                    None => Poll::Ready(None),
+                    Some(Ok(b)) => {
+                        this.idx += 1;
+                        Poll::Ready(Some(Ok(Frame::data(b))))
+                    }
+                    Some(Err(e)) => Poll::Ready(Some(Err(Box::new(e)))),
+                }
+            }
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.hint {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    fn key(s: &str) -> CacheKey {
+        crate::key::normalize(s, &[]).unwrap()
+    }
+
+    fn head() -> Head {
+        Head {
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            content_length: Some(6),
+            initial_age: Duration::ZERO,
+        }
+    }
+
+    #[tokio::test]
+    async fn one_writer_many_waiters_stream_as_bytes_arrive() {
+        let t = Arc::new(FlightTable::default());
+        let Role::Writer(w) = t.join_or_start(&key("/a")) else { panic!("first is writer") };
+        let Role::Waiter(f) = t.join_or_start(&key("/a")) else { panic!("second waits") };
+        let mut body = FlightBody::new(f.clone(), Some(6));
+        w.head(head());
+        w.push(Bytes::from_static(b"abc"));
+        // The first half is readable before the writer goes on.
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(&first[..], b"abc");
+        w.push(Bytes::from_static(b"def"));
+        w.finish(Outcome::Done);
+        let rest = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&rest[..], b"def");
+        assert!(t.is_empty(), "a finished flight leaves the table");
+        assert_eq!(f.waiters(), 0);
+    }
+
+    #[tokio::test]
+    async fn dropped_writer_releases_waiters() {
+        let t = Arc::new(FlightTable::default());
+        let Role::Writer(w) = t.join_or_start(&key("/a")) else { panic!() };
+        let Role::Waiter(f) = t.join_or_start(&key("/a")) else { panic!() };
+        let waiting = tokio::spawn(async move { f.head(Duration::from_secs(10)).await });
+        tokio::task::yield_now().await;
+        drop(w);
+        assert_eq!(waiting.await.unwrap().unwrap_err(), WaitError::Dangling);
+        // The next request elects a new writer.
+        assert!(matches!(t.join_or_start(&key("/a")), Role::Writer(_)));
+    }
+
+    #[tokio::test]
+    async fn failure_mid_body_reaches_readers_and_timeouts_bound_waits() {
+        let t = Arc::new(FlightTable::default());
+        let Role::Writer(w) = t.join_or_start(&key("/a")) else { panic!() };
+        let f = w.flight().clone();
+        assert_eq!(f.head(Duration::from_millis(20)).await.unwrap_err(), WaitError::WaitTimeout);
+        w.head(head());
+        w.push(Bytes::from_static(b"abc"));
+        let mut body = FlightBody::new(f.clone(), None);
+        w.finish(Outcome::TransientError(FetchError::Body("reset".into())));
+        assert!(body.frame().await.unwrap().is_ok());
+        assert!(body.frame().await.unwrap().is_err());
+    }
+}

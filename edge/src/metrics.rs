@@ -1,0 +1,86 @@
+//! The edge's Prometheus metrics (`edge_*`), one registry per server instance.
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+
+/// Every metric the edge exports.
+#[derive(Debug)]
+pub struct Metrics {
+    /// The registry (rendered at `/metrics`).
+    pub registry: Registry,
+    /// Client requests by object kind, cache phase and status.
+    pub requests: IntCounterVec,
+    /// Time to response head, by kind and cache phase.
+    pub request_duration: HistogramVec,
+    /// Upstream requests (attempts) by upstream and status (`error`, `timeout` when none).
+    pub upstream_requests: IntCounterVec,
+    /// Time to upstream response head.
+    pub upstream_duration: HistogramVec,
+    /// Upstream fetches started (one per flight), by kind.
+    pub upstream_fetches: IntCounterVec,
+    /// Requests that joined a fetch already under way, by kind.
+    pub coalesced_waiters: IntCounterVec,
+    /// Fetches under way.
+    pub inflight_fetches: IntGauge,
+    /// Stale objects served, by reason.
+    pub stale_served: IntCounterVec,
+    /// Requests shed, by reason.
+    pub shed: IntCounterVec,
+    /// Requests in progress (head not yet answered or body still streaming).
+    pub active_requests: IntGauge,
+    /// Bytes in the cache (as weighed).
+    pub cache_bytes: IntGauge,
+    /// Objects in the cache.
+    pub cache_objects: IntGauge,
+    /// 1 when the upstream passes health checks.
+    pub upstream_healthy: IntGaugeVec,
+    /// Breaker position: 0 closed, 1 open, 2 half-open.
+    pub breaker_state: IntGaugeVec,
+    /// Retries by result (`retried`, `budget_exhausted`).
+    pub retries: IntCounterVec,
+}
+
+impl Metrics {
+    /// Creates and registers every metric in a fresh registry.
+    pub fn new() -> prometheus::Result<Self> {
+        let registry = Registry::new();
+        service::metrics::register_build_info(&registry, "edge")?;
+        let buckets = service::metrics::LATENCY_BUCKETS.to_vec();
+        let m = Self {
+            requests: IntCounterVec::new(Opts::new("edge_requests_total", "Client requests by kind, cache phase and status."), &["kind", "cache", "status"])?,
+            request_duration: HistogramVec::new(
+                HistogramOpts::new("edge_request_duration_seconds", "Time to response head (time to first byte).").buckets(buckets.clone()),
+                &["kind", "cache"],
+            )?,
+            upstream_requests: IntCounterVec::new(Opts::new("edge_upstream_requests_total", "Upstream attempts by upstream and status."), &["upstream", "status"])?,
+            upstream_duration: HistogramVec::new(
+                HistogramOpts::new("edge_upstream_duration_seconds", "Time to upstream response head.").buckets(buckets),
+                &["upstream"],
+            )?,
+            upstream_fetches: IntCounterVec::new(Opts::new("edge_upstream_fetches_total", "Upstream fetches started (one per coalesced flight)."), &["kind"])?,
+            coalesced_waiters: IntCounterVec::new(Opts::new("edge_coalesced_waiters_total", "Requests that joined a fetch already under way."), &["kind"])?,
+            inflight_fetches: IntGauge::new("edge_inflight_fetches", "Upstream fetches under way.")?,
+            stale_served: IntCounterVec::new(Opts::new("edge_stale_served_total", "Stale objects served, by reason."), &["reason"])?,
+            shed: IntCounterVec::new(Opts::new("edge_shed_total", "Requests shed with 503, by reason."), &["reason"])?,
+            active_requests: IntGauge::new("edge_active_requests", "Requests in progress.")?,
+            cache_bytes: IntGauge::new("edge_cache_bytes", "Bytes held in the cache.")?,
+            cache_objects: IntGauge::new("edge_cache_objects", "Objects held in the cache.")?,
+            upstream_healthy: IntGaugeVec::new(Opts::new("edge_upstream_healthy", "1 when the upstream passes health checks."), &["upstream"])?,
+            breaker_state: IntGaugeVec::new(Opts::new("edge_upstream_breaker_state", "Circuit breaker: 0 closed, 1 open, 2 half-open."), &["upstream"])?,
+            retries: IntCounterVec::new(Opts::new("edge_retries_total", "Upstream retries by result."), &["result"])?,
+            registry,
+        };
+        for c in [&m.requests, &m.upstream_requests, &m.upstream_fetches, &m.coalesced_waiters, &m.stale_served, &m.shed, &m.retries] {
+            m.registry.register(Box::new(c.clone()))?;
+        }
+        for h in [&m.request_duration, &m.upstream_duration] {
+            m.registry.register(Box::new(h.clone()))?;
+        }
+        for g in [&m.inflight_fetches, &m.active_requests, &m.cache_bytes, &m.cache_objects] {
+            m.registry.register(Box::new(g.clone()))?;
+        }
+        for g in [&m.upstream_healthy, &m.breaker_state] {
+            m.registry.register(Box::new(g.clone()))?;
+        }
+        Ok(m)
+    }
+}

@@ -1,0 +1,219 @@
+//! A stored response and its freshness, kept as data read through tokio's clock (moka ages
+//! entries with the real clock, so its expiry is only a coarse upper bound).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, StatusCode, header};
+use tokio::time::Instant;
+
+use crate::cache_control::Directives;
+use crate::classify::Kind;
+use crate::config::CacheConfig;
+
+/// How long an object may be served, and how long past that in which circumstances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Freshness {
+    /// Served as a hit while younger than this.
+    pub fresh_for: Duration,
+    /// Past freshness, served stale while one background refresh runs.
+    pub stale_while_revalidate: Duration,
+    /// Past freshness, served stale when the upstream fails.
+    pub stale_if_error: Duration,
+}
+
+impl Freshness {
+    /// Freshness for a response, or `None` when it must not be stored.
+    pub fn of(status: StatusCode, d: &Directives, kind: Kind, cfg: &CacheConfig) -> Option<Self> {
+        if !d.storable() {
+            return None;
+        }
+        let stale = |w: Option<Duration>| if d.must_revalidate { Duration::ZERO } else { w.unwrap_or_default() };
+        match status {
+            StatusCode::OK => {
+                let fresh_for = d.lifetime().or(match kind {
+                    Kind::Segment => Some(cfg.default_segment_ttl),
+                    Kind::Master | Kind::Playlist | Kind::BlockingPlaylist => Some(cfg.default_playlist_ttl),
+                    Kind::Other => None,
+                })?;
+                let f = Freshness {
+                    fresh_for,
+                    stale_while_revalidate: stale(d.stale_while_revalidate),
+                    stale_if_error: stale(d.stale_if_error),
+                };
+                (f.fresh_for + f.stale_while_revalidate + f.stale_if_error > Duration::ZERO).then_some(f)
+            }
+            // Negative caching, capped: a segment that is not there yet soon will be.
+            StatusCode::NOT_FOUND => {
+                let ttl = d.lifetime().unwrap_or(cfg.negative_ttl).min(cfg.negative_ttl);
+                (!ttl.is_zero()).then_some(Freshness {
+                    fresh_for: ttl,
+                    stale_while_revalidate: Duration::ZERO,
+                    stale_if_error: Duration::ZERO,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// Longest this object can be of any use: the upper bound handed to moka.
+    pub fn useful_for(&self) -> Duration {
+        self.fresh_for + self.stale_while_revalidate.max(self.stale_if_error)
+    }
+}
+
+/// Where an object stands at a moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Serve it.
+    Fresh,
+    /// Serve it and refresh in the background.
+    StaleWhileRevalidate,
+    /// Only as a fallback when the upstream fails.
+    StaleIfError,
+    /// Of no use.
+    Expired,
+}
+
+/// A complete stored response.
+#[derive(Debug)]
+pub struct CachedObject {
+    /// Status (200 or a negatively cached 404).
+    pub status: StatusCode,
+    /// End-to-end headers to replay (no hop-by-hop, no Content-Length, no Age).
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Bytes,
+    /// When it was stored.
+    pub stored_at: Instant,
+    /// The upstream's own `Age` at that moment.
+    pub initial_age: Duration,
+    /// Freshness policy.
+    pub freshness: Freshness,
+    /// What it is.
+    pub kind: Kind,
+}
+
+impl CachedObject {
+    /// Current age (RFC 9111 §4.2.3, simplified: upstream Age plus resident time).
+    pub fn age(&self, now: Instant) -> Duration {
+        self.initial_age + now.saturating_duration_since(self.stored_at)
+    }
+
+    /// Where it stands at `now`.
+    pub fn state(&self, now: Instant) -> State {
+        let age = self.age(now);
+        let f = &self.freshness;
+        if age < f.fresh_for {
+            State::Fresh
+        } else if age < f.fresh_for + f.stale_while_revalidate {
+            State::StaleWhileRevalidate
+        } else if age < f.fresh_for + f.stale_if_error {
+            State::StaleIfError
+        } else {
+            State::Expired
+        }
+    }
+
+    /// Remaining freshness in whole seconds (negative once stale), for `Cache-Status: ttl=`.
+    pub fn ttl_secs(&self, now: Instant) -> i64 {
+        self.freshness.fresh_for.as_secs() as i64 - self.age(now).as_secs() as i64
+    }
+
+    /// Bytes this object costs in the cache.
+    pub fn weight(&self) -> u32 {
+        let headers: usize = self.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 32).sum();
+        u32::try_from(self.body.len() + headers + 256).unwrap_or(u32::MAX)
+    }
+
+    /// The strong validator, if any.
+    pub fn etag(&self) -> Option<&str> {
+        self.headers.get(header::ETAG).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Headers that describe one connection, not the object (RFC 9110 §7.6.1), plus the ones the
+/// edge recomputes or must never replay to other clients.
+pub fn end_to_end(headers: &HeaderMap) -> HeaderMap {
+    const DROP: &[HeaderName] = &[
+        header::CONNECTION,
+        header::TRANSFER_ENCODING,
+        header::TE,
+        header::TRAILER,
+        header::UPGRADE,
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+        header::CONTENT_LENGTH,
+        header::AGE,
+        header::DATE,
+        header::SET_COOKIE,
+    ];
+    let mut out = HeaderMap::with_capacity(headers.len());
+    for (k, v) in headers {
+        if !DROP.contains(k) && k.as_str() != "keep-alive" && k.as_str() != "cache-status" && k.as_str() != "x-cache" {
+            out.append(k.clone(), v.clone());
+        }
+    }
+    out
+}
+
+/// The upstream's `Age`, if given.
+pub fn upstream_age(headers: &HeaderMap) -> Duration {
+    headers
+        .get(header::AGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn directives(s: &str) -> Directives {
+        let mut d = Directives::default();
+        d.parse_into(s);
+        d
+    }
+
+    #[test]
+    fn freshness_rules() {
+        let cfg = CacheConfig::default();
+        let f = Freshness::of(StatusCode::OK, &directives("max-age=1, stale-while-revalidate=2, stale-if-error=12"), Kind::Playlist, &cfg).unwrap();
+        assert_eq!(f.useful_for(), Duration::from_secs(13));
+        // 404s are cached for at most negative_ttl whatever the upstream says.
+        let f = Freshness::of(StatusCode::NOT_FOUND, &directives("max-age=600"), Kind::Segment, &cfg).unwrap();
+        assert_eq!(f.fresh_for, Duration::from_secs(1));
+        assert!(Freshness::of(StatusCode::OK, &directives("no-store"), Kind::Segment, &cfg).is_none());
+        assert!(Freshness::of(StatusCode::BAD_GATEWAY, &directives("max-age=5"), Kind::Segment, &cfg).is_none());
+        assert!(Freshness::of(StatusCode::OK, &directives(""), Kind::Other, &cfg).is_none());
+        let f = Freshness::of(StatusCode::OK, &directives(""), Kind::Segment, &cfg).unwrap();
+        assert_eq!(f.fresh_for, cfg.default_segment_ttl);
+        let f = Freshness::of(StatusCode::OK, &directives("max-age=1, stale-if-error=9, must-revalidate"), Kind::Playlist, &cfg).unwrap();
+        assert_eq!(f.stale_if_error, Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn states_follow_the_controllable_clock() {
+        let o = CachedObject {
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+            stored_at: Instant::now(),
+            initial_age: Duration::ZERO,
+            freshness: Freshness {
+                fresh_for: Duration::from_secs(1),
+                stale_while_revalidate: Duration::from_secs(2),
+                stale_if_error: Duration::from_secs(10),
+            },
+            kind: Kind::Playlist,
+        };
+        let t0 = Instant::now();
+        assert_eq!(o.state(t0), State::Fresh);
+        assert_eq!(o.state(t0 + Duration::from_millis(1500)), State::StaleWhileRevalidate);
+        assert_eq!(o.state(t0 + Duration::from_secs(5)), State::StaleIfError);
+        assert_eq!(o.state(t0 + Duration::from_secs(11)), State::Expired);
+        assert_eq!(o.ttl_secs(t0 + Duration::from_secs(5)), -4);
+    }
+}

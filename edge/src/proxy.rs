@@ -1,0 +1,347 @@
+//! The request path: classify → cache lookup → hit | stale-while-revalidate | join or start
+//! the single flight → stream. Every error becomes a response here and only here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use service::Body;
+use service::body::{empty, full, text};
+use service::conditional::{RangeReq, etag_matches, has_range, parse_range};
+use tokio::time::Instant;
+
+use crate::App;
+use crate::cache_control::Directives;
+use crate::classify::Kind;
+use crate::flight::{FlightBody, Head, Outcome, Role, WaitError, Writer};
+use crate::key::{CacheKey, normalize};
+use crate::object::{CachedObject, Freshness, State, end_to_end, upstream_age};
+use crate::overload::Ticketed;
+
+/// How a response was produced: the `X-Cache` value and the `cache` metrics label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Fresh from the cache.
+    Hit,
+    /// This request started the upstream fetch.
+    Miss,
+    /// Joined a fetch another request started.
+    Coalesced,
+    /// A stale copy (while revalidating, or because the upstream failed).
+    Stale,
+    /// Answered by the edge itself (errors, shedding, ops endpoints).
+    Bypass,
+}
+
+impl Phase {
+    /// Header value and metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Hit => "hit",
+            Phase::Miss => "miss",
+            Phase::Coalesced => "coalesced",
+            Phase::Stale => "stale",
+            Phase::Bypass => "bypass",
+        }
+    }
+}
+
+fn hv(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+/// Handles one client request.
+pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
+    let started = std::time::Instant::now();
+    let (kind, phase, cache_status, mut resp) = route(&app, &req).await;
+    let h = resp.headers_mut();
+    h.insert("x-cache", HeaderValue::from_static(phase.as_str()));
+    h.insert("cache-status", hv(&cache_status));
+    h.insert(header::VIA, HeaderValue::from_static("1.1 edge"));
+    let status = resp.status();
+    app.metrics.requests.with_label_values(&[kind.as_str(), phase.as_str(), status.as_str()]).inc();
+    app.metrics.request_duration.with_label_values(&[kind.as_str(), phase.as_str()]).observe(started.elapsed().as_secs_f64());
+    tracing::debug!(method = %req.method(), path = %req.uri().path(), kind = kind.as_str(), cache = phase.as_str(), status = status.as_u16(), "request");
+    resp
+}
+
+type Routed = (Kind, Phase, String, Response<Body>);
+
+fn local(kind: Kind, resp: Response<Body>) -> Routed {
+    (kind, Phase::Bypass, "edge; fwd=bypass".to_string(), resp)
+}
+
+async fn route(app: &Arc<App>, req: &Request<Incoming>) -> Routed {
+    match req.uri().path() {
+        "/healthz" => return local(Kind::Other, text(StatusCode::OK, "ok")),
+        "/readyz" => {
+            return local(
+                Kind::Other,
+                if app.upstreams.any_healthy() {
+                    text(StatusCode::OK, "ready")
+                } else {
+                    text(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream")
+                },
+            );
+        }
+        "/metrics" => {
+            app.metrics.cache_bytes.set(app.cache.weighted_size() as i64);
+            app.metrics.cache_objects.set(app.cache.entry_count() as i64);
+            let mut r = Response::new(full(service::metrics::encode(&app.metrics.registry)));
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(service::metrics::CONTENT_TYPE));
+            return local(Kind::Other, r);
+        }
+        _ => {}
+    }
+    if req.method() == Method::OPTIONS {
+        let mut r = Response::new(empty());
+        *r.status_mut() = StatusCode::NO_CONTENT;
+        let h = r.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, HEAD, OPTIONS"));
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Range, If-None-Match"));
+        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+        return local(Kind::Other, r);
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, format!("{} is not allowed: this cache serves GET and HEAD", req.method()));
+        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, OPTIONS"));
+        return local(Kind::Other, r);
+    }
+    let target = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let key = match normalize(target, &app.cfg.cache.query_allowlist) {
+        Ok(k) => k,
+        Err(e) => return local(Kind::Other, text(StatusCode::BAD_REQUEST, format!("bad request target: {e}"))),
+    };
+    let cached = app.cache.get(&key);
+    let kind = cached.as_ref().map(|o| o.kind).unwrap_or_else(|| Kind::of_request(&key));
+    let ticket = match app.admission.admit(kind) {
+        Ok(t) => t,
+        Err(why) => {
+            app.metrics.shed.with_label_values(&[why.as_str()]).inc();
+            let mut r = text(StatusCode::SERVICE_UNAVAILABLE, "overloaded: serving viewers already watching first; retry shortly");
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(app.admission.retry_after_secs()));
+            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            return local(kind, r);
+        }
+    };
+    let (phase, status, resp) = serve(app, req, key, kind, cached).await;
+    let resp = resp.map(|b| Ticketed::new(b, ticket).boxed_unsync());
+    (kind, phase, status, resp)
+}
+
+async fn serve(app: &Arc<App>, req: &Request<Incoming>, key: CacheKey, kind: Kind, cached: Option<Arc<CachedObject>>) -> (Phase, String, Response<Body>) {
+    let now = Instant::now();
+    let mut fallback = None;
+    if let Some(obj) = cached {
+        match obj.state(now) {
+            State::Fresh => {
+                let cs = format!("edge; hit; ttl={}", obj.ttl_secs(now));
+                return (Phase::Hit, cs, from_object(&obj, req, now));
+            }
+            State::StaleWhileRevalidate => {
+                refresh(app, &key, kind);
+                app.metrics.stale_served.with_label_values(&["while_revalidate"]).inc();
+                let cs = format!("edge; hit; ttl={}; detail=stale-while-revalidate", obj.ttl_secs(now));
+                return (Phase::Stale, cs, from_object(&obj, req, now));
+            }
+            State::StaleIfError => fallback = Some(obj),
+            State::Expired => {}
+        }
+    }
+    let (flight, phase) = match app.flights.join_or_start(&key) {
+        Role::Writer(w) => {
+            let f = w.flight().clone();
+            tokio::spawn(fill(app.clone(), w, key.clone(), kind));
+            (f, Phase::Miss)
+        }
+        Role::Waiter(f) => {
+            app.metrics.coalesced_waiters.with_label_values(&[kind.as_str()]).inc();
+            (f, Phase::Coalesced)
+        }
+    };
+    let collapsed = if phase == Phase::Coalesced { "; collapsed" } else { "" };
+    let wait = app.cfg.upstream.deadline + Duration::from_secs(1);
+    let head = match flight.head(wait).await {
+        Ok(h) => h,
+        Err(e) => return upstream_failed(app, req, e, fallback, now),
+    };
+    let cs = format!("edge; fwd=miss; fwd-status={}{collapsed}", head.status.as_u16());
+    let mut headers = head.headers.clone();
+    headers.insert(header::AGE, HeaderValue::from(head.initial_age.as_secs()));
+    if head.status == StatusCode::OK
+        && let Some(etag) = headers.get(header::ETAG).and_then(|v| v.to_str().ok())
+        && etag_matches(req.headers(), etag)
+    {
+        return (phase, cs, with_headers(StatusCode::NOT_MODIFIED, headers, empty()));
+    }
+    if head.status == StatusCode::OK && has_range(req.headers()) {
+        // Ranges on a miss are cut from the complete body (rare in HLS; keeps one code path).
+        return match flight.complete(wait).await {
+            Ok((_, body)) => (phase, cs, ranged(StatusCode::OK, headers, body, req)),
+            Err(e) => upstream_failed(app, req, e, fallback, now),
+        };
+    }
+    if req.method() == Method::HEAD {
+        if let Some(n) = head.content_length {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+        }
+        return (phase, cs, with_headers(head.status, headers, empty()));
+    }
+    if let Some(n) = head.content_length {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    let body = FlightBody::new(flight, head.content_length).boxed_unsync();
+    (phase, cs, with_headers(head.status, headers, body))
+}
+
+/// The fetch failed before a response head: a stale copy if the upstream allowed one, else
+/// a fast 502/504 with the reason.
+fn upstream_failed(app: &App, req: &Request<Incoming>, e: WaitError, fallback: Option<Arc<CachedObject>>, now: Instant) -> (Phase, String, Response<Body>) {
+    if let Some(obj) = fallback {
+        app.metrics.stale_served.with_label_values(&["if_error"]).inc();
+        let cs = format!("edge; fwd=miss; fwd-status={}; detail=stale-if-error", e.status().as_u16());
+        return (Phase::Stale, cs, from_object(&obj, req, now));
+    }
+    let status = e.status();
+    let mut r = text(status, format!("upstream fetch failed: {e}"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    (Phase::Miss, format!("edge; fwd=miss; fwd-status={}; detail=upstream-error", status.as_u16()), r)
+}
+
+fn with_headers(status: StatusCode, headers: HeaderMap, body: Body) -> Response<Body> {
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    *r.headers_mut() = headers;
+    r
+}
+
+fn from_object(obj: &CachedObject, req: &Request<Incoming>, now: Instant) -> Response<Body> {
+    let mut headers = obj.headers.clone();
+    headers.insert(header::AGE, HeaderValue::from(obj.age(now).as_secs()));
+    if obj.status == StatusCode::OK
+        && let Some(etag) = obj.etag()
+        && etag_matches(req.headers(), etag)
+    {
+        return with_headers(StatusCode::NOT_MODIFIED, headers, empty());
+    }
+    ranged(obj.status, headers, obj.body.clone(), req)
+}
+
+fn ranged(status: StatusCode, mut headers: HeaderMap, body: Bytes, req: &Request<Incoming>) -> Response<Body> {
+    let head = req.method() == Method::HEAD;
+    let len = body.len() as u64;
+    if status == StatusCode::OK {
+        headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        match parse_range(req.headers(), len) {
+            RangeReq::Full => {}
+            RangeReq::Part(s, e) => {
+                let part = body.slice(s as usize..=e as usize);
+                headers.insert(header::CONTENT_RANGE, hv(&format!("bytes {s}-{e}/{len}")));
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(part.len()));
+                return with_headers(StatusCode::PARTIAL_CONTENT, headers, if head { empty() } else { full(part) });
+            }
+            RangeReq::Unsatisfiable => {
+                let mut r = text(StatusCode::RANGE_NOT_SATISFIABLE, format!("range outside 0-{}", len.saturating_sub(1)));
+                r.headers_mut().insert(header::CONTENT_RANGE, hv(&format!("bytes */{len}")));
+                return r;
+            }
+        }
+    }
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    with_headers(status, headers, if head { empty() } else { full(body) })
+}
+
+/// Starts one background refresh of `key` unless a fetch for it is already under way.
+fn refresh(app: &Arc<App>, key: &CacheKey, kind: Kind) {
+    if let Role::Writer(w) = app.flights.join_or_start(key) {
+        tokio::spawn(fill(app.clone(), w, key.clone(), kind));
+    }
+}
+
+/// Drops the in-flight gauge when a fill ends, however it ends.
+struct InflightGauge(prometheus::IntGauge);
+impl Drop for InflightGauge {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// The writer's side of a flight: fetch from upstream, stream into the flight, store the
+/// complete object, then end the flight (in that order, so later requests find the object).
+async fn fill(app: Arc<App>, w: Writer, key: CacheKey, kind: Kind) {
+    app.metrics.upstream_fetches.with_label_values(&[kind.as_str()]).inc();
+    app.metrics.inflight_fetches.inc();
+    let _gauge = InflightGauge(app.metrics.inflight_fetches.clone());
+    let (resp, upstream) = match app.upstreams.fetch(&key, Method::GET).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(key = %key, error = %e, "upstream fetch failed");
+            w.finish(Outcome::TransientError(e));
+            return;
+        }
+    };
+    let (parts, mut body) = resp.into_parts();
+    let content_length = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<u64>().ok());
+    w.head(Head {
+        status: parts.status,
+        headers: end_to_end(&parts.headers),
+        content_length,
+        initial_age: upstream_age(&parts.headers),
+    });
+    let idle = app.cfg.upstream.body_idle_timeout;
+    loop {
+        match tokio::time::timeout(idle, body.frame()).await {
+            Ok(None) => break,
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    w.push(data);
+                }
+            }
+            Ok(Some(Err(e))) => {
+                app.upstreams.body_failed(&upstream);
+                tracing::warn!(key = %key, upstream = %upstream.name, error = %e, "upstream body broke off");
+                w.finish(Outcome::TransientError(crate::flight::FetchError::Body(e.to_string())));
+                return;
+            }
+            Err(_) => {
+                app.upstreams.body_failed(&upstream);
+                tracing::warn!(key = %key, upstream = %upstream.name, "upstream body stalled");
+                w.finish(Outcome::TransientError(crate::flight::FetchError::Timeout(format!("no body data for {idle:?}"))));
+                return;
+            }
+        }
+    }
+    let bytes = w.body();
+    if content_length.is_some_and(|n| n != bytes.len() as u64) {
+        w.finish(Outcome::TransientError(crate::flight::FetchError::Body("body shorter than Content-Length".into())));
+        return;
+    }
+    let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let kind = kind.refine(content_type, &bytes[..bytes.len().min(4096)]);
+    let directives = Directives::from_headers(&parts.headers);
+    if let Some(freshness) = Freshness::of(parts.status, &directives, kind, &app.cfg.cache)
+        && bytes.len() as u64 <= app.cfg.cache.max_object_bytes
+    {
+        app.cache.insert(
+            key,
+            Arc::new(CachedObject {
+                status: parts.status,
+                headers: end_to_end(&parts.headers),
+                body: bytes,
+                stored_at: Instant::now(),
+                initial_age: upstream_age(&parts.headers),
+                freshness,
+                kind,
+            }),
+        );
+    }
+    w.finish(Outcome::Done);
+}

@@ -1,0 +1,105 @@
+//! Conditional and range requests (RFC 9110 §13, §14) as origin and edge both answer them.
+
+use http::{HeaderMap, header};
+
+/// Whether `If-None-Match` in `headers` matches the strong validator `etag`.
+pub fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == "*" || t == etag)
+}
+
+/// A `Range` header resolved against a body of known length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeReq {
+    /// No (usable) Range header: the whole body.
+    Full,
+    /// One satisfiable range, inclusive bounds.
+    Part(u64, u64),
+    /// Unsatisfiable: answer 416 with `Content-Range: bytes */len`.
+    Unsatisfiable,
+}
+
+/// Whether the request has a `Range` header at all.
+pub fn has_range(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::RANGE)
+}
+
+/// Resolves the `Range` header against `len` bytes. Multiple ranges and invalid syntax are
+/// answered with the whole body, which RFC 9110 §14.2 allows.
+pub fn parse_range(headers: &HeaderMap, len: u64) -> RangeReq {
+    let Some(v) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
+        return RangeReq::Full;
+    };
+    let Some(spec) = v.trim().strip_prefix("bytes=") else {
+        return RangeReq::Full;
+    };
+    if spec.contains(',') {
+        return RangeReq::Full;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return RangeReq::Full;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let parsed = match (a.is_empty(), b.is_empty()) {
+        (true, false) => b.parse::<u64>().ok().map(|n| {
+            if n == 0 || len == 0 {
+                None
+            } else {
+                Some((len.saturating_sub(n), len - 1))
+            }
+        }),
+        (false, _) => a.parse::<u64>().ok().and_then(|s| {
+            let e = if b.is_empty() {
+                Some(len.saturating_sub(1))
+            } else {
+                b.parse::<u64>().ok()
+            };
+            e.map(|e| (s <= e && s < len).then(|| (s, e.min(len - 1))))
+        }),
+        (true, true) => None,
+    };
+    match parsed {
+        None => RangeReq::Full,
+        Some(None) => RangeReq::Unsatisfiable,
+        Some(Some((s, e))) => RangeReq::Part(s, e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn h(range: &str) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        m.insert(header::RANGE, HeaderValue::from_str(range).unwrap());
+        m
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range(&h("bytes=0-99"), 1000), RangeReq::Part(0, 99));
+        assert_eq!(parse_range(&h("bytes=900-"), 1000), RangeReq::Part(900, 999));
+        assert_eq!(parse_range(&h("bytes=-100"), 1000), RangeReq::Part(900, 999));
+        assert_eq!(parse_range(&h("bytes=990-2000"), 1000), RangeReq::Part(990, 999));
+        assert_eq!(parse_range(&h("bytes=1000-"), 1000), RangeReq::Unsatisfiable);
+        assert_eq!(parse_range(&h("bytes=5-1"), 1000), RangeReq::Unsatisfiable);
+        assert_eq!(parse_range(&h("bytes=-0"), 1000), RangeReq::Unsatisfiable);
+        assert_eq!(parse_range(&h("bytes=x-1"), 1000), RangeReq::Full);
+        assert_eq!(parse_range(&h("bytes=0-1,5-6"), 1000), RangeReq::Full);
+        assert_eq!(parse_range(&h("items=0-1"), 1000), RangeReq::Full);
+        assert_eq!(parse_range(&HeaderMap::new(), 1000), RangeReq::Full);
+    }
+
+    #[test]
+    fn etags() {
+        let mut m = HeaderMap::new();
+        m.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"a\", W/\"b\""));
+        assert!(etag_matches(&m, "\"a\"") && etag_matches(&m, "\"b\"") && !etag_matches(&m, "\"c\""));
+    }
+}
