@@ -110,7 +110,8 @@ impl Breaker {
         let mut i = self.lock();
         i.failures = i.failures.saturating_add(1);
         i.trial_in_flight = false;
-        let trips = i.position == Position::HalfOpen || (i.position == Position::Closed && i.failures >= self.threshold);
+        let trips = i.position == Position::HalfOpen
+            || (i.position == Position::Closed && i.failures >= self.threshold);
         if trips {
             i.position = Position::Open;
             i.opened_at = Instant::now();

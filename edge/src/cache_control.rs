@@ -47,7 +47,10 @@ impl Directives {
                 Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
                 None => (part, None),
             };
-            let secs = || arg.and_then(|a| a.parse::<u64>().ok()).map(Duration::from_secs);
+            let secs = || {
+                arg.and_then(|a| a.parse::<u64>().ok())
+                    .map(Duration::from_secs)
+            };
             match name.to_ascii_lowercase().as_str() {
                 "max-age" => self.max_age = secs().or(self.max_age),
                 "s-maxage" => self.s_maxage = secs().or(self.s_maxage),

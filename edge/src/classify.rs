@@ -32,7 +32,10 @@ impl Kind {
 
     /// Whether shedding this request would stall a viewer already watching.
     pub fn serves_current_viewers(self) -> bool {
-        matches!(self, Kind::Playlist | Kind::BlockingPlaylist | Kind::Segment)
+        matches!(
+            self,
+            Kind::Playlist | Kind::BlockingPlaylist | Kind::Segment
+        )
     }
 
     /// Classifies a request by its key. Multivariant playlists are recognised by name
@@ -45,13 +48,19 @@ impl Kind {
             Some("m3u8" | "m3u") => {
                 if key.query_param("_HLS_msn").is_some() {
                     Kind::BlockingPlaylist
-                } else if ["master", "main", "multivariant"].iter().any(|m| file.contains(m)) {
+                } else if ["master", "main", "multivariant"]
+                    .iter()
+                    .any(|m| file.contains(m))
+                {
                     Kind::Master
                 } else {
                     Kind::Playlist
                 }
             }
-            Some("ts" | "m4s" | "mp4" | "m4a" | "m4v" | "aac" | "ac3" | "ec3" | "mp3" | "vtt" | "webvtt" | "cmfv" | "cmfa" | "key") => Kind::Segment,
+            Some(
+                "ts" | "m4s" | "mp4" | "m4a" | "m4v" | "aac" | "ac3" | "ec3" | "mp3" | "vtt"
+                | "webvtt" | "cmfv" | "cmfa" | "key",
+            ) => Kind::Segment,
             _ => Kind::Other,
         }
     }
@@ -59,11 +68,21 @@ impl Kind {
     /// Refines the request's kind with the response: a playlist by Content-Type, and a
     /// multivariant playlist by its body.
     pub fn refine(self, content_type: &str, body_start: &[u8]) -> Kind {
-        let ct = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        let playlist = matches!(ct.as_str(), "application/vnd.apple.mpegurl" | "application/x-mpegurl" | "audio/mpegurl")
-            || matches!(self, Kind::Master | Kind::Playlist | Kind::BlockingPlaylist);
+        let ct = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        let playlist = matches!(
+            ct.as_str(),
+            "application/vnd.apple.mpegurl" | "application/x-mpegurl" | "audio/mpegurl"
+        ) || matches!(self, Kind::Master | Kind::Playlist | Kind::BlockingPlaylist);
         if !playlist {
-            if matches!(ct.as_str(), "video/mp2t" | "video/mp4" | "audio/mp4" | "video/iso.segment" | "audio/aac") {
+            if matches!(
+                ct.as_str(),
+                "video/mp2t" | "video/mp4" | "audio/mp4" | "video/iso.segment" | "audio/aac"
+            ) {
                 return Kind::Segment;
             }
             return self;
@@ -92,7 +111,10 @@ mod tests {
     fn by_extension() {
         assert_eq!(kind("/live/demo/master.m3u8"), Kind::Master);
         assert_eq!(kind("/live/demo/360p/index.m3u8"), Kind::Playlist);
-        assert_eq!(kind("/live/demo/360p/index.m3u8?_HLS_msn=5"), Kind::BlockingPlaylist);
+        assert_eq!(
+            kind("/live/demo/360p/index.m3u8?_HLS_msn=5"),
+            Kind::BlockingPlaylist
+        );
         assert_eq!(kind("/live/demo/360p/12.ts"), Kind::Segment);
         assert_eq!(kind("/v/seg-1.m4s"), Kind::Segment);
         assert_eq!(kind("/favicon.ico"), Kind::Other);
@@ -100,8 +122,17 @@ mod tests {
 
     #[test]
     fn by_response() {
-        assert_eq!(Kind::Other.refine("application/vnd.apple.mpegurl", b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n"), Kind::Master);
-        assert_eq!(Kind::Master.refine("application/vnd.apple.mpegurl", b"#EXTM3U\n#EXTINF:2,\n"), Kind::Playlist);
+        assert_eq!(
+            Kind::Other.refine(
+                "application/vnd.apple.mpegurl",
+                b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n"
+            ),
+            Kind::Master
+        );
+        assert_eq!(
+            Kind::Master.refine("application/vnd.apple.mpegurl", b"#EXTM3U\n#EXTINF:2,\n"),
+            Kind::Playlist
+        );
         assert_eq!(Kind::Other.refine("video/mp2t", b""), Kind::Segment);
     }
 }

@@ -230,22 +230,41 @@ impl Validate for Config {
         let mut p = self.server.problems("server");
         let c = &self.cache;
         if c.capacity_bytes < 1 << 20 {
-            p.push(Problem::new("cache.capacity_bytes", "must be at least 1 MiB"));
+            p.push(Problem::new(
+                "cache.capacity_bytes",
+                "must be at least 1 MiB",
+            ));
         }
         if c.max_object_bytes == 0 || c.max_object_bytes > c.capacity_bytes {
-            p.push(Problem::new("cache.max_object_bytes", "must be between 1 and cache.capacity_bytes"));
+            p.push(Problem::new(
+                "cache.max_object_bytes",
+                "must be between 1 and cache.capacity_bytes",
+            ));
         }
         if c.max_object_bytes > u64::from(u32::MAX) {
-            p.push(Problem::new("cache.max_object_bytes", "must be below 4 GiB"));
+            p.push(Problem::new(
+                "cache.max_object_bytes",
+                "must be below 4 GiB",
+            ));
         }
         for (i, q) in c.query_allowlist.iter().enumerate() {
-            if q.is_empty() || !q.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-                p.push(Problem::new(format!("cache.query_allowlist[{i}]"), "must be a plain parameter name"));
+            if q.is_empty()
+                || !q
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                p.push(Problem::new(
+                    format!("cache.query_allowlist[{i}]"),
+                    "must be a plain parameter name",
+                ));
             }
         }
         let u = &self.upstream;
         if u.urls.is_empty() {
-            p.push(Problem::new("upstream.urls", "at least one upstream is required"));
+            p.push(Problem::new(
+                "upstream.urls",
+                "at least one upstream is required",
+            ));
         }
         for (i, url) in u.urls.iter().enumerate() {
             if let Err(e) = check_upstream_url(url) {
@@ -253,35 +272,59 @@ impl Validate for Config {
             }
         }
         if u.max_attempts == 0 || u.max_attempts > 10 {
-            p.push(Problem::new("upstream.max_attempts", "must be between 1 and 10"));
+            p.push(Problem::new(
+                "upstream.max_attempts",
+                "must be between 1 and 10",
+            ));
         }
         if u.backoff_cap < u.backoff_base {
-            p.push(Problem::new("upstream.backoff_cap", "must be at least upstream.backoff_base"));
+            p.push(Problem::new(
+                "upstream.backoff_cap",
+                "must be at least upstream.backoff_base",
+            ));
         }
         if !(0.0..=1.0).contains(&u.retry_budget_ratio) {
-            p.push(Problem::new("upstream.retry_budget_ratio", "must be between 0 and 1"));
+            p.push(Problem::new(
+                "upstream.retry_budget_ratio",
+                "must be between 0 and 1",
+            ));
         }
         if u.head_timeout.is_zero() || u.deadline < u.head_timeout {
-            p.push(Problem::new("upstream.deadline", "must be at least upstream.head_timeout (> 0)"));
+            p.push(Problem::new(
+                "upstream.deadline",
+                "must be at least upstream.head_timeout (> 0)",
+            ));
         }
         if !u.health.path.starts_with('/') {
             p.push(Problem::new("upstream.health.path", "must start with /"));
         }
         if u.health.interval.is_zero() || u.health.timeout.is_zero() {
-            p.push(Problem::new("upstream.health.interval", "interval and timeout must be more than 0s"));
+            p.push(Problem::new(
+                "upstream.health.interval",
+                "interval and timeout must be more than 0s",
+            ));
         }
         if u.health.unhealthy_after == 0 || u.health.healthy_after == 0 {
-            p.push(Problem::new("upstream.health.unhealthy_after", "unhealthy_after and healthy_after must be at least 1"));
+            p.push(Problem::new(
+                "upstream.health.unhealthy_after",
+                "unhealthy_after and healthy_after must be at least 1",
+            ));
         }
         if u.breaker.failure_threshold == 0 {
-            p.push(Problem::new("upstream.breaker.failure_threshold", "must be at least 1"));
+            p.push(Problem::new(
+                "upstream.breaker.failure_threshold",
+                "must be at least 1",
+            ));
         }
         let o = &self.overload;
         if o.max_active == 0 {
             p.push(Problem::new("overload.max_active", "must be at least 1"));
         }
         if o.new_joins_above > o.max_active {
-            p.push(Problem::new("overload.new_joins_above", "must be at most overload.max_active"));
+            p.push(Problem::new(
+                "overload.new_joins_above",
+                "must be at most overload.max_active",
+            ));
         }
         p
     }
@@ -293,7 +336,8 @@ mod tests {
 
     #[test]
     fn minimal_config() {
-        let c = Config::parse("e.toml", "[upstream]\nurls = [\"http://127.0.0.1:8080\"]\n").unwrap();
+        let c =
+            Config::parse("e.toml", "[upstream]\nurls = [\"http://127.0.0.1:8080\"]\n").unwrap();
         assert_eq!(c.listen, default_listen());
         assert_eq!(c.cache.negative_ttl, Duration::from_secs(1));
     }

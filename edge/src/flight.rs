@@ -159,7 +159,9 @@ impl Flight {
             (None, Some(o)) => Some(Err(Self::outcome_error(o).unwrap_or(WaitError::Dangling))),
             (None, None) => None,
         });
-        tokio::time::timeout(deadline, wait).await.map_err(|_| WaitError::WaitTimeout)?
+        tokio::time::timeout(deadline, wait)
+            .await
+            .map_err(|_| WaitError::WaitTimeout)?
     }
 
     /// Chunk `idx`, waiting for it; `None` after the last chunk of a complete body.
@@ -171,7 +173,9 @@ impl Flight {
             match &s.outcome {
                 None => None,
                 Some(Outcome::Done) => Some(None),
-                Some(o) => Some(Some(Err(Self::outcome_error(o).unwrap_or(WaitError::Dangling)))),
+                Some(o) => Some(Some(Err(
+                    Self::outcome_error(o).unwrap_or(WaitError::Dangling)
+                ))),
             }
         })
         .await
@@ -187,7 +191,9 @@ impl Flight {
             }),
             Some(o) => Some(Err(Self::outcome_error(o).unwrap_or(WaitError::Dangling))),
         });
-        tokio::time::timeout(deadline, wait).await.map_err(|_| WaitError::WaitTimeout)?
+        tokio::time::timeout(deadline, wait)
+            .await
+            .map_err(|_| WaitError::WaitTimeout)?
     }
 }
 
@@ -309,7 +315,10 @@ impl Writer {
         self.flight.lock().outcome = Some(outcome);
         {
             let mut map = self.table.lock();
-            if map.get(&self.key).is_some_and(|f| Arc::ptr_eq(f, &self.flight)) {
+            if map
+                .get(&self.key)
+                .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
+            {
                 map.remove(&self.key);
             }
         }
@@ -356,7 +365,10 @@ impl Body for FlightBody {
     type Data = Bytes;
     type Error = service::body::BodyError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
         let fut = this.pending.get_or_insert_with(|| {
             let f = this.flight.clone();
@@ -408,8 +420,12 @@ mod tests {
     #[tokio::test]
     async fn one_writer_many_waiters_stream_as_bytes_arrive() {
         let t = Arc::new(FlightTable::default());
-        let Role::Writer(w) = t.join_or_start(&key("/a")) else { panic!("first is writer") };
-        let Role::Waiter(f) = t.join_or_start(&key("/a")) else { panic!("second waits") };
+        let Role::Writer(w) = t.join_or_start(&key("/a")) else {
+            panic!("first is writer")
+        };
+        let Role::Waiter(f) = t.join_or_start(&key("/a")) else {
+            panic!("second waits")
+        };
         let mut body = FlightBody::new(f.clone(), Some(6));
         w.head(head());
         w.push(Bytes::from_static(b"abc"));
@@ -427,8 +443,12 @@ mod tests {
     #[tokio::test]
     async fn dropped_writer_releases_waiters() {
         let t = Arc::new(FlightTable::default());
-        let Role::Writer(w) = t.join_or_start(&key("/a")) else { panic!() };
-        let Role::Waiter(f) = t.join_or_start(&key("/a")) else { panic!() };
+        let Role::Writer(w) = t.join_or_start(&key("/a")) else {
+            panic!()
+        };
+        let Role::Waiter(f) = t.join_or_start(&key("/a")) else {
+            panic!()
+        };
         let waiting = tokio::spawn(async move { f.head(Duration::from_secs(10)).await });
         tokio::task::yield_now().await;
         drop(w);
@@ -440,9 +460,14 @@ mod tests {
     #[tokio::test]
     async fn failure_mid_body_reaches_readers_and_timeouts_bound_waits() {
         let t = Arc::new(FlightTable::default());
-        let Role::Writer(w) = t.join_or_start(&key("/a")) else { panic!() };
+        let Role::Writer(w) = t.join_or_start(&key("/a")) else {
+            panic!()
+        };
         let f = w.flight().clone();
-        assert_eq!(f.head(Duration::from_millis(20)).await.unwrap_err(), WaitError::WaitTimeout);
+        assert_eq!(
+            f.head(Duration::from_millis(20)).await.unwrap_err(),
+            WaitError::WaitTimeout
+        );
         w.head(head());
         w.push(Bytes::from_static(b"abc"));
         let mut body = FlightBody::new(f.clone(), None);

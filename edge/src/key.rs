@@ -80,8 +80,16 @@ fn decode(s: &str) -> Result<String, KeyError> {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
-            let hi = b.get(i + 1).copied().and_then(hex).ok_or(KeyError::BadPercent)?;
-            let lo = b.get(i + 2).copied().and_then(hex).ok_or(KeyError::BadPercent)?;
+            let hi = b
+                .get(i + 1)
+                .copied()
+                .and_then(hex)
+                .ok_or(KeyError::BadPercent)?;
+            let lo = b
+                .get(i + 2)
+                .copied()
+                .and_then(hex)
+                .ok_or(KeyError::BadPercent)?;
             let c = hi << 4 | lo;
             // An encoded separator or escape would change meaning once decoded upstream.
             if matches!(c, b'/' | b'\\' | b'%' | b'?' | b'#') {
@@ -151,7 +159,9 @@ pub fn normalize(target: &str, allow: &[String]) -> Result<CacheKey, KeyError> {
         }
         let v = decode(v).map_err(|_| KeyError::BadQuery(k.to_string()))?;
         if v.len() > 64
-            || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            || !v
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
             || kept.iter().any(|(x, _)| *x == k)
         {
             return Err(KeyError::BadQuery(k.to_string()));
@@ -180,8 +190,14 @@ mod tests {
     #[test]
     fn normalises_spellings_of_one_object() {
         let k = |t| normalize(t, &allow()).unwrap().to_string();
-        assert_eq!(k("/live/demo/360p/index.m3u8"), "/live/demo/360p/index.m3u8");
-        assert_eq!(k("/live/%64emo/360p/index.m3u8?t=123"), "/live/demo/360p/index.m3u8");
+        assert_eq!(
+            k("/live/demo/360p/index.m3u8"),
+            "/live/demo/360p/index.m3u8"
+        );
+        assert_eq!(
+            k("/live/%64emo/360p/index.m3u8?t=123"),
+            "/live/demo/360p/index.m3u8"
+        );
         assert_eq!(
             k("/a/index.m3u8?_HLS_part=2&x=1&_HLS_msn=10"),
             "/a/index.m3u8?_HLS_msn=10&_HLS_part=2"

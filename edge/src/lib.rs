@@ -63,10 +63,21 @@ pub struct App {
 struct UsefulFor;
 
 impl moka::Expiry<CacheKey, Arc<CachedObject>> for UsefulFor {
-    fn expire_after_create(&self, _k: &CacheKey, v: &Arc<CachedObject>, _at: std::time::Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _k: &CacheKey,
+        v: &Arc<CachedObject>,
+        _at: std::time::Instant,
+    ) -> Option<Duration> {
         Some(v.freshness.useful_for() + Duration::from_secs(1))
     }
-    fn expire_after_update(&self, _k: &CacheKey, v: &Arc<CachedObject>, _at: std::time::Instant, _d: Option<Duration>) -> Option<Duration> {
+    fn expire_after_update(
+        &self,
+        _k: &CacheKey,
+        v: &Arc<CachedObject>,
+        _at: std::time::Instant,
+        _d: Option<Duration>,
+    ) -> Option<Duration> {
         Some(v.freshness.useful_for() + Duration::from_secs(1))
     }
 }
@@ -77,7 +88,9 @@ impl App {
         let metrics = Arc::new(Metrics::new()?);
         let cache = Cache::builder()
             .max_capacity(cfg.cache.capacity_bytes)
-            .weigher(|k: &CacheKey, v: &Arc<CachedObject>| v.weight().saturating_add(k.as_str().len() as u32))
+            .weigher(|k: &CacheKey, v: &Arc<CachedObject>| {
+                v.weight().saturating_add(k.as_str().len() as u32)
+            })
             .expire_after(UsefulFor)
             .build();
         let client = service::client::new_client(Duration::from_secs(90));
@@ -95,7 +108,11 @@ impl App {
 }
 
 /// Runs the edge on `listener` until `shutdown` resolves, then drains.
-pub async fn run(listener: TcpListener, cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+pub async fn run(
+    listener: TcpListener,
+    cfg: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
     let limits = cfg.server.limits();
     let app = App::new(cfg)?;
     let health = tokio::spawn(app.upstreams.clone().check_health());
@@ -106,7 +123,13 @@ pub async fn run(listener: TcpListener, cfg: Config, shutdown: impl Future<Outpu
         "edge serving"
     );
     let h = app.clone();
-    service::serve(listener, move |req, _peer| proxy::handle(h.clone(), req), limits, shutdown).await;
+    service::serve(
+        listener,
+        move |req, _peer| proxy::handle(h.clone(), req),
+        limits,
+        shutdown,
+    )
+    .await;
     health.abort();
     tracing::info!("edge stopped");
     Ok(())

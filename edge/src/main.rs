@@ -50,10 +50,17 @@ fn main() -> ExitCode {
         config.upstream.urls = cli.upstreams;
     }
     if cli.check {
-        println!("config OK: {} upstream(s), cache {} bytes", config.upstream.urls.len(), config.cache.capacity_bytes);
+        println!(
+            "config OK: {} upstream(s), cache {} bytes",
+            config.upstream.urls.len(),
+            config.cache.capacity_bytes
+        );
         return ExitCode::SUCCESS;
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -64,7 +71,10 @@ fn main() -> ExitCode {
         let listener = match tokio::net::TcpListener::bind(config.listen).await {
             Ok(l) => l,
             Err(e) => {
-                eprintln!("error: cannot listen on {} (--listen / `listen`): {e}", config.listen);
+                eprintln!(
+                    "error: cannot listen on {} (--listen / `listen`): {e}",
+                    config.listen
+                );
                 return ExitCode::FAILURE;
             }
         };

@@ -1,6 +1,8 @@
 //! The edge's Prometheus metrics (`edge_*`), one registry per server instance.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 /// Every metric the edge exports.
 #[derive(Debug)]
@@ -46,36 +48,108 @@ impl Metrics {
         service::metrics::register_build_info(&registry, "edge")?;
         let buckets = service::metrics::LATENCY_BUCKETS.to_vec();
         let m = Self {
-            requests: IntCounterVec::new(Opts::new("edge_requests_total", "Client requests by kind, cache phase and status."), &["kind", "cache", "status"])?,
+            requests: IntCounterVec::new(
+                Opts::new(
+                    "edge_requests_total",
+                    "Client requests by kind, cache phase and status.",
+                ),
+                &["kind", "cache", "status"],
+            )?,
             request_duration: HistogramVec::new(
-                HistogramOpts::new("edge_request_duration_seconds", "Time to response head (time to first byte).").buckets(buckets.clone()),
+                HistogramOpts::new(
+                    "edge_request_duration_seconds",
+                    "Time to response head (time to first byte).",
+                )
+                .buckets(buckets.clone()),
                 &["kind", "cache"],
             )?,
-            upstream_requests: IntCounterVec::new(Opts::new("edge_upstream_requests_total", "Upstream attempts by upstream and status."), &["upstream", "status"])?,
+            upstream_requests: IntCounterVec::new(
+                Opts::new(
+                    "edge_upstream_requests_total",
+                    "Upstream attempts by upstream and status.",
+                ),
+                &["upstream", "status"],
+            )?,
             upstream_duration: HistogramVec::new(
-                HistogramOpts::new("edge_upstream_duration_seconds", "Time to upstream response head.").buckets(buckets),
+                HistogramOpts::new(
+                    "edge_upstream_duration_seconds",
+                    "Time to upstream response head.",
+                )
+                .buckets(buckets),
                 &["upstream"],
             )?,
-            upstream_fetches: IntCounterVec::new(Opts::new("edge_upstream_fetches_total", "Upstream fetches started (one per coalesced flight)."), &["kind"])?,
-            coalesced_waiters: IntCounterVec::new(Opts::new("edge_coalesced_waiters_total", "Requests that joined a fetch already under way."), &["kind"])?,
-            inflight_fetches: IntGauge::new("edge_inflight_fetches", "Upstream fetches under way.")?,
-            stale_served: IntCounterVec::new(Opts::new("edge_stale_served_total", "Stale objects served, by reason."), &["reason"])?,
-            shed: IntCounterVec::new(Opts::new("edge_shed_total", "Requests shed with 503, by reason."), &["reason"])?,
+            upstream_fetches: IntCounterVec::new(
+                Opts::new(
+                    "edge_upstream_fetches_total",
+                    "Upstream fetches started (one per coalesced flight).",
+                ),
+                &["kind"],
+            )?,
+            coalesced_waiters: IntCounterVec::new(
+                Opts::new(
+                    "edge_coalesced_waiters_total",
+                    "Requests that joined a fetch already under way.",
+                ),
+                &["kind"],
+            )?,
+            inflight_fetches: IntGauge::new(
+                "edge_inflight_fetches",
+                "Upstream fetches under way.",
+            )?,
+            stale_served: IntCounterVec::new(
+                Opts::new(
+                    "edge_stale_served_total",
+                    "Stale objects served, by reason.",
+                ),
+                &["reason"],
+            )?,
+            shed: IntCounterVec::new(
+                Opts::new("edge_shed_total", "Requests shed with 503, by reason."),
+                &["reason"],
+            )?,
             active_requests: IntGauge::new("edge_active_requests", "Requests in progress.")?,
             cache_bytes: IntGauge::new("edge_cache_bytes", "Bytes held in the cache.")?,
             cache_objects: IntGauge::new("edge_cache_objects", "Objects held in the cache.")?,
-            upstream_healthy: IntGaugeVec::new(Opts::new("edge_upstream_healthy", "1 when the upstream passes health checks."), &["upstream"])?,
-            breaker_state: IntGaugeVec::new(Opts::new("edge_upstream_breaker_state", "Circuit breaker: 0 closed, 1 open, 2 half-open."), &["upstream"])?,
-            retries: IntCounterVec::new(Opts::new("edge_retries_total", "Upstream retries by result."), &["result"])?,
+            upstream_healthy: IntGaugeVec::new(
+                Opts::new(
+                    "edge_upstream_healthy",
+                    "1 when the upstream passes health checks.",
+                ),
+                &["upstream"],
+            )?,
+            breaker_state: IntGaugeVec::new(
+                Opts::new(
+                    "edge_upstream_breaker_state",
+                    "Circuit breaker: 0 closed, 1 open, 2 half-open.",
+                ),
+                &["upstream"],
+            )?,
+            retries: IntCounterVec::new(
+                Opts::new("edge_retries_total", "Upstream retries by result."),
+                &["result"],
+            )?,
             registry,
         };
-        for c in [&m.requests, &m.upstream_requests, &m.upstream_fetches, &m.coalesced_waiters, &m.stale_served, &m.shed, &m.retries] {
+        for c in [
+            &m.requests,
+            &m.upstream_requests,
+            &m.upstream_fetches,
+            &m.coalesced_waiters,
+            &m.stale_served,
+            &m.shed,
+            &m.retries,
+        ] {
             m.registry.register(Box::new(c.clone()))?;
         }
         for h in [&m.request_duration, &m.upstream_duration] {
             m.registry.register(Box::new(h.clone()))?;
         }
-        for g in [&m.inflight_fetches, &m.active_requests, &m.cache_bytes, &m.cache_objects] {
+        for g in [
+            &m.inflight_fetches,
+            &m.active_requests,
+            &m.cache_bytes,
+            &m.cache_objects,
+        ] {
             m.registry.register(Box::new(g.clone()))?;
         }
         for g in [&m.upstream_healthy, &m.breaker_state] {

@@ -28,12 +28,20 @@ impl Freshness {
         if !d.storable() {
             return None;
         }
-        let stale = |w: Option<Duration>| if d.must_revalidate { Duration::ZERO } else { w.unwrap_or_default() };
+        let stale = |w: Option<Duration>| {
+            if d.must_revalidate {
+                Duration::ZERO
+            } else {
+                w.unwrap_or_default()
+            }
+        };
         match status {
             StatusCode::OK => {
                 let fresh_for = d.lifetime().or(match kind {
                     Kind::Segment => Some(cfg.default_segment_ttl),
-                    Kind::Master | Kind::Playlist | Kind::BlockingPlaylist => Some(cfg.default_playlist_ttl),
+                    Kind::Master | Kind::Playlist | Kind::BlockingPlaylist => {
+                        Some(cfg.default_playlist_ttl)
+                    }
                     Kind::Other => None,
                 })?;
                 let f = Freshness {
@@ -41,11 +49,15 @@ impl Freshness {
                     stale_while_revalidate: stale(d.stale_while_revalidate),
                     stale_if_error: stale(d.stale_if_error),
                 };
-                (f.fresh_for + f.stale_while_revalidate + f.stale_if_error > Duration::ZERO).then_some(f)
+                (f.fresh_for + f.stale_while_revalidate + f.stale_if_error > Duration::ZERO)
+                    .then_some(f)
             }
             // Negative caching, capped: a segment that is not there yet soon will be.
             StatusCode::NOT_FOUND => {
-                let ttl = d.lifetime().unwrap_or(cfg.negative_ttl).min(cfg.negative_ttl);
+                let ttl = d
+                    .lifetime()
+                    .unwrap_or(cfg.negative_ttl)
+                    .min(cfg.negative_ttl);
                 (!ttl.is_zero()).then_some(Freshness {
                     fresh_for: ttl,
                     stale_while_revalidate: Duration::ZERO,
@@ -122,7 +134,11 @@ impl CachedObject {
 
     /// Bytes this object costs in the cache.
     pub fn weight(&self) -> u32 {
-        let headers: usize = self.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 32).sum();
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 32)
+            .sum();
         u32::try_from(self.body.len() + headers + 256).unwrap_or(u32::MAX)
     }
 
@@ -150,7 +166,11 @@ pub fn end_to_end(headers: &HeaderMap) -> HeaderMap {
     ];
     let mut out = HeaderMap::with_capacity(headers.len());
     for (k, v) in headers {
-        if !DROP.contains(k) && k.as_str() != "keep-alive" && k.as_str() != "cache-status" && k.as_str() != "x-cache" {
+        if !DROP.contains(k)
+            && k.as_str() != "keep-alive"
+            && k.as_str() != "cache-status"
+            && k.as_str() != "x-cache"
+        {
             out.append(k.clone(), v.clone());
         }
     }
@@ -180,17 +200,45 @@ mod tests {
     #[test]
     fn freshness_rules() {
         let cfg = CacheConfig::default();
-        let f = Freshness::of(StatusCode::OK, &directives("max-age=1, stale-while-revalidate=2, stale-if-error=12"), Kind::Playlist, &cfg).unwrap();
+        let f = Freshness::of(
+            StatusCode::OK,
+            &directives("max-age=1, stale-while-revalidate=2, stale-if-error=12"),
+            Kind::Playlist,
+            &cfg,
+        )
+        .unwrap();
         assert_eq!(f.useful_for(), Duration::from_secs(13));
         // 404s are cached for at most negative_ttl whatever the upstream says.
-        let f = Freshness::of(StatusCode::NOT_FOUND, &directives("max-age=600"), Kind::Segment, &cfg).unwrap();
+        let f = Freshness::of(
+            StatusCode::NOT_FOUND,
+            &directives("max-age=600"),
+            Kind::Segment,
+            &cfg,
+        )
+        .unwrap();
         assert_eq!(f.fresh_for, Duration::from_secs(1));
-        assert!(Freshness::of(StatusCode::OK, &directives("no-store"), Kind::Segment, &cfg).is_none());
-        assert!(Freshness::of(StatusCode::BAD_GATEWAY, &directives("max-age=5"), Kind::Segment, &cfg).is_none());
+        assert!(
+            Freshness::of(StatusCode::OK, &directives("no-store"), Kind::Segment, &cfg).is_none()
+        );
+        assert!(
+            Freshness::of(
+                StatusCode::BAD_GATEWAY,
+                &directives("max-age=5"),
+                Kind::Segment,
+                &cfg
+            )
+            .is_none()
+        );
         assert!(Freshness::of(StatusCode::OK, &directives(""), Kind::Other, &cfg).is_none());
         let f = Freshness::of(StatusCode::OK, &directives(""), Kind::Segment, &cfg).unwrap();
         assert_eq!(f.fresh_for, cfg.default_segment_ttl);
-        let f = Freshness::of(StatusCode::OK, &directives("max-age=1, stale-if-error=9, must-revalidate"), Kind::Playlist, &cfg).unwrap();
+        let f = Freshness::of(
+            StatusCode::OK,
+            &directives("max-age=1, stale-if-error=9, must-revalidate"),
+            Kind::Playlist,
+            &cfg,
+        )
+        .unwrap();
         assert_eq!(f.stale_if_error, Duration::ZERO);
     }
 
@@ -211,7 +259,10 @@ mod tests {
         };
         let t0 = Instant::now();
         assert_eq!(o.state(t0), State::Fresh);
-        assert_eq!(o.state(t0 + Duration::from_millis(1500)), State::StaleWhileRevalidate);
+        assert_eq!(
+            o.state(t0 + Duration::from_millis(1500)),
+            State::StaleWhileRevalidate
+        );
         assert_eq!(o.state(t0 + Duration::from_secs(5)), State::StaleIfError);
         assert_eq!(o.state(t0 + Duration::from_secs(11)), State::Expired);
         assert_eq!(o.ttl_secs(t0 + Duration::from_secs(5)), -4);

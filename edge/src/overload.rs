@@ -100,7 +100,10 @@ pub struct Ticketed {
 impl Ticketed {
     /// Wraps `inner`.
     pub fn new(inner: service::Body, ticket: Ticket) -> Self {
-        Self { inner, _ticket: ticket }
+        Self {
+            inner,
+            _ticket: ticket,
+        }
     }
 }
 
@@ -108,7 +111,10 @@ impl Body for Ticketed {
     type Data = Bytes;
     type Error = service::body::BodyError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         Pin::new(&mut self.inner).poll_frame(cx)
     }
     fn is_end_stream(&self) -> bool {

@@ -62,8 +62,14 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     h.insert("cache-status", hv(&cache_status));
     h.insert(header::VIA, HeaderValue::from_static("1.1 edge"));
     let status = resp.status();
-    app.metrics.requests.with_label_values(&[kind.as_str(), phase.as_str(), status.as_str()]).inc();
-    app.metrics.request_duration.with_label_values(&[kind.as_str(), phase.as_str()]).observe(started.elapsed().as_secs_f64());
+    app.metrics
+        .requests
+        .with_label_values(&[kind.as_str(), phase.as_str(), status.as_str()])
+        .inc();
+    app.metrics
+        .request_duration
+        .with_label_values(&[kind.as_str(), phase.as_str()])
+        .observe(started.elapsed().as_secs_f64());
     tracing::debug!(method = %req.method(), path = %req.uri().path(), kind = kind.as_str(), cache = phase.as_str(), status = status.as_u16(), "request");
     resp
 }
@@ -88,10 +94,17 @@ async fn route(app: &Arc<App>, req: &Request<Incoming>) -> Routed {
             );
         }
         "/metrics" => {
-            app.metrics.cache_bytes.set(app.cache.weighted_size() as i64);
-            app.metrics.cache_objects.set(app.cache.entry_count() as i64);
+            app.metrics
+                .cache_bytes
+                .set(app.cache.weighted_size() as i64);
+            app.metrics
+                .cache_objects
+                .set(app.cache.entry_count() as i64);
             let mut r = Response::new(full(service::metrics::encode(&app.metrics.registry)));
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(service::metrics::CONTENT_TYPE));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(service::metrics::CONTENT_TYPE),
+            );
             return local(Kind::Other, r);
         }
         _ => {}
@@ -100,31 +113,71 @@ async fn route(app: &Arc<App>, req: &Request<Incoming>) -> Routed {
         let mut r = Response::new(empty());
         *r.status_mut() = StatusCode::NO_CONTENT;
         let h = r.headers_mut();
-        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, HEAD, OPTIONS"));
-        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Range, If-None-Match"));
-        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, HEAD, OPTIONS"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("Range, If-None-Match"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("86400"),
+        );
         return local(Kind::Other, r);
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, format!("{} is not allowed: this cache serves GET and HEAD", req.method()));
-        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, OPTIONS"));
+        let mut r = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!(
+                "{} is not allowed: this cache serves GET and HEAD",
+                req.method()
+            ),
+        );
+        r.headers_mut().insert(
+            header::ALLOW,
+            HeaderValue::from_static("GET, HEAD, OPTIONS"),
+        );
         return local(Kind::Other, r);
     }
-    let target = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let target = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
     let key = match normalize(target, &app.cfg.cache.query_allowlist) {
         Ok(k) => k,
-        Err(e) => return local(Kind::Other, text(StatusCode::BAD_REQUEST, format!("bad request target: {e}"))),
+        Err(e) => {
+            return local(
+                Kind::Other,
+                text(StatusCode::BAD_REQUEST, format!("bad request target: {e}")),
+            );
+        }
     };
     let cached = app.cache.get(&key);
-    let kind = cached.as_ref().map(|o| o.kind).unwrap_or_else(|| Kind::of_request(&key));
+    let kind = cached
+        .as_ref()
+        .map(|o| o.kind)
+        .unwrap_or_else(|| Kind::of_request(&key));
     let ticket = match app.admission.admit(kind) {
         Ok(t) => t,
         Err(why) => {
             app.metrics.shed.with_label_values(&[why.as_str()]).inc();
-            let mut r = text(StatusCode::SERVICE_UNAVAILABLE, "overloaded: serving viewers already watching first; retry shortly");
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(app.admission.retry_after_secs()));
-            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            let mut r = text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded: serving viewers already watching first; retry shortly",
+            );
+            r.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(app.admission.retry_after_secs()),
+            );
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             return local(kind, r);
         }
     };
@@ -133,7 +186,13 @@ async fn route(app: &Arc<App>, req: &Request<Incoming>) -> Routed {
     (kind, phase, status, resp)
 }
 
-async fn serve(app: &Arc<App>, req: &Request<Incoming>, key: CacheKey, kind: Kind, cached: Option<Arc<CachedObject>>) -> (Phase, String, Response<Body>) {
+async fn serve(
+    app: &Arc<App>,
+    req: &Request<Incoming>,
+    key: CacheKey,
+    kind: Kind,
+    cached: Option<Arc<CachedObject>>,
+) -> (Phase, String, Response<Body>) {
     let now = Instant::now();
     let mut fallback = None;
     if let Some(obj) = cached {
@@ -144,8 +203,14 @@ async fn serve(app: &Arc<App>, req: &Request<Incoming>, key: CacheKey, kind: Kin
             }
             State::StaleWhileRevalidate => {
                 refresh(app, &key, kind);
-                app.metrics.stale_served.with_label_values(&["while_revalidate"]).inc();
-                let cs = format!("edge; hit; ttl={}; detail=stale-while-revalidate", obj.ttl_secs(now));
+                app.metrics
+                    .stale_served
+                    .with_label_values(&["while_revalidate"])
+                    .inc();
+                let cs = format!(
+                    "edge; hit; ttl={}; detail=stale-while-revalidate",
+                    obj.ttl_secs(now)
+                );
                 return (Phase::Stale, cs, from_object(&obj, req, now));
             }
             State::StaleIfError => fallback = Some(obj),
@@ -159,24 +224,38 @@ async fn serve(app: &Arc<App>, req: &Request<Incoming>, key: CacheKey, kind: Kin
             (f, Phase::Miss)
         }
         Role::Waiter(f) => {
-            app.metrics.coalesced_waiters.with_label_values(&[kind.as_str()]).inc();
+            app.metrics
+                .coalesced_waiters
+                .with_label_values(&[kind.as_str()])
+                .inc();
             (f, Phase::Coalesced)
         }
     };
-    let collapsed = if phase == Phase::Coalesced { "; collapsed" } else { "" };
+    let collapsed = if phase == Phase::Coalesced {
+        "; collapsed"
+    } else {
+        ""
+    };
     let wait = app.cfg.upstream.deadline + Duration::from_secs(1);
     let head = match flight.head(wait).await {
         Ok(h) => h,
         Err(e) => return upstream_failed(app, req, e, fallback, now),
     };
-    let cs = format!("edge; fwd=miss; fwd-status={}{collapsed}", head.status.as_u16());
+    let cs = format!(
+        "edge; fwd=miss; fwd-status={}{collapsed}",
+        head.status.as_u16()
+    );
     let mut headers = head.headers.clone();
     headers.insert(header::AGE, HeaderValue::from(head.initial_age.as_secs()));
     if head.status == StatusCode::OK
         && let Some(etag) = headers.get(header::ETAG).and_then(|v| v.to_str().ok())
         && etag_matches(req.headers(), etag)
     {
-        return (phase, cs, with_headers(StatusCode::NOT_MODIFIED, headers, empty()));
+        return (
+            phase,
+            cs,
+            with_headers(StatusCode::NOT_MODIFIED, headers, empty()),
+        );
     }
     if head.status == StatusCode::OK && has_range(req.headers()) {
         // Ranges on a miss are cut from the complete body (rare in HLS; keeps one code path).
@@ -200,16 +279,36 @@ async fn serve(app: &Arc<App>, req: &Request<Incoming>, key: CacheKey, kind: Kin
 
 /// The fetch failed before a response head: a stale copy if the upstream allowed one, else
 /// a fast 502/504 with the reason.
-fn upstream_failed(app: &App, req: &Request<Incoming>, e: WaitError, fallback: Option<Arc<CachedObject>>, now: Instant) -> (Phase, String, Response<Body>) {
+fn upstream_failed(
+    app: &App,
+    req: &Request<Incoming>,
+    e: WaitError,
+    fallback: Option<Arc<CachedObject>>,
+    now: Instant,
+) -> (Phase, String, Response<Body>) {
     if let Some(obj) = fallback {
-        app.metrics.stale_served.with_label_values(&["if_error"]).inc();
-        let cs = format!("edge; fwd=miss; fwd-status={}; detail=stale-if-error", e.status().as_u16());
+        app.metrics
+            .stale_served
+            .with_label_values(&["if_error"])
+            .inc();
+        let cs = format!(
+            "edge; fwd=miss; fwd-status={}; detail=stale-if-error",
+            e.status().as_u16()
+        );
         return (Phase::Stale, cs, from_object(&obj, req, now));
     }
     let status = e.status();
     let mut r = text(status, format!("upstream fetch failed: {e}"));
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    (Phase::Miss, format!("edge; fwd=miss; fwd-status={}; detail=upstream-error", status.as_u16()), r)
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    (
+        Phase::Miss,
+        format!(
+            "edge; fwd=miss; fwd-status={}; detail=upstream-error",
+            status.as_u16()
+        ),
+        r,
+    )
 }
 
 fn with_headers(status: StatusCode, headers: HeaderMap, body: Body) -> Response<Body> {
@@ -231,7 +330,12 @@ fn from_object(obj: &CachedObject, req: &Request<Incoming>, now: Instant) -> Res
     ranged(obj.status, headers, obj.body.clone(), req)
 }
 
-fn ranged(status: StatusCode, mut headers: HeaderMap, body: Bytes, req: &Request<Incoming>) -> Response<Body> {
+fn ranged(
+    status: StatusCode,
+    mut headers: HeaderMap,
+    body: Bytes,
+    req: &Request<Incoming>,
+) -> Response<Body> {
     let head = req.method() == Method::HEAD;
     let len = body.len() as u64;
     if status == StatusCode::OK {
@@ -242,11 +346,19 @@ fn ranged(status: StatusCode, mut headers: HeaderMap, body: Bytes, req: &Request
                 let part = body.slice(s as usize..=e as usize);
                 headers.insert(header::CONTENT_RANGE, hv(&format!("bytes {s}-{e}/{len}")));
                 headers.insert(header::CONTENT_LENGTH, HeaderValue::from(part.len()));
-                return with_headers(StatusCode::PARTIAL_CONTENT, headers, if head { empty() } else { full(part) });
+                return with_headers(
+                    StatusCode::PARTIAL_CONTENT,
+                    headers,
+                    if head { empty() } else { full(part) },
+                );
             }
             RangeReq::Unsatisfiable => {
-                let mut r = text(StatusCode::RANGE_NOT_SATISFIABLE, format!("range outside 0-{}", len.saturating_sub(1)));
-                r.headers_mut().insert(header::CONTENT_RANGE, hv(&format!("bytes */{len}")));
+                let mut r = text(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    format!("range outside 0-{}", len.saturating_sub(1)),
+                );
+                r.headers_mut()
+                    .insert(header::CONTENT_RANGE, hv(&format!("bytes */{len}")));
                 return r;
             }
         }
@@ -273,7 +385,10 @@ impl Drop for InflightGauge {
 /// The writer's side of a flight: fetch from upstream, stream into the flight, store the
 /// complete object, then end the flight (in that order, so later requests find the object).
 async fn fill(app: Arc<App>, w: Writer, key: CacheKey, kind: Kind) {
-    app.metrics.upstream_fetches.with_label_values(&[kind.as_str()]).inc();
+    app.metrics
+        .upstream_fetches
+        .with_label_values(&[kind.as_str()])
+        .inc();
     app.metrics.inflight_fetches.inc();
     let _gauge = InflightGauge(app.metrics.inflight_fetches.clone());
     let (resp, upstream) = match app.upstreams.fetch(&key, Method::GET).await {
@@ -308,23 +423,33 @@ async fn fill(app: Arc<App>, w: Writer, key: CacheKey, kind: Kind) {
             Ok(Some(Err(e))) => {
                 app.upstreams.body_failed(&upstream);
                 tracing::warn!(key = %key, upstream = %upstream.name, error = %e, "upstream body broke off");
-                w.finish(Outcome::TransientError(crate::flight::FetchError::Body(e.to_string())));
+                w.finish(Outcome::TransientError(crate::flight::FetchError::Body(
+                    e.to_string(),
+                )));
                 return;
             }
             Err(_) => {
                 app.upstreams.body_failed(&upstream);
                 tracing::warn!(key = %key, upstream = %upstream.name, "upstream body stalled");
-                w.finish(Outcome::TransientError(crate::flight::FetchError::Timeout(format!("no body data for {idle:?}"))));
+                w.finish(Outcome::TransientError(crate::flight::FetchError::Timeout(
+                    format!("no body data for {idle:?}"),
+                )));
                 return;
             }
         }
     }
     let bytes = w.body();
     if content_length.is_some_and(|n| n != bytes.len() as u64) {
-        w.finish(Outcome::TransientError(crate::flight::FetchError::Body("body shorter than Content-Length".into())));
+        w.finish(Outcome::TransientError(crate::flight::FetchError::Body(
+            "body shorter than Content-Length".into(),
+        )));
         return;
     }
-    let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let kind = kind.refine(content_type, &bytes[..bytes.len().min(4096)]);
     let directives = Directives::from_headers(&parts.headers);
     if let Some(freshness) = Freshness::of(parts.status, &directives, kind, &app.cfg.cache)

@@ -9,7 +9,10 @@ use tokio::time::Instant;
 
 /// Backoff before retry number `retry` (1-based): uniform in `[0, min(cap, base·2^(retry-1))]`.
 pub fn backoff(retry: u32, base: Duration, cap: Duration, rng: &mut impl rand::Rng) -> Duration {
-    let exp = base.saturating_mul(1u32.checked_shl(retry.saturating_sub(1).min(20)).unwrap_or(u32::MAX));
+    let exp = base.saturating_mul(
+        1u32.checked_shl(retry.saturating_sub(1).min(20))
+            .unwrap_or(u32::MAX),
+    );
     let ceiling = exp.min(cap);
     Duration::from_nanos(rng.random_range(0..=ceiling.as_nanos().min(u128::from(u64::MAX)) as u64))
 }

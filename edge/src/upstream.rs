@@ -2,11 +2,11 @@
 //! a circuit breaker each, and retries (only before a response head, where GET is safe to
 //! repeat) under a budget and a per-fetch deadline.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use http::{Method, Request, Response, header};
 use hyper::body::Incoming;
 use service::client::HttpClient;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use tokio::time::Instant;
 
 use crate::breaker::{Breaker, Position};
@@ -55,7 +55,10 @@ impl Upstreams {
             .iter()
             .map(|u| {
                 let uri: http::Uri = u.parse().unwrap_or_default();
-                let name = uri.authority().map(|a| a.to_string()).unwrap_or_else(|| u.clone());
+                let name = uri
+                    .authority()
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|| u.clone());
                 Arc::new(Upstream {
                     name,
                     base: u.trim_end_matches('/').to_string(),
@@ -87,11 +90,16 @@ impl Upstreams {
     }
 
     fn note(&self, u: &Upstream, transition: Option<Position>) {
-        self.metrics.breaker_state.with_label_values(&[&u.name]).set(u.breaker.position().as_i64());
+        self.metrics
+            .breaker_state
+            .with_label_values(&[&u.name])
+            .set(u.breaker.position().as_i64());
         if let Some(p) = transition {
             match p {
                 Position::Open => tracing::warn!(upstream = %u.name, "circuit breaker opened"),
-                Position::HalfOpen => tracing::info!(upstream = %u.name, "circuit breaker half-open: trying one request"),
+                Position::HalfOpen => {
+                    tracing::info!(upstream = %u.name, "circuit breaker half-open: trying one request")
+                }
                 Position::Closed => tracing::info!(upstream = %u.name, "circuit breaker closed"),
             }
         }
@@ -99,7 +107,11 @@ impl Upstreams {
 
     /// Fetches `key`, failing over along the list and retrying within budget and deadline.
     /// Returns the response of the upstream that answered (a 4xx included: that is an answer).
-    pub async fn fetch(&self, key: &CacheKey, method: Method) -> Result<(Response<Incoming>, Arc<Upstream>), FetchError> {
+    pub async fn fetch(
+        &self,
+        key: &CacheKey,
+        method: Method,
+    ) -> Result<(Response<Incoming>, Arc<Upstream>), FetchError> {
         let deadline = Instant::now() + self.cfg.deadline;
         self.budget.deposit();
         // Healthy upstreams first, each group in order of preference.
@@ -121,11 +133,19 @@ impl Upstreams {
             skipped = 0;
             if tried > 0 {
                 if !self.budget.withdraw() {
-                    self.metrics.retries.with_label_values(&["budget_exhausted"]).inc();
+                    self.metrics
+                        .retries
+                        .with_label_values(&["budget_exhausted"])
+                        .inc();
                     break;
                 }
                 self.metrics.retries.with_label_values(&["retried"]).inc();
-                let pause = backoff(tried, self.cfg.backoff_base, self.cfg.backoff_cap, &mut rand::rng());
+                let pause = backoff(
+                    tried,
+                    self.cfg.backoff_base,
+                    self.cfg.backoff_cap,
+                    &mut rand::rng(),
+                );
                 if Instant::now() + pause >= deadline {
                     break;
                 }
@@ -140,16 +160,32 @@ impl Upstreams {
             let req = match Request::builder()
                 .method(method.clone())
                 .uri(format!("{}{}", u.base, key.as_str()))
-                .header(header::USER_AGENT, concat!("edge/", env!("CARGO_PKG_VERSION")))
+                .header(
+                    header::USER_AGENT,
+                    concat!("edge/", env!("CARGO_PKG_VERSION")),
+                )
                 .header(header::VIA, "1.1 edge")
                 .body(service::body::empty())
             {
                 Ok(r) => r,
-                Err(e) => return Err(FetchError::Unavailable(format!("cannot build request: {e}"))),
+                Err(e) => {
+                    return Err(FetchError::Unavailable(format!(
+                        "cannot build request: {e}"
+                    )));
+                }
             };
             let started = std::time::Instant::now();
-            let result = tokio::time::timeout(self.cfg.head_timeout.min(remaining), self.client.request(req)).await;
-            let label = |s: &str| self.metrics.upstream_requests.with_label_values(&[&u.name, s]).inc();
+            let result = tokio::time::timeout(
+                self.cfg.head_timeout.min(remaining),
+                self.client.request(req),
+            )
+            .await;
+            let label = |s: &str| {
+                self.metrics
+                    .upstream_requests
+                    .with_label_values(&[&u.name, s])
+                    .inc()
+            };
             self.metrics
                 .upstream_duration
                 .with_label_values(&[&u.name])
@@ -157,7 +193,8 @@ impl Upstreams {
             match result {
                 Ok(Ok(resp)) if resp.status().is_server_error() => {
                     label(resp.status().as_str());
-                    last = FetchError::Unavailable(format!("{} answered {}", u.name, resp.status()));
+                    last =
+                        FetchError::Unavailable(format!("{} answered {}", u.name, resp.status()));
                     let t = u.breaker.failure();
                     self.note(u, t);
                 }
@@ -175,7 +212,11 @@ impl Upstreams {
                 }
                 Err(_) => {
                     label("timeout");
-                    last = FetchError::Timeout(format!("{} sent no response head within {:?}", u.name, self.cfg.head_timeout.min(remaining)));
+                    last = FetchError::Timeout(format!(
+                        "{} sent no response head within {:?}",
+                        u.name,
+                        self.cfg.head_timeout.min(remaining)
+                    ));
                     let t = u.breaker.failure();
                     self.note(u, t);
                 }
@@ -207,7 +248,11 @@ impl Upstreams {
                 } else {
                     u.streak.fetch_add(1, Ordering::Relaxed) + 1
                 };
-                let needed = if ok { h.healthy_after } else { h.unhealthy_after };
+                let needed = if ok {
+                    h.healthy_after
+                } else {
+                    h.unhealthy_after
+                };
                 let first = !u.checked.swap(true, Ordering::Relaxed);
                 if ok != was && (streak >= needed || first) {
                     u.healthy.store(ok, Ordering::Relaxed);
@@ -218,7 +263,10 @@ impl Upstreams {
                         tracing::warn!(upstream = %u.name, "upstream unhealthy");
                     }
                 }
-                self.metrics.upstream_healthy.with_label_values(&[&u.name]).set(i64::from(u.is_healthy()));
+                self.metrics
+                    .upstream_healthy
+                    .with_label_values(&[&u.name])
+                    .set(i64::from(u.is_healthy()));
             }
             tokio::time::sleep(h.interval).await;
         }

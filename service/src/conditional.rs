@@ -84,10 +84,22 @@ mod tests {
     #[test]
     fn ranges() {
         assert_eq!(parse_range(&h("bytes=0-99"), 1000), RangeReq::Part(0, 99));
-        assert_eq!(parse_range(&h("bytes=900-"), 1000), RangeReq::Part(900, 999));
-        assert_eq!(parse_range(&h("bytes=-100"), 1000), RangeReq::Part(900, 999));
-        assert_eq!(parse_range(&h("bytes=990-2000"), 1000), RangeReq::Part(990, 999));
-        assert_eq!(parse_range(&h("bytes=1000-"), 1000), RangeReq::Unsatisfiable);
+        assert_eq!(
+            parse_range(&h("bytes=900-"), 1000),
+            RangeReq::Part(900, 999)
+        );
+        assert_eq!(
+            parse_range(&h("bytes=-100"), 1000),
+            RangeReq::Part(900, 999)
+        );
+        assert_eq!(
+            parse_range(&h("bytes=990-2000"), 1000),
+            RangeReq::Part(990, 999)
+        );
+        assert_eq!(
+            parse_range(&h("bytes=1000-"), 1000),
+            RangeReq::Unsatisfiable
+        );
         assert_eq!(parse_range(&h("bytes=5-1"), 1000), RangeReq::Unsatisfiable);
         assert_eq!(parse_range(&h("bytes=-0"), 1000), RangeReq::Unsatisfiable);
         assert_eq!(parse_range(&h("bytes=x-1"), 1000), RangeReq::Full);
@@ -99,7 +111,12 @@ mod tests {
     #[test]
     fn etags() {
         let mut m = HeaderMap::new();
-        m.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"a\", W/\"b\""));
-        assert!(etag_matches(&m, "\"a\"") && etag_matches(&m, "\"b\"") && !etag_matches(&m, "\"c\""));
+        m.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_static("\"a\", W/\"b\""),
+        );
+        assert!(
+            etag_matches(&m, "\"a\"") && etag_matches(&m, "\"b\"") && !etag_matches(&m, "\"c\"")
+        );
     }
 }

@@ -85,13 +85,22 @@ impl ServerConfig {
     pub fn problems(&self, prefix: &str) -> Vec<crate::Problem> {
         let mut p = Vec::new();
         if self.max_connections == 0 {
-            p.push(crate::Problem::new(format!("{prefix}.max_connections"), "must be at least 1"));
+            p.push(crate::Problem::new(
+                format!("{prefix}.max_connections"),
+                "must be at least 1",
+            ));
         }
         if self.max_header_bytes < 1024 {
-            p.push(crate::Problem::new(format!("{prefix}.max_header_bytes"), "must be at least 1024"));
+            p.push(crate::Problem::new(
+                format!("{prefix}.max_header_bytes"),
+                "must be at least 1024",
+            ));
         }
         if self.header_read_timeout.is_zero() {
-            p.push(crate::Problem::new(format!("{prefix}.header_read_timeout"), "must be more than 0s"));
+            p.push(crate::Problem::new(
+                format!("{prefix}.header_read_timeout"),
+                "must be more than 0s",
+            ));
         }
         p
     }

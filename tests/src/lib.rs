@@ -94,3 +94,31 @@ pub fn free_udp_port() -> u16 {
         .map(|a| a.port())
         .expect("udp port")
 }
+
+/// Starts an edge with the TOML config `toml` (its `upstream.urls` replaced by `upstreams`).
+pub async fn start_edge(toml: &str, upstreams: &[String]) -> Running {
+    if std::env::var_os("RUST_LOG").is_some() {
+        service::telemetry::init_tracing();
+    }
+    let mut cfg = edge::config::Config::parse("test-edge.toml", toml).expect("edge config");
+    if !upstreams.is_empty() {
+        cfg.upstream.urls = upstreams.to_vec();
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        if let Err(e) = edge::run(listener, cfg, async move {
+            let _ = rx.await;
+        })
+        .await
+        {
+            panic!("edge failed: {e}");
+        }
+    });
+    Running { addr, _stop: tx }
+}
+
+pub mod fake_origin;

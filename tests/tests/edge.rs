@@ -1,0 +1,533 @@
+//! The edge against a scriptable fake origin (fault and timing) and the real origin:
+//! coalescing with streaming, stale serving, failover, negative caching, shedding.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use e2e::fake_origin::{Chunk, FakeOrigin, Gate, Script};
+use e2e::{start_edge, start_origin, wait_ok};
+use http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use service::client::{Fetched, HttpClient, fetch, new_client};
+
+const EDGE: &str = "[upstream]\nurls = [\"http://127.0.0.1:9\"]\nhead_timeout = \"2s\"\ndeadline = \"3s\"\n[upstream.health]\ninterval = \"200ms\"\n";
+
+fn body_of(n: usize, seed: u8) -> Bytes {
+    Bytes::from(
+        (0..n)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect::<Vec<u8>>(),
+    )
+}
+
+async fn get(c: &HttpClient, url: &str) -> Fetched {
+    fetch(c, Method::GET, url, &[], Duration::from_secs(10))
+        .await
+        .unwrap()
+}
+
+/// Streams a GET and checks every byte against `expected` as it arrives (no 1 MiB copies
+/// per client); returns status and the cache phase.
+async fn get_and_compare(c: &HttpClient, url: &str, expected: &Bytes) -> (StatusCode, String) {
+    let req = Request::builder()
+        .uri(url)
+        .body(service::body::empty())
+        .unwrap();
+    let resp = c.request(req).await.unwrap();
+    let status = resp.status();
+    let phase = resp
+        .headers()
+        .get("x-cache")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let mut body = resp.into_body();
+    let mut off = 0;
+    while let Some(frame) = body.frame().await {
+        let data = frame.unwrap().into_data().unwrap();
+        assert_eq!(
+            &data[..],
+            &expected[off..off + data.len()],
+            "bytes differ at {off}"
+        );
+        off += data.len();
+    }
+    assert_eq!(off, expected.len(), "whole body received");
+    (status, phase)
+}
+
+/// 2,000 concurrent requests for an uncached 1 MiB object: exactly one upstream fetch, and
+/// every client gets the same bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn herd_of_2000_makes_one_upstream_fetch() {
+    let origin = FakeOrigin::start().await;
+    let big = body_of(1 << 20, 7);
+    let mut s = Script::ok(
+        big.clone(),
+        "video/mp2t",
+        "public, max-age=31536000, immutable",
+    );
+    s.head_delay = Duration::from_millis(300);
+    origin.route("/live/x/1.ts", s);
+    let edge = start_edge(EDGE, &[origin.url()]).await;
+    let url = edge.url("/live/x/1.ts");
+    let c = new_client(Duration::from_secs(30));
+    let tasks: Vec<_> = (0..2000)
+        .map(|_| {
+            let (c, url, big) = (c.clone(), url.clone(), big.clone());
+            tokio::spawn(async move { get_and_compare(&c, &url, &big).await })
+        })
+        .collect();
+    let mut phases = std::collections::HashMap::<String, usize>::new();
+    for t in tasks {
+        let (status, phase) = t.await.unwrap();
+        assert_eq!(status, 200);
+        *phases.entry(phase).or_default() += 1;
+    }
+    assert_eq!(
+        origin.hits("/live/x/1.ts"),
+        1,
+        "exactly one upstream fetch; phases {phases:?}"
+    );
+    assert_eq!(phases.get("miss"), Some(&1), "{phases:?}");
+    assert!(
+        phases.get("coalesced").copied().unwrap_or(0) > 1000,
+        "most joined the flight: {phases:?}"
+    );
+}
+
+/// The origin sends half the body and pauses: every waiter has that half before the pause
+/// ends (the body streams; nobody waits for the whole object).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_receive_the_first_half_during_the_pause() {
+    let origin = FakeOrigin::start().await;
+    let body = body_of(512 * 1024, 3);
+    let gate = Gate::new();
+    let mut s = Script::ok(Bytes::new(), "video/mp2t", "public, max-age=60");
+    s.chunks = vec![
+        Chunk {
+            data: body.slice(..256 * 1024),
+            gate: None,
+        },
+        Chunk {
+            data: body.slice(256 * 1024..),
+            gate: Some(gate.clone()),
+        },
+    ];
+    origin.route("/seg/5.ts", s);
+    let edge = start_edge(EDGE, &[origin.url()]).await;
+    let c = new_client(Duration::from_secs(30));
+    let half_seen = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let (c, url, body, half_seen) = (
+                c.clone(),
+                edge.url("/seg/5.ts"),
+                body.clone(),
+                half_seen.clone(),
+            );
+            tokio::spawn(async move {
+                let resp = c
+                    .request(
+                        Request::builder()
+                            .uri(&url)
+                            .body(service::body::empty())
+                            .unwrap(),
+                    )
+                    .await
+                    .unwrap();
+                let mut b = resp.into_body();
+                let mut got = Vec::new();
+                let mut counted = false;
+                while let Some(f) = b.frame().await {
+                    got.extend_from_slice(&f.unwrap().into_data().unwrap());
+                    if !counted && got.len() >= 256 * 1024 {
+                        counted = true;
+                        half_seen.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                assert_eq!(Bytes::from(got), body);
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while half_seen.load(Ordering::SeqCst) < 50 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of 50 waiters got the first half while the origin paused",
+            half_seen.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    gate.open();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(origin.hits("/seg/5.ts"), 1);
+}
+
+/// An expired live playlist under a herd: one upstream refresh; with stale-while-revalidate
+/// the herd gets the previous copy at once, without it the herd coalesces on one fetch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_playlist_herd_makes_one_refresh() {
+    let origin = FakeOrigin::start().await;
+    let v1 = Bytes::from_static(
+        b"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:1\n#EXTINF:2.0,\n1.ts\n",
+    );
+    let v2 = Bytes::from_static(
+        b"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:2\n#EXTINF:2.0,\n2.ts\n",
+    );
+    let ct = "application/vnd.apple.mpegurl";
+    origin.route(
+        "/a/index.m3u8",
+        Script::ok(v1.clone(), ct, "max-age=1, stale-while-revalidate=5"),
+    );
+    origin.route("/b/index.m3u8", Script::ok(v1.clone(), ct, "max-age=1"));
+    let edge = start_edge(EDGE, &[origin.url()]).await;
+    let c = new_client(Duration::from_secs(30));
+    for p in ["/a/index.m3u8", "/b/index.m3u8"] {
+        assert_eq!(get(&c, &edge.url(p)).await.body, v1);
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await; // both now stale
+    for p in ["/a/index.m3u8", "/b/index.m3u8"] {
+        let mut s = Script::ok(v2.clone(), ct, "max-age=1, stale-while-revalidate=5");
+        s.head_delay = Duration::from_millis(300);
+        origin.route(p, s);
+    }
+    for (p, want_phase, want_body) in [
+        ("/a/index.m3u8", "stale", &v1),
+        ("/b/index.m3u8", "coalesced", &v2),
+    ] {
+        let tasks: Vec<_> = (0..300)
+            .map(|_| {
+                let (c, url) = (c.clone(), edge.url(p));
+                tokio::spawn(async move { get(&c, &url).await })
+            })
+            .collect();
+        let mut phases = std::collections::HashMap::<String, usize>::new();
+        for t in tasks {
+            let r = t.await.unwrap();
+            assert_eq!(r.status, 200);
+            *phases.entry(r.header("x-cache").to_string()).or_default() += 1;
+            if r.header("x-cache") == want_phase {
+                assert_eq!(&r.body, want_body);
+            }
+        }
+        assert_eq!(
+            origin.hits(p),
+            2,
+            "{p}: first fetch plus exactly one refresh; {phases:?}"
+        );
+        assert!(
+            phases.get(want_phase).copied().unwrap_or(0) >= 250,
+            "{p}: {phases:?}"
+        );
+    }
+    // The refreshed copy is served once it lands.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(get(&c, &edge.url("/a/index.m3u8")).await.body, v2);
+}
+
+/// The first client disconnects mid-body: the fetch goes on, the others get every byte, and
+/// the object is cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_client_leaving_mid_body_does_not_break_the_others() {
+    let origin = FakeOrigin::start().await;
+    let body = body_of(300_000, 9);
+    let gate = Gate::new();
+    let mut s = Script::ok(Bytes::new(), "video/mp2t", "public, max-age=60");
+    s.chunks = vec![
+        Chunk {
+            data: body.slice(..100_000),
+            gate: None,
+        },
+        Chunk {
+            data: body.slice(100_000..),
+            gate: Some(gate.clone()),
+        },
+    ];
+    origin.route("/s/1.ts", s);
+    let edge = start_edge(EDGE, &[origin.url()]).await;
+    let c = new_client(Duration::from_secs(30));
+    // The first client (the miss) reads a little, then goes away.
+    let first = c
+        .request(
+            Request::builder()
+                .uri(edge.url("/s/1.ts"))
+                .body(service::body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.headers()["x-cache"], "miss");
+    let mut fb = first.into_body();
+    let _ = fb.frame().await.unwrap().unwrap();
+    let others: Vec<_> = (0..20)
+        .map(|_| {
+            let (c, url, body) = (c.clone(), edge.url("/s/1.ts"), body.clone());
+            tokio::spawn(async move { get_and_compare(&c, &url, &body).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(fb);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    gate.open();
+    for t in others {
+        assert_eq!(t.await.unwrap().0, 200);
+    }
+    let (status, phase) = get_and_compare(&c, &edge.url("/s/1.ts"), &body).await;
+    assert_eq!((status.as_u16(), phase.as_str()), (200, "hit"));
+    assert_eq!(origin.hits("/s/1.ts"), 1);
+}
+
+/// An upstream that breaks mid-body: waiters see the break (never a hang), nothing is
+/// cached, and the next request fetches again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_upstream_body_is_not_cached() {
+    let origin = FakeOrigin::start().await;
+    let mut s = Script::ok(body_of(50_000, 1), "video/mp2t", "public, max-age=60");
+    s.content_length = false;
+    s.break_after = true;
+    origin.route("/b/1.ts", s);
+    let edge = start_edge(EDGE, &[origin.url()]).await;
+    let c = new_client(Duration::from_secs(30));
+    let r = tokio::time::timeout(
+        Duration::from_secs(5),
+        fetch(
+            &c,
+            Method::GET,
+            &edge.url("/b/1.ts"),
+            &[],
+            Duration::from_secs(5),
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(r.is_err(), "the client sees the broken body: {r:?}");
+    origin.route(
+        "/b/1.ts",
+        Script::ok(body_of(50_000, 1), "video/mp2t", "public, max-age=60"),
+    );
+    let r = get(&c, &edge.url("/b/1.ts")).await;
+    assert_eq!((r.status.as_u16(), r.header("x-cache")), (200, "miss"));
+    assert_eq!(origin.hits("/b/1.ts"), 2);
+}
+
+/// With the real origin killed: cached segments and the stale playlist are still 200, and
+/// an object never fetched fails fast with a 5xx.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origin_killed_cached_and_stale_still_served() {
+    let origin = start_origin(
+        "[server]\ndrain_timeout = \"200ms\"\n[[streams]]\nname = \"demo\"\nsource = \"loop\"\n",
+    )
+    .await;
+    let c = new_client(Duration::from_secs(30));
+    wait_ok(&c, &origin.url("/readyz"), Duration::from_secs(10)).await;
+    let edge = start_edge(EDGE, &[origin.url("")]).await;
+    wait_ok(&c, &edge.url("/readyz"), Duration::from_secs(5)).await;
+    let pl = get(&c, &edge.url("/live/demo/144p/index.m3u8")).await;
+    assert_eq!(pl.status, 200);
+    let text = String::from_utf8(pl.body.to_vec()).unwrap();
+    let seg = text
+        .lines()
+        .rfind(|l| l.ends_with(".ts"))
+        .unwrap()
+        .to_string();
+    let s1 = get(&c, &edge.url(&format!("/live/demo/144p/{seg}"))).await;
+    assert_eq!(s1.status, 200);
+    drop(origin);
+    tokio::time::sleep(Duration::from_millis(1500)).await; // the playlist (max-age=1) is stale
+    let s2 = get(&c, &edge.url(&format!("/live/demo/144p/{seg}"))).await;
+    assert_eq!((s2.status.as_u16(), s2.header("x-cache")), (200, "hit"));
+    assert_eq!(s2.body, s1.body);
+    for wait in [0, 2500] {
+        // Within stale-while-revalidate, then beyond it (stale-if-error=12 s still covers it).
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        let p = get(&c, &edge.url("/live/demo/144p/index.m3u8")).await;
+        assert_eq!(
+            (p.status.as_u16(), p.header("x-cache")),
+            (200, "stale"),
+            "after {wait} ms more"
+        );
+        assert_eq!(p.body, pl.body);
+    }
+    let started = Instant::now();
+    let miss = get(&c, &edge.url("/live/demo/144p/1.ts")).await;
+    assert!(miss.status.is_server_error(), "{:?}", miss.status);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "fast 5xx, took {:?}",
+        started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let ready = get(&c, &edge.url("/readyz")).await;
+    assert_eq!(ready.status, 503, "no healthy upstream");
+}
+
+/// Failover to the second upstream when the first is down, and 404s cached for at most 1 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_and_negative_caching() {
+    let mut dead = FakeOrigin::start().await;
+    let dead_url = dead.url();
+    dead.kill();
+    let good = FakeOrigin::start().await;
+    good.route(
+        "/v/1.ts",
+        Script::ok(body_of(1000, 2), "video/mp2t", "max-age=60"),
+    );
+    let edge = start_edge(EDGE, &[dead_url, good.url()]).await;
+    let c = new_client(Duration::from_secs(30));
+    let r = get(&c, &edge.url("/v/1.ts")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, body_of(1000, 2));
+    // 404 cached, but only briefly.
+    for _ in 0..5 {
+        assert_eq!(get(&c, &edge.url("/v/2.ts")).await.status, 404);
+    }
+    assert_eq!(good.hits("/v/2.ts"), 1);
+    good.route(
+        "/v/2.ts",
+        Script::ok(body_of(10, 5), "video/mp2t", "max-age=60"),
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(get(&c, &edge.url("/v/2.ts")).await.status, 200);
+}
+
+/// Cache keys: traversal and bad encodings are 400; other spellings share one object;
+/// conditional and range requests are served from the cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_conditional_and_ranges() {
+    let origin = FakeOrigin::start().await;
+    let mut s = Script::ok(body_of(1000, 4), "video/mp2t", "public, max-age=60");
+    s.headers.push(("etag".into(), "\"abc\"".into()));
+    origin.route("/k/1.ts", s);
+    let edge = start_edge(EDGE, &[origin.url()]).await;
+    let c = new_client(Duration::from_secs(30));
+    for bad in [
+        "/k/../1.ts",
+        "/k/%2e%2e/1.ts",
+        "/k%2F1.ts",
+        "/k/%zz.ts",
+        "/k//1.ts",
+        "/k/1.ts?_HLS_msn=1&_HLS_msn=2",
+    ] {
+        let r = get(&c, &edge.url(bad)).await;
+        assert_eq!(r.status, 400, "{bad}");
+        assert_eq!(r.header("x-cache"), "bypass");
+    }
+    assert_eq!(
+        get(&c, &edge.url("/k/1.ts?cachebuster=1")).await.status,
+        200
+    );
+    let r = get(&c, &edge.url("/%6B/1.ts")).await;
+    assert_eq!(
+        r.header("x-cache"),
+        "hit",
+        "another spelling is the same object"
+    );
+    assert_eq!(origin.hits("/k/1.ts"), 1);
+    let r = fetch(
+        &c,
+        Method::GET,
+        &edge.url("/k/1.ts"),
+        &[("if-none-match", "\"abc\"")],
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 304);
+    let r = fetch(
+        &c,
+        Method::GET,
+        &edge.url("/k/1.ts"),
+        &[("range", "bytes=10-19")],
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, body_of(1000, 4).slice(10..20));
+    let r = fetch(
+        &c,
+        Method::HEAD,
+        &edge.url("/k/1.ts"),
+        &[],
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (r.status.as_u16(), r.header("content-length")),
+        (200, "1000")
+    );
+    assert!(r.header("cache-status").starts_with("edge; hit"));
+    let r = fetch(
+        &c,
+        Method::POST,
+        &edge.url("/k/1.ts"),
+        &[],
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 405);
+}
+
+/// Under overload, new joins (multivariant playlists) are shed with 503 + Retry-After while
+/// segment requests of viewers already watching still get through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_sheds_new_joins_first() {
+    let origin = FakeOrigin::start().await;
+    let gate = Gate::new();
+    let mut slow = Script::ok(Bytes::new(), "video/mp2t", "max-age=60");
+    slow.chunks = vec![Chunk {
+        data: body_of(1000, 1),
+        gate: Some(gate.clone()),
+    }];
+    for i in 0..3 {
+        origin.route(&format!("/o/{i}.ts"), slow.clone());
+    }
+    origin.route(
+        "/o/4.ts",
+        Script::ok(body_of(10, 1), "video/mp2t", "max-age=60"),
+    );
+    origin.route(
+        "/o/master.m3u8",
+        Script::ok("#EXTM3U\n", "application/vnd.apple.mpegurl", "max-age=60"),
+    );
+    let edge = start_edge(
+        &format!("{EDGE}[overload]\nmax_active = 5\nnew_joins_above = 2\n"),
+        &[origin.url()],
+    )
+    .await;
+    let c = new_client(Duration::from_secs(30));
+    let holders: Vec<_> = (0..3)
+        .map(|i| {
+            let (c, url) = (c.clone(), edge.url(&format!("/o/{i}.ts")));
+            tokio::spawn(async move { get(&c, &url).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let m = get(&c, &edge.url("/o/master.m3u8")).await;
+    assert_eq!(m.status, 503);
+    assert_eq!(m.header("retry-after"), "1");
+    assert_eq!(
+        get(&c, &edge.url("/o/4.ts")).await.status,
+        200,
+        "a watching viewer's segment still passes"
+    );
+    gate.open();
+    for h in holders {
+        assert_eq!(h.await.unwrap().status, 200);
+    }
+    assert_eq!(get(&c, &edge.url("/o/master.m3u8")).await.status, 200);
+    let metrics = String::from_utf8(get(&c, &edge.url("/metrics")).await.body.to_vec()).unwrap();
+    assert!(
+        metrics.contains("edge_shed_total{reason=\"new_join\"} 1"),
+        "{metrics}"
+    );
+}
