@@ -113,7 +113,24 @@ pub struct Flight {
     state: Mutex<State>,
     notify: Notify,
     waiters: AtomicUsize,
+    /// Requests attached to this flight that have not produced their response head yet.
+    pending_heads: AtomicUsize,
 }
+
+/// Held by a request from joining a flight until its response head exists (dropped then, or
+/// when the request is abandoned).
+pub struct HeadTicket(Arc<Flight>);
+
+impl Drop for HeadTicket {
+    fn drop(&mut self) {
+        if self.0.pending_heads.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.notify.notify_waiters();
+        }
+    }
+}
+
+/// Longest a body holds its first data frame back so the other waiters' heads go out first.
+const HEADS_FIRST_MAX: Duration = Duration::from_millis(50);
 
 impl Flight {
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -123,6 +140,21 @@ impl Flight {
     /// Readers currently attached.
     pub fn waiters(&self) -> usize {
         self.waiters.load(Ordering::Relaxed)
+    }
+
+    /// Registers a request that will answer from this flight; see [`HeadTicket`].
+    pub fn head_ticket(self: &Arc<Self>) -> HeadTicket {
+        self.pending_heads.fetch_add(1, Ordering::AcqRel);
+        HeadTicket(self.clone())
+    }
+
+    /// Waits (at most [`HEADS_FIRST_MAX`]) until every attached request has its head.
+    /// Heads first, then bodies: when a herd's fetch lands, every viewer gets its first byte
+    /// before the bodies compete for the machine.
+    async fn heads_sent(&self) {
+        let wait =
+            self.wait_for(|_| (self.pending_heads.load(Ordering::Acquire) == 0).then_some(()));
+        let _ = tokio::time::timeout(HEADS_FIRST_MAX, wait).await;
     }
 
     /// Bytes received so far.
@@ -334,11 +366,21 @@ impl Drop for Writer {
 
 type ChunkFuture = Pin<Box<dyn Future<Output = Option<Result<Bytes, WaitError>>> + Send>>;
 
-/// A response body that streams a flight from the start (or from `skip` bytes on).
+/// Largest frame handed to the connection at once: bodies of many waiters interleave in
+/// pieces of this size instead of one client's whole body going out before another's head.
+const MAX_FRAME: usize = 64 * 1024;
+
+/// A response body that streams a flight to one client.
+///
+/// Fair to the herd: it yields to the scheduler once before every frame, so when a flight's
+/// head lands, every waiter's response head is written in the first round, and bodies then
+/// share the machine round-robin in frames of at most [`MAX_FRAME`].
 pub struct FlightBody {
     flight: Arc<Flight>,
     idx: usize,
     pending: Option<ChunkFuture>,
+    rest: Option<Bytes>,
+    yielded: bool,
     hint: Option<u64>,
 }
 
@@ -350,8 +392,20 @@ impl FlightBody {
             flight,
             idx: 0,
             pending: None,
+            rest: None,
+            yielded: false,
             hint: content_length,
         }
+    }
+}
+
+impl FlightBody {
+    /// Returns at most [`MAX_FRAME`] bytes of `b`, keeping the rest for the next frame.
+    fn split(&mut self, mut b: Bytes) -> Bytes {
+        if b.len() > MAX_FRAME {
+            self.rest = Some(b.split_off(MAX_FRAME));
+        }
+        b
     }
 }
 
@@ -370,10 +424,24 @@ impl Body for FlightBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
+        if !this.yielded {
+            this.yielded = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        if let Some(rest) = this.rest.take() {
+            this.yielded = false;
+            return Poll::Ready(Some(Ok(Frame::data(this.split(rest)))));
+        }
         let fut = this.pending.get_or_insert_with(|| {
             let f = this.flight.clone();
             let idx = this.idx;
-            Box::pin(async move { f.chunk(idx).await })
+            Box::pin(async move {
+                if idx == 0 {
+                    f.heads_sent().await;
+                }
+                f.chunk(idx).await
+            })
         });
         match fut.as_mut().poll(cx) {
             Poll::Pending => Poll::Pending,
@@ -383,7 +451,8 @@ impl Body for FlightBody {
                     None => Poll::Ready(None),
                     Some(Ok(b)) => {
                         this.idx += 1;
-                        Poll::Ready(Some(Ok(Frame::data(b))))
+                        this.yielded = false;
+                        Poll::Ready(Some(Ok(Frame::data(this.split(b)))))
                     }
                     Some(Err(e)) => Poll::Ready(Some(Err(Box::new(e)))),
                 }
@@ -474,5 +543,45 @@ mod tests {
         w.finish(Outcome::TransientError(FetchError::Body("reset".into())));
         assert!(body.frame().await.unwrap().is_ok());
         assert!(body.frame().await.unwrap().is_err());
+    }
+}
+
+#[cfg(test)]
+mod frame_tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    /// Chunks larger than a frame are split, and every byte arrives in order.
+    #[tokio::test]
+    async fn large_chunks_are_split_without_loss() {
+        let t = Arc::new(FlightTable::default());
+        let k = crate::key::normalize("/big", &[]).unwrap();
+        let Role::Writer(w) = t.join_or_start(&k) else {
+            panic!()
+        };
+        let f = w.flight().clone();
+        let data: Vec<u8> = (0..600_000u32).map(|i| (i % 253) as u8).collect();
+        let body = FlightBody::new(f, Some(data.len() as u64));
+        w.head(Head {
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            content_length: None,
+            initial_age: Duration::ZERO,
+        });
+        w.push(Bytes::copy_from_slice(&data[..200_000]));
+        w.push(Bytes::copy_from_slice(&data[200_000..]));
+        w.finish(Outcome::Done);
+        let mut frames = 0;
+        let mut got = Vec::new();
+        let mut body = body;
+        while let Some(fr) = body.frame().await {
+            let d = fr.unwrap().into_data().unwrap();
+            assert!(d.len() <= MAX_FRAME);
+            got.extend_from_slice(&d);
+            frames += 1;
+        }
+        assert_eq!(got.len(), data.len());
+        assert_eq!(got, data);
+        assert!(frames >= 10);
     }
 }

@@ -231,6 +231,9 @@ async fn serve(
             (f, Phase::Coalesced)
         }
     };
+    // Held until this request's response head exists (dropped when `serve` returns), so the
+    // flight's bodies hold their data back until every waiter's head has gone out.
+    let _head_ticket = flight.head_ticket();
     let collapsed = if phase == Phase::Coalesced {
         "; collapsed"
     } else {

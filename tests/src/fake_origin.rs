@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::{Frame, Incoming};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::sync::{Notify, oneshot};
@@ -102,11 +102,15 @@ pub struct FakeOrigin {
 }
 
 impl FakeOrigin {
-    /// Starts one on 127.0.0.1:0. Unknown paths answer 404 (`/healthz` answers 200).
+    /// Starts one on 127.0.0.1:0. Unknown paths answer 404 (`/healthz` answers 200);
+    /// `/__hits` lists request counts per path.
     pub async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        Self::start_on("127.0.0.1:0".parse().expect("addr")).await
+    }
+
+    /// Starts one on `addr`.
+    pub async fn start_on(addr: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let routes: Arc<Mutex<HashMap<String, Script>>> = Default::default();
         let hits: Arc<Mutex<HashMap<String, usize>>> = Default::default();
@@ -182,6 +186,22 @@ async fn answer(
         .map(|p| p.as_str().to_string())
         .unwrap_or_default();
     *hits.lock().unwrap().entry(path.clone()).or_default() += 1;
+    if path == "/__hits" {
+        // Request counts per path, one `count path` line each (for benchmark scripts).
+        let mut lines: Vec<String> = hits
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(p, n)| format!("{n} {p}"))
+            .collect();
+        lines.sort();
+        let text = lines.join("\n") + "\n";
+        return Ok(Response::new(
+            http_body_util::Full::new(Bytes::from(text))
+                .map_err(|n| match n {})
+                .boxed_unsync(),
+        ));
+    }
     let script = routes.lock().unwrap().get(&path).cloned();
     let Some(script) = script else {
         let status = if path == "/healthz" {
@@ -228,6 +248,5 @@ async fn answer(
         r.headers_mut()
             .insert(http::header::CONTENT_LENGTH, total.into());
     }
-    let _ = Frame::<Bytes>::data; // (frames are produced by the channel body)
     Ok(r)
 }

@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# Edge benchmark, side by side with nginx (proxy_cache_lock) and Varnish in front of the same
+# origin, which answers every object after 200 ms. Prints, in one run:
+#   1. upstream fetches for a 500- and a 2,000-client herd on an uncached 1 MiB object
+#   2. herd time-to-first-byte p50/p99 minus the origin's own
+#   3. cache-hit req/s and MB/s (wrk) for a 1 MiB segment and a 1 KB playlist
+#   4. edge RSS holding 10,000 idle keep-alive connections
+# Loopback only; stops by itself (about 3 minutes). Needs root for apt and for varnishd.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
+command -v nginx >/dev/null 2>&1 || need+=(nginx)
+command -v varnishd >/dev/null 2>&1 || need+=(varnish)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+cargo build --release -q -p edge -p bench
+
+ORIGIN=18090 EDGE=18091 NGINX=18092 VARNISH=18093
+CAPACITY=$((1024 * 1024 * 1024))
+work=$(mktemp -d /dev/shm/edge-bench.XXXXXX)
+chmod 755 "$work"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  varnishadm -n "$work/varnish" stop >/dev/null 2>&1 || true
+  pkill -f "varnishd.*$work" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+wait_port() { for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.1; done; echo "port $1 did not come up" >&2; return 1; }
+for p in 18090 18091 18092 18093; do
+  if ss -ltn | grep -q "127.0.0.1:$p "; then echo "port $p is already in use; stop what holds it first" >&2; exit 1; fi
+done
+
+target/release/slow-origin --listen 127.0.0.1:$ORIGIN --delay-ms 200 2>"$work/origin.log" &
+pids+=($!)
+wait_port $ORIGIN
+
+cat > "$work/edge.toml" <<TOML
+listen = "127.0.0.1:$EDGE"
+[server]
+max_connections = 20000
+[cache]
+capacity_bytes = $CAPACITY
+[upstream]
+urls = ["http://127.0.0.1:$ORIGIN"]
+TOML
+RUST_LOG=warn target/release/edge --config "$work/edge.toml" 2>"$work/edge.log" &
+EDGE_PID=$!
+pids+=($EDGE_PID)
+
+mkdir -p "$work/nginx/cache"
+cat > "$work/nginx/nginx.conf" <<CONF
+worker_processes auto;
+worker_rlimit_nofile 65536;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log;
+events { worker_connections 16384; }
+http {
+  access_log off;
+  sendfile on; tcp_nopush on; tcp_nodelay on;
+  keepalive_requests 1000000;
+  client_body_temp_path $work/nginx; proxy_temp_path $work/nginx/tmp; fastcgi_temp_path $work/nginx;
+  uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;
+  proxy_cache_path $work/nginx/cache levels=1:2 keys_zone=hls:64m max_size=1g inactive=60m use_temp_path=off;
+  upstream origin { server 127.0.0.1:$ORIGIN; keepalive 64; }
+  server {
+    listen 127.0.0.1:$NGINX backlog=4096;
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_cache hls;
+      # The best nginx has for coalescing: one fill per key, the others wait on the lock.
+      proxy_cache_lock on;
+      proxy_cache_lock_timeout 30s;
+      proxy_cache_lock_age 30s;
+      proxy_cache_use_stale updating error timeout;
+      proxy_cache_background_update on;
+      proxy_cache_valid 200 10m;
+    }
+  }
+}
+CONF
+nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
+pids+=($!)
+
+cat > "$work/default.vcl" <<VCL
+vcl 4.1;
+backend origin { .host = "127.0.0.1"; .port = "$ORIGIN"; .first_byte_timeout = 30s; }
+sub vcl_recv { unset req.http.Cookie; }
+sub vcl_backend_response {
+  # Stream to the waiting list as bytes arrive (Varnish's coalescing), keep 10 min of grace.
+  set beresp.do_stream = true;
+  set beresp.grace = 10s;
+}
+VCL
+mkdir -p "$work/varnish"
+varnishd -n "$work/varnish" -a 127.0.0.1:$VARNISH -f "$work/default.vcl" -s malloc,1G \
+  -p thread_pool_min=1200 -p thread_pool_max=5000 -p thread_pools=2 -p listen_depth=4096 >/dev/null
+wait_port $EDGE; wait_port $NGINX; wait_port $VARNISH
+
+hits() { curl -s "http://127.0.0.1:$ORIGIN/__hits" | awk -v p="$1" '$2 == p {print $1}' | head -1; }
+field() { tr ' ' '\n' <<<"$1" | awk -F= -v k="$2" '$1 == k {print $2}'; }
+
+echo "== origin's own time to first byte (one client, 1 MiB object)"
+own=()
+for i in 1 2 3; do own+=("$(field "$(target/release/herd --clients 1 "http://127.0.0.1:$ORIGIN/herd/$((190+i)).ts")" ttfb_p50_ms)"); done
+OWN=$(printf '%s\n' "${own[@]}" | sort -n | sed -n 2p)
+echo "   origin TTFB: $OWN ms (median of 3)"
+
+echo "== herds on an uncached 1 MiB object (origin answers in 200 ms)"
+printf '   %-8s %7s %8s %16s %16s %8s\n' proxy clients fetches "TTFB p50-origin" "TTFB p99-origin" failed
+n=0
+declare -A RES
+for clients in 500 2000; do
+  for proxy in edge nginx varnish; do
+    case $proxy in edge) port=$EDGE;; nginx) port=$NGINX;; varnish) port=$VARNISH;; esac
+    path="/herd/$n.ts"; n=$((n+1))
+    out=$(target/release/herd --clients "$clients" "http://127.0.0.1:$port$path")
+    f=$(hits "$path"); f=${f:-0}
+    p50=$(python3 -c "print(f'{$(field "$out" ttfb_p50_ms) - $OWN:.1f}')")
+    p99=$(python3 -c "print(f'{$(field "$out" ttfb_p99_ms) - $OWN:.1f}')")
+    RES[$proxy-$clients-fetches]=$f; RES[$proxy-$clients-p99]=$p99
+    printf '   %-8s %7s %8s %13s ms %13s ms %8s\n' "$proxy" "$clients" "$f" "$p50" "$p99" "$(field "$out" failed)"
+  done
+done
+
+echo "== cache-hit throughput (wrk -t2 -c64 -d8s, objects warmed first)"
+printf '   %-8s %-14s %12s %12s\n' proxy object "req/s" "MB/s"
+for obj in hit.ts hit.m3u8; do
+  for proxy in edge nginx varnish; do
+    case $proxy in edge) port=$EDGE;; nginx) port=$NGINX;; varnish) port=$VARNISH;; esac
+    curl -s -o /dev/null "http://127.0.0.1:$port/$obj"; curl -s -o /dev/null "http://127.0.0.1:$port/$obj"
+    out=$(wrk -t2 -c64 -d8s "http://127.0.0.1:$port/$obj" 2>&1)
+    rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+    mbs=$(awk '/^Transfer\/sec/ {v=$2; if (v ~ /GB/) {sub("GB","",v); v*=1024} else if (v ~ /MB/) {sub("MB","",v)} else if (v ~ /KB/) {sub("KB","",v); v/=1024}; print v}' <<<"$out")
+    bad=$(grep -E 'Non-2xx' <<<"$out" || true)
+    RES[$proxy-$obj]=$rps
+    printf '   %-8s %-14s %12s %12.1f %s\n' "$proxy" "$obj" "$rps" "$mbs" "${bad:+ FAILED: $bad}"
+  done
+done
+
+echo "== edge RSS with 10,000 idle keep-alive connections"
+rss0=$(awk '/VmRSS/ {print $2}' /proc/$EDGE_PID/status)
+target/release/idle-conns --connections 10000 --hold-secs 6 "http://127.0.0.1:$EDGE/hit.m3u8" > "$work/idle.out" &
+IDLE=$!
+for _ in $(seq 120); do grep -q established "$work/idle.out" 2>/dev/null && break; sleep 0.5; done
+sleep 1
+rss=$(awk '/VmRSS/ {print $2}' /proc/$EDGE_PID/status)
+conns=$(ls /proc/$EDGE_PID/fd | wc -l)
+wait $IDLE || true
+echo "   $(cat "$work/idle.out"); edge fds open: $conns"
+echo "   edge RSS: before $((rss0/1024)) MiB, with the connections $((rss/1024)) MiB; cache capacity $((CAPACITY/1048576)) MiB"
+
+echo "== verdict"
+python3 - <<PY
+r = {$(for k in "${!RES[@]}"; do printf '"%s": "%s", ' "$k" "${RES[$k]}"; done)}
+f = lambda k: float(r[k])
+ok = lambda b: "met" if b else "NOT met"
+print(f"   exactly 1 upstream fetch per herd: edge {r['edge-500-fetches']}/{r['edge-2000-fetches']} -> {ok(r['edge-500-fetches'] == '1' and r['edge-2000-fetches'] == '1')}"
+      f" (nginx {r['nginx-500-fetches']}/{r['nginx-2000-fetches']}, varnish {r['varnish-500-fetches']}/{r['varnish-2000-fetches']})")
+print(f"   herd TTFB p99 within 20 ms of the origin's: edge +{f('edge-500-p99')}/+{f('edge-2000-p99')} ms -> {ok(max(f('edge-500-p99'), f('edge-2000-p99')) <= 20)}")
+for obj in ("hit.ts", "hit.m3u8"):
+    best = max(f(f"nginx-{obj}"), f(f"varnish-{obj}"))
+    ratio = f(f"edge-{obj}") / best
+    print(f"   hit req/s on {obj}: edge / best(nginx, varnish) = {ratio:.2f}x -> {ok(ratio >= 1.2)}")
+rss_mib = $rss / 1024
+print(f"   RSS with 10k idle connections {rss_mib:.0f} MiB <= capacity + 150 MiB ({$CAPACITY // 1048576 + 150} MiB) -> {ok(rss_mib <= $CAPACITY / 1048576 + 150)}")
+PY

@@ -1,0 +1,1 @@
+//! Load tools for the benchmarks in `bench/`; see the binaries.
