@@ -114,31 +114,47 @@ for i in 1 2 3; do own+=("$(field "$(target/release/herd --clients 1 "http://127
 OWN=$(printf '%s\n' "${own[@]}" | sort -n | sed -n 2p)
 echo "   origin TTFB: $OWN ms (median of 3)"
 
-echo "== herds on an uncached 1 MiB object (origin answers in 200 ms)"
-printf '   %-8s %7s %8s %16s %16s %8s\n' proxy clients fetches "TTFB p50-origin" "TTFB p99-origin" failed
+# Untimed warm-up: every proxy sees one 2,000-client herd (1 KB object) before measurement,
+# so first-time allocation of connection state does not count against anyone.
+w=100
+for port in $EDGE $NGINX $VARNISH; do target/release/herd --clients 2000 "http://127.0.0.1:$port/herd-small/$w.ts" >/dev/null; w=$((w+1)); done
+
+echo "== herds on an uncached 1 MiB object (origin answers in 200 ms); median of 3 herds each"
+printf '   %-8s %7s %10s %16s %16s %8s\n' proxy clients fetches "TTFB p50-origin" "TTFB p99-origin" failed
 n=0
 declare -A RES
+med() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
 for clients in 500 2000; do
   for proxy in edge nginx varnish; do
     case $proxy in edge) port=$EDGE;; nginx) port=$NGINX;; varnish) port=$VARNISH;; esac
-    path="/herd/$n.ts"; n=$((n+1))
-    out=$(target/release/herd --clients "$clients" "http://127.0.0.1:$port$path")
-    f=$(hits "$path"); f=${f:-0}
-    p50=$(python3 -c "print(f'{$(field "$out" ttfb_p50_ms) - $OWN:.1f}')")
-    p99=$(python3 -c "print(f'{$(field "$out" ttfb_p99_ms) - $OWN:.1f}')")
-    RES[$proxy-$clients-fetches]=$f; RES[$proxy-$clients-p99]=$p99
-    printf '   %-8s %7s %8s %13s ms %13s ms %8s\n' "$proxy" "$clients" "$f" "$p50" "$p99" "$(field "$out" failed)"
+    fetches=(); p50s=(); p99s=(); failed=0
+    for rep in 1 2 3; do
+      path="/herd/$n.ts"; n=$((n+1))
+      out=$(target/release/herd --clients "$clients" "http://127.0.0.1:$port$path")
+      f=$(hits "$path"); fetches+=("${f:-0}")
+      p50s+=("$(python3 -c "print(f'{$(field "$out" ttfb_p50_ms) - $OWN:.1f}')")")
+      p99s+=("$(python3 -c "print(f'{$(field "$out" ttfb_p99_ms) - $OWN:.1f}')")")
+      failed=$((failed + $(field "$out" failed)))
+    done
+    p50=$(med "${p50s[@]}"); p99=$(med "${p99s[@]}")
+    RES[$proxy-$clients-fetches]=$(IFS=/; echo "${fetches[*]}"); RES[$proxy-$clients-p99]=$p99
+    printf '   %-8s %7s %10s %13s ms %13s ms %8s   (p99s: %s)\n' "$proxy" "$clients" "${RES[$proxy-$clients-fetches]}" "$p50" "$p99" "$failed" "${p99s[*]}"
   done
 done
 
-echo "== cache-hit throughput (wrk -t2 -c64 -d8s, objects warmed first)"
+echo "== cache-hit throughput (wrk -t2 -c64 -d8s, best of 3, objects warmed first)"
 printf '   %-8s %-14s %12s %12s\n' proxy object "req/s" "MB/s"
 for obj in hit.ts hit.m3u8; do
   for proxy in edge nginx varnish; do
     case $proxy in edge) port=$EDGE;; nginx) port=$NGINX;; varnish) port=$VARNISH;; esac
     curl -s -o /dev/null "http://127.0.0.1:$port/$obj"; curl -s -o /dev/null "http://127.0.0.1:$port/$obj"
-    out=$(wrk -t2 -c64 -d8s "http://127.0.0.1:$port/$obj" 2>&1)
-    rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+    best=0; out=""
+    for rep in 1 2 3; do
+      o=$(wrk -t2 -c64 -d8s "http://127.0.0.1:$port/$obj" 2>&1)
+      r=$(awk '/^Requests\/sec/ {print $2}' <<<"$o")
+      if python3 -c "import sys; sys.exit(0 if $r > $best else 1)"; then best=$r; out=$o; fi
+    done
+    rps=$best
     mbs=$(awk '/^Transfer\/sec/ {v=$2; if (v ~ /GB/) {sub("GB","",v); v*=1024} else if (v ~ /MB/) {sub("MB","",v)} else if (v ~ /KB/) {sub("KB","",v); v/=1024}; print v}' <<<"$out")
     bad=$(grep -E 'Non-2xx' <<<"$out" || true)
     RES[$proxy-$obj]=$rps
@@ -163,9 +179,11 @@ python3 - <<PY
 r = {$(for k in "${!RES[@]}"; do printf '"%s": "%s", ' "$k" "${RES[$k]}"; done)}
 f = lambda k: float(r[k])
 ok = lambda b: "met" if b else "NOT met"
-print(f"   exactly 1 upstream fetch per herd: edge {r['edge-500-fetches']}/{r['edge-2000-fetches']} -> {ok(r['edge-500-fetches'] == '1' and r['edge-2000-fetches'] == '1')}"
-      f" (nginx {r['nginx-500-fetches']}/{r['nginx-2000-fetches']}, varnish {r['varnish-500-fetches']}/{r['varnish-2000-fetches']})")
-print(f"   herd TTFB p99 within 20 ms of the origin's: edge +{f('edge-500-p99')}/+{f('edge-2000-p99')} ms -> {ok(max(f('edge-500-p99'), f('edge-2000-p99')) <= 20)}")
+one = lambda k: all(x == "1" for x in r[k].split("/"))
+print(f"   exactly 1 upstream fetch per herd (3 herds each): edge {r['edge-500-fetches']} and {r['edge-2000-fetches']} -> {ok(one('edge-500-fetches') and one('edge-2000-fetches'))}"
+      f" (nginx {r['nginx-500-fetches']} and {r['nginx-2000-fetches']}, varnish {r['varnish-500-fetches']} and {r['varnish-2000-fetches']})")
+print(f"   herd TTFB p99 within 20 ms of the origin's (median of 3): edge +{f('edge-500-p99')} ms at 500, +{f('edge-2000-p99')} ms at 2000 -> {ok(max(f('edge-500-p99'), f('edge-2000-p99')) <= 20)}"
+      f" (nginx +{f('nginx-500-p99')}/+{f('nginx-2000-p99')}, varnish +{f('varnish-500-p99')}/+{f('varnish-2000-p99')})")
 for obj in ("hit.ts", "hit.m3u8"):
     best = max(f(f"nginx-{obj}"), f(f"varnish-{obj}"))
     ratio = f(f"edge-{obj}") / best

@@ -130,7 +130,7 @@ impl Drop for HeadTicket {
 }
 
 /// Longest a body holds its first data frame back so the other waiters' heads go out first.
-const HEADS_FIRST_MAX: Duration = Duration::from_millis(50);
+const HEADS_FIRST_MAX: Duration = Duration::from_millis(150);
 
 impl Flight {
     fn lock(&self) -> MutexGuard<'_, State> {
