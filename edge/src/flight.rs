@@ -115,6 +115,9 @@ pub struct Flight {
     waiters: AtomicUsize,
     /// Requests attached to this flight that have not produced their response head yet.
     pending_heads: AtomicUsize,
+    /// Signalled when `pending_heads` drops to zero (kept apart from `notify`, which fires
+    /// on every body chunk and would wake the bodies held at the barrier for nothing).
+    heads_done: Notify,
 }
 
 /// Held by a request from joining a flight until its response head exists (dropped then, or
@@ -124,7 +127,7 @@ pub struct HeadTicket(Arc<Flight>);
 impl Drop for HeadTicket {
     fn drop(&mut self) {
         if self.0.pending_heads.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.notify.notify_waiters();
+            self.0.heads_done.notify_waiters();
         }
     }
 }
