@@ -5,7 +5,10 @@
 #   2. herd time-to-first-byte p50/p99 minus the origin's own
 #   3. cache-hit req/s and MB/s (wrk) for a 1 MiB segment and a 1 KB playlist
 #   4. edge RSS holding 10,000 idle keep-alive connections
-# Loopback only; stops by itself (about 3 minutes). Needs root for apt and for varnishd.
+# Equal CPU budget: each proxy is pinned to core 0 (the edge with 1 worker thread, nginx with
+# 1 worker process, Varnish's threads), the load generators and the origin to core 1, so no
+# proxy competes with the client that measures it.
+# Loopback only; stops by itself (about 5 minutes). Needs root for apt and for varnishd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +22,7 @@ fi
 cargo build --release -q -p edge -p bench
 
 ORIGIN=18090 EDGE=18091 NGINX=18092 VARNISH=18093
+if [ "$(nproc)" -ge 2 ]; then PROXY="taskset -c 0"; LOAD="taskset -c 1"; else PROXY=""; LOAD=""; fi
 CAPACITY=$((1024 * 1024 * 1024))
 work=$(mktemp -d /dev/shm/edge-bench.XXXXXX)
 chmod 755 "$work"
@@ -36,7 +40,7 @@ for p in 18090 18091 18092 18093; do
   if ss -ltn | grep -q "127.0.0.1:$p "; then echo "port $p is already in use; stop what holds it first" >&2; exit 1; fi
 done
 
-target/release/slow-origin --listen 127.0.0.1:$ORIGIN --delay-ms 200 2>"$work/origin.log" &
+$LOAD target/release/slow-origin --listen 127.0.0.1:$ORIGIN --delay-ms 200 2>"$work/origin.log" &
 pids+=($!)
 wait_port $ORIGIN
 
@@ -44,18 +48,19 @@ cat > "$work/edge.toml" <<TOML
 listen = "127.0.0.1:$EDGE"
 [server]
 max_connections = 20000
+worker_threads = 1
 [cache]
 capacity_bytes = $CAPACITY
 [upstream]
 urls = ["http://127.0.0.1:$ORIGIN"]
 TOML
-RUST_LOG=warn target/release/edge --config "$work/edge.toml" 2>"$work/edge.log" &
+RUST_LOG=warn $PROXY target/release/edge --config "$work/edge.toml" 2>"$work/edge.log" &
 EDGE_PID=$!
 pids+=($EDGE_PID)
 
 mkdir -p "$work/nginx/cache"
 cat > "$work/nginx/nginx.conf" <<CONF
-worker_processes auto;
+worker_processes 1;
 worker_rlimit_nofile 65536;
 daemon off;
 pid $work/nginx/nginx.pid;
@@ -87,7 +92,7 @@ http {
   }
 }
 CONF
-nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
+$PROXY nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
 pids+=($!)
 
 cat > "$work/default.vcl" <<VCL
@@ -101,8 +106,8 @@ sub vcl_backend_response {
 }
 VCL
 mkdir -p "$work/varnish"
-varnishd -n "$work/varnish" -a 127.0.0.1:$VARNISH -f "$work/default.vcl" -s malloc,1G \
-  -p thread_pool_min=1200 -p thread_pool_max=5000 -p thread_pools=2 -p listen_depth=4096 >/dev/null
+$PROXY varnishd -n "$work/varnish" -a 127.0.0.1:$VARNISH -f "$work/default.vcl" -s malloc,1G \
+  -p thread_pool_min=2200 -p thread_pool_max=5000 -p thread_pools=1 -p listen_depth=4096 >/dev/null
 wait_port $EDGE; wait_port $NGINX; wait_port $VARNISH
 
 hits() { curl -s "http://127.0.0.1:$ORIGIN/__hits" | awk -v p="$1" '$2 == p {print $1}' | head -1; }
@@ -110,14 +115,14 @@ field() { tr ' ' '\n' <<<"$1" | awk -F= -v k="$2" '$1 == k {print $2}'; }
 
 echo "== origin's own time to first byte (one client, 1 MiB object)"
 own=()
-for i in 1 2 3; do own+=("$(field "$(target/release/herd --clients 1 "http://127.0.0.1:$ORIGIN/herd/$((190+i)).ts")" ttfb_p50_ms)"); done
+for i in 1 2 3; do own+=("$(field "$($LOAD target/release/herd --clients 1 "http://127.0.0.1:$ORIGIN/herd/$((190+i)).ts")" ttfb_p50_ms)"); done
 OWN=$(printf '%s\n' "${own[@]}" | sort -n | sed -n 2p)
 echo "   origin TTFB: $OWN ms (median of 3)"
 
 # Untimed warm-up: every proxy sees one 2,000-client herd (1 KB object) before measurement,
 # so first-time allocation of connection state does not count against anyone.
 w=100
-for port in $EDGE $NGINX $VARNISH; do target/release/herd --clients 2000 "http://127.0.0.1:$port/herd-small/$w.ts" >/dev/null; w=$((w+1)); done
+for port in $EDGE $NGINX $VARNISH; do $LOAD target/release/herd --clients 2000 "http://127.0.0.1:$port/herd-small/$w.ts" >/dev/null; w=$((w+1)); done
 
 echo "== herds on an uncached 1 MiB object (origin answers in 200 ms); median of 3 herds each"
 printf '   %-8s %7s %10s %16s %16s %8s\n' proxy clients fetches "TTFB p50-origin" "TTFB p99-origin" failed
@@ -130,7 +135,7 @@ for clients in 500 2000; do
     fetches=(); p50s=(); p99s=(); failed=0
     for rep in 1 2 3; do
       path="/herd/$n.ts"; n=$((n+1))
-      out=$(target/release/herd --clients "$clients" "http://127.0.0.1:$port$path")
+      out=$($LOAD target/release/herd --clients "$clients" "http://127.0.0.1:$port$path")
       f=$(hits "$path"); fetches+=("${f:-0}")
       p50s+=("$(python3 -c "print(f'{$(field "$out" ttfb_p50_ms) - $OWN:.1f}')")")
       p99s+=("$(python3 -c "print(f'{$(field "$out" ttfb_p99_ms) - $OWN:.1f}')")")
@@ -142,7 +147,7 @@ for clients in 500 2000; do
   done
 done
 
-echo "== cache-hit throughput (wrk -t2 -c64 -d8s, best of 3, objects warmed first)"
+echo "== cache-hit throughput (wrk -t2 -c64 -d8s on core 1, best of 3, objects warmed first)"
 printf '   %-8s %-14s %12s %12s\n' proxy object "req/s" "MB/s"
 for obj in hit.ts hit.m3u8; do
   for proxy in edge nginx varnish; do
@@ -150,7 +155,7 @@ for obj in hit.ts hit.m3u8; do
     curl -s -o /dev/null "http://127.0.0.1:$port/$obj"; curl -s -o /dev/null "http://127.0.0.1:$port/$obj"
     best=0; out=""
     for rep in 1 2 3; do
-      o=$(wrk -t2 -c64 -d8s "http://127.0.0.1:$port/$obj" 2>&1)
+      o=$($LOAD wrk -t2 -c64 -d8s "http://127.0.0.1:$port/$obj" 2>&1)
       r=$(awk '/^Requests\/sec/ {print $2}' <<<"$o")
       if python3 -c "import sys; sys.exit(0 if $r > $best else 1)"; then best=$r; out=$o; fi
     done
@@ -164,7 +169,7 @@ done
 
 echo "== edge RSS with 10,000 idle keep-alive connections"
 rss0=$(awk '/VmRSS/ {print $2}' /proc/$EDGE_PID/status)
-target/release/idle-conns --connections 10000 --hold-secs 6 "http://127.0.0.1:$EDGE/hit.m3u8" > "$work/idle.out" &
+$LOAD target/release/idle-conns --connections 10000 --hold-secs 6 "http://127.0.0.1:$EDGE/hit.m3u8" > "$work/idle.out" &
 IDLE=$!
 for _ in $(seq 120); do grep -q established "$work/idle.out" 2>/dev/null && break; sleep 0.5; done
 sleep 1

@@ -39,10 +39,7 @@ fn main() -> ExitCode {
     if let Some(l) = cli.listen {
         config.listen = l;
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match config.server.runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

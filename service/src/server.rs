@@ -56,6 +56,8 @@ pub struct ServerConfig {
     /// How long in-flight requests may finish after SIGTERM.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// Runtime worker threads; 0 means one per CPU core.
+    pub worker_threads: usize,
 }
 
 impl Default for ServerConfig {
@@ -66,11 +68,21 @@ impl Default for ServerConfig {
             header_read_timeout: d.header_read_timeout,
             max_header_bytes: d.max_header_bytes,
             drain_timeout: d.drain_timeout,
+            worker_threads: 0,
         }
     }
 }
 
 impl ServerConfig {
+    /// Builds the multi-threaded runtime this config asks for.
+    pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if self.worker_threads > 0 {
+            b.worker_threads(self.worker_threads);
+        }
+        b.enable_all().build()
+    }
+
     /// As serve-loop limits.
     pub fn limits(&self) -> ServerLimits {
         ServerLimits {
@@ -94,6 +106,12 @@ impl ServerConfig {
             p.push(crate::Problem::new(
                 format!("{prefix}.max_header_bytes"),
                 "must be at least 1024",
+            ));
+        }
+        if self.worker_threads > 1024 {
+            p.push(crate::Problem::new(
+                format!("{prefix}.worker_threads"),
+                "must be at most 1024 (0 = one per core)",
             ));
         }
         if self.header_read_timeout.is_zero() {

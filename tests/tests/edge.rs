@@ -531,3 +531,83 @@ async fn overload_sheds_new_joins_first() {
         "{metrics}"
     );
 }
+
+/// The edge speaks HTTP/2 (prior knowledge, as h2c clients do) as well as HTTP/1.1, with the
+/// same coalescing and cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_http2() {
+    let origin = FakeOrigin::start().await;
+    origin.route(
+        "/h2/1.ts",
+        Script::ok(body_of(70_000, 6), "video/mp2t", "max-age=60"),
+    );
+    let edge = start_edge(EDGE, &[origin.url()]).await;
+    let client: hyper_util::client::legacy::Client<_, service::Body> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .http2_only(true)
+            .build_http();
+    for phase in ["miss", "hit"] {
+        let req = Request::builder()
+            .uri(edge.url("/h2/1.ts"))
+            .body(service::body::empty())
+            .unwrap();
+        let resp = client.request(req).await.unwrap();
+        assert_eq!(resp.version(), http::Version::HTTP_2);
+        assert_eq!(
+            (
+                resp.status().as_u16(),
+                resp.headers()["x-cache"].to_str().unwrap()
+            ),
+            (200, phase)
+        );
+        assert_eq!(
+            resp.into_body().collect().await.unwrap().to_bytes(),
+            body_of(70_000, 6)
+        );
+    }
+    assert_eq!(origin.hits("/h2/1.ts"), 1);
+}
+
+/// On shutdown (SIGTERM in the binary) the edge stops accepting at once and lets requests in
+/// flight finish within the drain deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_requests_in_flight() {
+    let origin = FakeOrigin::start().await;
+    let gate = Gate::new();
+    let mut s = Script::ok(Bytes::new(), "video/mp2t", "max-age=60");
+    s.chunks = vec![
+        Chunk {
+            data: body_of(1000, 1),
+            gate: None,
+        },
+        Chunk {
+            data: body_of(1000, 2),
+            gate: Some(gate.clone()),
+        },
+    ];
+    origin.route("/d/1.ts", s);
+    let edge = start_edge(
+        &format!("[server]\ndrain_timeout = \"5s\"\n{EDGE}"),
+        &[origin.url()],
+    )
+    .await;
+    let (url, addr) = (edge.url("/d/1.ts"), edge.addr);
+    let c = new_client(Duration::from_secs(30));
+    let inflight = tokio::spawn({
+        let c = c.clone();
+        async move { fetch(&c, Method::GET, &url, &[], Duration::from_secs(10)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(edge); // the shutdown signal
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no new connections while draining"
+    );
+    gate.open();
+    let r = inflight.await.unwrap().unwrap();
+    assert_eq!(r.status, 200);
+    let mut want = body_of(1000, 1).to_vec();
+    want.extend_from_slice(&body_of(1000, 2));
+    assert_eq!(r.body, Bytes::from(want));
+}
