@@ -1,2 +1,9 @@
-//! Player simulator: many ABR players against a live HLS URL, or offline over network
-//! traces, measuring quality of experience. Filled in by the player-simulator issue.
+//! Player simulator: ABR controllers, the buffer model and QoE, run offline over network
+//! traces on a virtual clock (live mode against an HLS URL is the next step; see the issue).
+
+pub mod abr;
+pub mod movie;
+pub mod network;
+pub mod offline;
+pub mod qoe;
+pub mod trace;
