@@ -72,3 +72,99 @@ pub fn by_name(name: &str) -> Option<Box<dyn Abr>> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ENVIVIO: [f64; 6] = [300.0, 750.0, 1200.0, 1850.0, 2850.0, 4300.0];
+
+    fn ctx<'a>(buffer_s: f64, last: Option<usize>, bitrates: &'a [f64], sizes: &'a [Vec<f64>]) -> Context<'a> {
+        Context { segment: 1, buffer_ms: buffer_s * 1000.0, buffer_max_ms: 25_000.0, last_quality: last, bitrates_kbps: bitrates, segment_ms: 2000.0, upcoming_bits: sizes }
+    }
+
+    fn report(kbps: f64, ms: f64) -> Report {
+        Report { quality: 0, bits: kbps * ms, latency_ms: 0.0, transfer_ms: ms }
+    }
+
+    #[test]
+    fn bba_maps_buffer_to_rate() {
+        let mut a = Bba::default();
+        // Below the 5 s reservoir: lowest; 5 + 10·(k/5) s: rung k; past 15 s: top.
+        for (buffer, want) in [(4.9, 0), (5.0, 0), (7.0, 1), (10.0, 2), (14.9, 4), (15.0, 5), (24.0, 5)] {
+            assert_eq!(a.choose(&ctx(buffer, Some(0), &ENVIVIO, &[])), want, "buffer {buffer}");
+        }
+    }
+
+    #[test]
+    fn bola_follows_dash_js_scores() {
+        // γp = 2.2188, V = 4.5069 for the Envivio ladder (22 s buffer target); the argmax of
+        // (V·(u + γp) − buffer)/bitrate, worked out by hand, at each buffer level:
+        let mut a = Bola;
+        for (buffer, want) in [(0.0, 0), (5.0, 0), (10.0, 0), (15.0, 1), (20.0, 4), (25.0, 5)] {
+            assert_eq!(a.choose(&ctx(buffer, None, &ENVIVIO, &[])), want, "buffer {buffer}");
+        }
+    }
+
+    #[test]
+    fn throughput_uses_the_lower_ewma_and_hls_js_factors() {
+        let mut a = Throughput::default();
+        assert_eq!(a.estimate_kbps(), 500.0);
+        // One sample: both zero-corrected EWMAs equal it.
+        a.report(&report(1000.0, 2000.0));
+        assert!((a.estimate_kbps() - 1000.0).abs() < 1e-9);
+        // Up-switch needs bitrate <= 0.7·1000 = 700: 750 is too much, stay at 300.
+        assert_eq!(a.choose(&ctx(10.0, Some(0), &ENVIVIO, &[])), 0);
+        // Staying at 750 needs <= 0.95·1000 = 950: fine.
+        assert_eq!(a.choose(&ctx(10.0, Some(1), &ENVIVIO, &[])), 1);
+        // A faster 1 s sample of 3000: fast EWMA (half-life 3 s, a = 2^(-1/3)) is
+        // [3000(1−a) + a·1000(1−a²)] / (1−a³); the slow one (9 s) is lower and wins.
+        a.report(&report(3000.0, 1000.0));
+        let est = |h: f64| {
+            let x: f64 = 0.5f64.powf(1.0 / h);
+            (3000.0 * (1.0 - x) + x * 1000.0 * (1.0 - x * x)) / (1.0 - x * x * x)
+        };
+        assert!((a.estimate_kbps() - est(9.0).min(est(3.0))).abs() < 1e-9);
+        assert!(est(9.0) < est(3.0));
+    }
+
+    #[test]
+    fn mpc_weighs_rebuffering_against_bitrate() {
+        let b = [1000.0, 2000.0];
+        let sizes = vec![vec![2e6, 4e6]; 10];
+        let mut a = RobustMpc::default();
+        assert_eq!(a.choose(&ctx(0.0, None, &b, &sizes)), 0, "no throughput yet: lowest");
+        for _ in 0..5 {
+            a.report(&report(1200.0, 1000.0));
+        }
+        // Predicted 1200 kbit/s. Empty buffer: the top rung would stall 3.3 s (−14.3), so
+        // every plan starting high loses to all-low (5 − 4.3·1.67 = −2.17).
+        assert_eq!(a.choose(&ctx(0.0, Some(0), &b, &sizes)), 0);
+        // 20 s buffered: five top segments (3.33 s each) never stall: 10 − 1 switch = 9.
+        assert_eq!(a.choose(&ctx(20.0, Some(0), &b, &sizes)), 1);
+    }
+
+    #[test]
+    fn mpc_discounts_by_past_error() {
+        let mut a = RobustMpc::default();
+        a.report(&report(1000.0, 1000.0));
+        a.report(&report(2000.0, 1000.0));
+        // Harmonic mean of 1000 and 2000, no prediction made yet so no error.
+        assert!((a.predict().unwrap() - 4000.0 / 3.0).abs() < 1e-9);
+        let sizes = vec![vec![1.0]; 1];
+        let _ = a.choose(&ctx(0.0, Some(0), &[100.0], &sizes)); // predicts 1333.3
+        a.report(&report(1000.0, 1000.0)); // error |1333.3 − 1000| / 1000 = 1/3
+        let harmonic = 3.0 / (1.0 / 1000.0 + 1.0 / 2000.0 + 1.0 / 1000.0);
+        assert!((a.predict().unwrap() - harmonic / (1.0 + 1.0 / 3.0)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn names_build_controllers() {
+        for n in NAMES {
+            assert_eq!(by_name(n).unwrap().name(), *n);
+        }
+        let mut f = by_name("fixed:3").unwrap();
+        assert_eq!(f.choose(&ctx(0.0, None, &ENVIVIO, &[])), 3);
+        assert!(by_name("nope").is_none());
+    }
+}

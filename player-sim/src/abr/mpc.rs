@@ -18,7 +18,8 @@ pub struct RobustMpc {
 }
 
 impl RobustMpc {
-    fn predict(&self) -> Option<f64> {
+    /// The robust throughput prediction, kbit/s (none before the first download).
+    pub fn predict(&self) -> Option<f64> {
         if self.past_kbps.is_empty() {
             return None;
         }
