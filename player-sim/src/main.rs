@@ -1,15 +1,239 @@
-//! `player-sim`: ABR player simulator (not built yet: this binary only documents itself).
+//! `player-sim`: ABR player simulator.
 
-use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
 
-/// Simulates many ABR players against a live HLS URL (or offline over network traces) and
-/// reports quality of experience. Not implemented yet: see the player-simulator issue.
+use clap::{Parser, Subcommand};
+use player_sim::abr;
+use player_sim::movie::Movie;
+use player_sim::offline::{self, Settings};
+use player_sim::qoe::{Aggregate, Report, Session};
+use player_sim::trace::Trace;
+
+/// Simulates ABR players and reports quality of experience: offline over network traces on
+/// a virtual clock (`trace`). Live mode against an HLS URL is being built (see the issue).
 #[derive(Parser, Debug)]
 #[command(version, about)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
 
-fn main() -> std::process::ExitCode {
-    let _ = Cli::parse();
-    eprintln!("player-sim: no simulation is implemented yet; see --help");
-    std::process::ExitCode::from(2)
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Offline: every trace in a folder × one movie, with one controller or all of them.
+    Trace(TraceArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct TraceArgs {
+    /// Movie: a Sabre movie JSON file, or a folder of Pensieve video_size_N files.
+    #[arg(long, value_name = "FILE")]
+    movie: PathBuf,
+    /// Folder of traces (Sabre JSON, Mahimahi, Pensieve cooked), or one trace file.
+    #[arg(long, value_name = "DIR")]
+    traces: PathBuf,
+    /// Controller: throughput, bba, bola, mpc, fixed[:N], or `all` (side by side).
+    #[arg(long, default_value = "all")]
+    abr: String,
+    /// JSON report to write.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Per-session CSV to write.
+    #[arg(long, value_name = "FILE")]
+    csv: Option<PathBuf>,
+    /// Largest buffer, seconds.
+    #[arg(long, default_value_t = 25.0)]
+    buffer_s: f64,
+    /// Multiply every trace's bandwidth by this.
+    #[arg(long, default_value_t = 1.0)]
+    scale: f64,
+    /// Latency for traces that carry none (Mahimahi, cooked), ms.
+    #[arg(long, default_value_t = 80.0)]
+    latency_ms: f64,
+    /// Worker threads (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+}
+
+fn load_traces(path: &std::path::Path, scale: f64, latency: f64) -> anyhow::Result<Vec<Trace>> {
+    let mut files: Vec<PathBuf> = if path.is_dir() {
+        std::fs::read_dir(path)
+            .map_err(|e| anyhow::anyhow!("--traces {}: {e}", path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .collect()
+    } else {
+        vec![path.to_path_buf()]
+    };
+    files.sort();
+    let mut out = Vec::with_capacity(files.len());
+    for f in files {
+        let t = Trace::load(&f).map_err(|e| anyhow::anyhow!("--traces: {e}"))?;
+        let no_latency = t.periods.iter().all(|p| p.latency_ms == 0.0);
+        let t = if no_latency {
+            t.with_latency(latency)
+        } else {
+            t
+        };
+        out.push(t.scaled(scale));
+    }
+    if out.is_empty() {
+        anyhow::bail!("--traces {}: no trace files", path.display());
+    }
+    Ok(out)
+}
+
+/// Runs every trace with a fresh controller per session, in parallel, deterministically.
+fn run_all(
+    movie: &Movie,
+    traces: &[Trace],
+    abr_name: &str,
+    settings: Settings,
+    threads: usize,
+) -> Vec<Session> {
+    let threads = threads.max(1).min(traces.len());
+    let mut sessions: Vec<Session> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|w| {
+                s.spawn(move || {
+                    let mut out = Vec::new();
+                    for (id, t) in traces.iter().enumerate().skip(w).step_by(threads) {
+                        if let Some(mut abr) = abr::by_name(abr_name) {
+                            out.push(offline::run(id, movie, t, abr.as_mut(), settings).0);
+                        }
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    sessions.sort_by_key(|s| s.id);
+    sessions
+}
+
+fn trace_cmd(a: TraceArgs) -> anyhow::Result<()> {
+    let names: Vec<String> = if a.abr == "all" {
+        abr::NAMES.iter().map(|s| s.to_string()).collect()
+    } else if abr::by_name(&a.abr).is_some() {
+        vec![a.abr.clone()]
+    } else {
+        anyhow::bail!(
+            "--abr {}: unknown controller (have {}, fixed:N, all)",
+            a.abr,
+            abr::NAMES.join(", ")
+        );
+    };
+    if !(a.buffer_s.is_finite() && a.buffer_s > 0.0) {
+        anyhow::bail!("--buffer-s must be > 0");
+    }
+    if !(a.scale.is_finite() && a.scale > 0.0) {
+        anyhow::bail!("--scale must be > 0");
+    }
+    let movie = Movie::load(&a.movie).map_err(|e| anyhow::anyhow!("--movie: {e}"))?;
+    let traces = load_traces(&a.traces, a.scale, a.latency_ms)?;
+    let threads = if a.threads == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    } else {
+        a.threads
+    };
+    let settings = Settings {
+        buffer_max_ms: a.buffer_s * 1000.0,
+    };
+    let mut reports = Vec::new();
+    println!(
+        "{} traces x {} segments of {:.1} s, ladder {:?} kbit/s, buffer {} s",
+        traces.len(),
+        movie.len(),
+        movie.segment_ms / 1000.0,
+        movie.bitrates_kbps,
+        a.buffer_s
+    );
+    println!(
+        "{:<11} {:>12} {:>10} {:>11} {:>9} {:>10} {:>9}",
+        "abr", "bitrate kbps", "rebuffer %", "rebuffer s", "switches", "startup s", "QoE_lin"
+    );
+    for name in &names {
+        let started = Instant::now();
+        let sessions = run_all(&movie, &traces, name, settings, threads);
+        let took = started.elapsed();
+        let agg = Aggregate::of(&sessions);
+        println!(
+            "{:<11} {:>12.0} {:>10.2} {:>11.2} {:>9.1} {:>10.2} {:>9.1}   ({} sessions in {:.1} ms)",
+            name,
+            agg.avg_bitrate_kbps.mean,
+            agg.rebuffer_ratio.mean * 100.0,
+            agg.rebuffer_s.mean,
+            agg.switches.mean,
+            agg.startup_s.mean,
+            agg.qoe_lin.mean,
+            sessions.len(),
+            took.as_secs_f64() * 1000.0
+        );
+        reports.push(Report {
+            mode: "trace",
+            abr: name.clone(),
+            players: sessions.len(),
+            aggregate: agg,
+            sessions,
+        });
+    }
+    if let Some(out) = &a.out {
+        let json = if reports.len() == 1 {
+            serde_json::to_string_pretty(&reports[0])?
+        } else {
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "mode": "trace", "abr": "all", "reports": reports }),
+            )?
+        };
+        std::fs::write(out, json).map_err(|e| anyhow::anyhow!("--out {}: {e}", out.display()))?;
+        println!("report: {}", out.display());
+    }
+    if let Some(csv) = &a.csv {
+        let mut text = String::from(
+            "abr,id,trace,startup_s,rebuffer_count,rebuffer_s,rebuffer_ratio,avg_bitrate_kbps,switches,bitrate_change_kbps,qoe_lin\n",
+        );
+        for r in &reports {
+            for s in &r.sessions {
+                text.push_str(&format!(
+                    "{},{},{},{:.3},{},{:.3},{:.5},{:.1},{},{:.1},{:.3}\n",
+                    r.abr,
+                    s.id,
+                    s.trace.as_deref().unwrap_or(""),
+                    s.startup_s,
+                    s.rebuffer_count,
+                    s.rebuffer_s,
+                    s.rebuffer_ratio,
+                    s.avg_bitrate_kbps,
+                    s.switches,
+                    s.bitrate_change_kbps,
+                    s.qoe_lin
+                ));
+            }
+        }
+        std::fs::write(csv, text).map_err(|e| anyhow::anyhow!("--csv {}: {e}", csv.display()))?;
+        println!("sessions: {}", csv.display());
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Trace(a) => trace_cmd(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
 }

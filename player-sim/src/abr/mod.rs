@@ -63,7 +63,7 @@ pub fn by_name(name: &str) -> Option<Box<dyn Abr>> {
     Some(match name {
         "throughput" => Box::new(Throughput::default()),
         "bba" => Box::new(Bba::default()),
-        "bola" => Box::new(Bola::default()),
+        "bola" => Box::new(Bola),
         "mpc" | "robustmpc" => Box::new(RobustMpc::default()),
         "fixed" => Box::new(Fixed(0)),
         other => {
@@ -79,20 +79,50 @@ mod tests {
 
     const ENVIVIO: [f64; 6] = [300.0, 750.0, 1200.0, 1850.0, 2850.0, 4300.0];
 
-    fn ctx<'a>(buffer_s: f64, last: Option<usize>, bitrates: &'a [f64], sizes: &'a [Vec<f64>]) -> Context<'a> {
-        Context { segment: 1, buffer_ms: buffer_s * 1000.0, buffer_max_ms: 25_000.0, last_quality: last, bitrates_kbps: bitrates, segment_ms: 2000.0, upcoming_bits: sizes }
+    fn ctx<'a>(
+        buffer_s: f64,
+        last: Option<usize>,
+        bitrates: &'a [f64],
+        sizes: &'a [Vec<f64>],
+    ) -> Context<'a> {
+        Context {
+            segment: 1,
+            buffer_ms: buffer_s * 1000.0,
+            buffer_max_ms: 25_000.0,
+            last_quality: last,
+            bitrates_kbps: bitrates,
+            segment_ms: 2000.0,
+            upcoming_bits: sizes,
+        }
     }
 
     fn report(kbps: f64, ms: f64) -> Report {
-        Report { quality: 0, bits: kbps * ms, latency_ms: 0.0, transfer_ms: ms }
+        Report {
+            quality: 0,
+            bits: kbps * ms,
+            latency_ms: 0.0,
+            transfer_ms: ms,
+        }
     }
 
     #[test]
     fn bba_maps_buffer_to_rate() {
         let mut a = Bba::default();
         // Below the 5 s reservoir: lowest; 5 + 10·(k/5) s: rung k; past 15 s: top.
-        for (buffer, want) in [(4.9, 0), (5.0, 0), (7.0, 1), (10.0, 2), (14.9, 4), (15.0, 5), (24.0, 5)] {
-            assert_eq!(a.choose(&ctx(buffer, Some(0), &ENVIVIO, &[])), want, "buffer {buffer}");
+        for (buffer, want) in [
+            (4.9, 0),
+            (5.0, 0),
+            (7.0, 1),
+            (10.0, 2),
+            (14.9, 4),
+            (15.0, 5),
+            (24.0, 5),
+        ] {
+            assert_eq!(
+                a.choose(&ctx(buffer, Some(0), &ENVIVIO, &[])),
+                want,
+                "buffer {buffer}"
+            );
         }
     }
 
@@ -101,8 +131,19 @@ mod tests {
         // γp = 2.2188, V = 4.5069 for the Envivio ladder (22 s buffer target); the argmax of
         // (V·(u + γp) − buffer)/bitrate, worked out by hand, at each buffer level:
         let mut a = Bola;
-        for (buffer, want) in [(0.0, 0), (5.0, 0), (10.0, 0), (15.0, 1), (20.0, 4), (25.0, 5)] {
-            assert_eq!(a.choose(&ctx(buffer, None, &ENVIVIO, &[])), want, "buffer {buffer}");
+        for (buffer, want) in [
+            (0.0, 0),
+            (5.0, 0),
+            (10.0, 0),
+            (15.0, 1),
+            (20.0, 4),
+            (25.0, 5),
+        ] {
+            assert_eq!(
+                a.choose(&ctx(buffer, None, &ENVIVIO, &[])),
+                want,
+                "buffer {buffer}"
+            );
         }
     }
 
@@ -133,7 +174,11 @@ mod tests {
         let b = [1000.0, 2000.0];
         let sizes = vec![vec![2e6, 4e6]; 10];
         let mut a = RobustMpc::default();
-        assert_eq!(a.choose(&ctx(0.0, None, &b, &sizes)), 0, "no throughput yet: lowest");
+        assert_eq!(
+            a.choose(&ctx(0.0, None, &b, &sizes)),
+            0,
+            "no throughput yet: lowest"
+        );
         for _ in 0..5 {
             a.report(&report(1200.0, 1000.0));
         }
