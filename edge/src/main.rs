@@ -57,30 +57,8 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    let rt = match config.server.runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    rt.block_on(async move {
-        let listener = match tokio::net::TcpListener::bind(config.listen).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!(
-                    "error: cannot listen on {} (--listen / `listen`): {e}",
-                    config.listen
-                );
-                return ExitCode::FAILURE;
-            }
-        };
-        match edge::run(listener, config, service::shutdown::signal()).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        }
+    let (server, listen) = (config.server.clone(), config.listen);
+    service::serve_main(&server, listen, move |listener, shutdown| {
+        edge::run(listener, config, shutdown)
     })
 }

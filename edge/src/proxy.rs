@@ -100,36 +100,12 @@ async fn route(app: &Arc<App>, req: &Request<Incoming>) -> Routed {
             app.metrics
                 .cache_objects
                 .set(app.cache.entry_count() as i64);
-            let mut r = Response::new(full(service::metrics::encode(&app.metrics.registry)));
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(service::metrics::CONTENT_TYPE),
-            );
-            return local(Kind::Other, r);
+            return local(Kind::Other, service::body::metrics(&app.metrics.registry));
         }
         _ => {}
     }
     if req.method() == Method::OPTIONS {
-        let mut r = Response::new(empty());
-        *r.status_mut() = StatusCode::NO_CONTENT;
-        let h = r.headers_mut();
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_ORIGIN,
-            HeaderValue::from_static("*"),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET, HEAD, OPTIONS"),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("Range, If-None-Match"),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_MAX_AGE,
-            HeaderValue::from_static("86400"),
-        );
-        return local(Kind::Other, r);
+        return local(Kind::Other, service::body::preflight());
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut r = text(

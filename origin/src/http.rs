@@ -73,19 +73,12 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
 async fn route(app: &Arc<App>, req: Request<Incoming>) -> (Kind, Response<Body>) {
     let path = req.uri().path();
     if req.method() == Method::OPTIONS {
-        return (Kind::Other, preflight());
+        return (Kind::Other, service::body::preflight());
     }
     match path {
         "/healthz" => return (Kind::Ops, text(StatusCode::OK, "ok")),
         "/readyz" => return (Kind::Ops, readyz(app)),
-        "/metrics" => {
-            let mut r = Response::new(full(service::metrics::encode(&app.metrics.registry)));
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(service::metrics::CONTENT_TYPE),
-            );
-            return (Kind::Ops, r);
-        }
+        "/metrics" => return (Kind::Ops, service::body::metrics(&app.metrics.registry)),
         _ => {}
     }
     if let Some(rest) = path.strip_prefix("/ingest/") {
@@ -173,25 +166,6 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> (Kind, Response<Body>)
         )),
     };
     (kind, resp)
-}
-
-fn preflight() -> Response<Body> {
-    let mut r = Response::new(empty());
-    *r.status_mut() = StatusCode::NO_CONTENT;
-    let h = r.headers_mut();
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET, HEAD, OPTIONS"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("Range, If-None-Match, If-Modified-Since"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_MAX_AGE,
-        HeaderValue::from_static("86400"),
-    );
-    r
 }
 
 fn readyz(app: &App) -> Response<Body> {

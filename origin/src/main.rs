@@ -39,42 +39,28 @@ fn main() -> ExitCode {
     if let Some(l) = cli.listen {
         config.listen = l;
     }
-    let rt = match config.server.runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    rt.block_on(async move {
-        if cli.check {
-            return match origin::check(&config).await {
-                Ok(()) => {
-                    println!("config OK: {} stream(s)", config.streams.len());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(2)
-                }
-            };
-        }
-        let listener = match tokio::net::TcpListener::bind(config.listen).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!(
-                    "error: cannot listen on {} (--listen / `listen`): {e}",
-                    config.listen
-                );
-                return ExitCode::FAILURE;
+    if cli.check {
+        let checked = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
+            .and_then(|rt| {
+                rt.block_on(origin::check(&config))
+                    .map_err(|e| e.to_string())
+            });
+        return match checked {
+            Ok(()) => {
+                println!("config OK: {} stream(s)", config.streams.len());
+                ExitCode::SUCCESS
             }
-        };
-        match origin::run(listener, config, service::shutdown::signal()).await {
-            Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");
-                ExitCode::FAILURE
+                ExitCode::from(2)
             }
-        }
+        };
+    }
+    let (server, listen) = (config.server.clone(), config.listen);
+    service::serve_main(&server, listen, move |listener, shutdown| {
+        origin::run(listener, config, shutdown)
     })
 }

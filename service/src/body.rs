@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, Empty, Full, combinators::UnsyncBoxBody};
+use prometheus::Registry;
 
 /// Error a streamed body can fail with (an upstream that broke off mid-body, say).
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
@@ -34,4 +35,39 @@ pub fn text(status: StatusCode, reason: impl Into<String>) -> Response<Body> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     resp
+}
+
+/// The answer to a CORS preflight (`OPTIONS`): any origin may GET and HEAD with the headers
+/// players send (Range, conditional requests).
+pub fn preflight() -> Response<Body> {
+    let mut r = Response::new(empty());
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    let h = r.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, HEAD, OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Range, If-None-Match, If-Modified-Since"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("86400"),
+    );
+    r
+}
+
+/// `/metrics`: every metric in `registry` in the Prometheus text format.
+pub fn metrics(registry: &Registry) -> Response<Body> {
+    let mut r = Response::new(full(crate::metrics::encode(registry)));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+    );
+    r
 }

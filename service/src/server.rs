@@ -196,3 +196,41 @@ pub async fn serve<H, F>(
         }
     }
 }
+
+/// The body of every program's `main` once its config is loaded: builds the runtime, binds
+/// `listen`, runs `run(listener, shutdown)` with SIGTERM/Ctrl-C as the shutdown signal, and
+/// turns failures into a message on stderr and a failing exit code.
+pub fn serve_main<F, E>(
+    server: &ServerConfig,
+    listen: std::net::SocketAddr,
+    run: impl FnOnce(TcpListener, std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> F,
+) -> std::process::ExitCode
+where
+    F: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    use std::process::ExitCode;
+    let rt = match server.runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let listener = match TcpListener::bind(listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("error: cannot listen on {listen} (--listen / `listen`): {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match run(listener, Box::pin(crate::shutdown::signal())).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
