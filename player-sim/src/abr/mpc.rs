@@ -31,35 +31,82 @@ impl RobustMpc {
     }
 }
 
-struct Search<'a> {
-    bitrates: &'a [f64],
-    sizes: &'a [Vec<f64>],
-    segment_ms: f64,
-    bw: f64,
-    best: f64,
-    best_first: usize,
+/// A partial plan: its last quality, buffer and score, and the quality it started with.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    last: usize,
+    buffer_ms: f64,
+    score: f64,
+    first: usize,
 }
 
-impl Search<'_> {
-    /// Depth-first over plans, carrying each prefix's buffer, rebuffer and score once.
-    fn go(&mut self, depth: usize, buffer_ms: f64, last: usize, score: f64, first: usize) {
-        if depth == self.sizes.len().min(HORIZON) {
-            if score > self.best {
-                self.best = score;
-                self.best_first = first;
+/// The best first quality over all plans of up to [`HORIZON`] segments.
+///
+/// Exact, but not exhaustive: what a plan can still earn depends only on its last quality and
+/// its buffer, and more buffer is never worse (less stalling, the same options later). So
+/// among plans ending in the same quality, one with both less buffer and a lower score can
+/// never win, and is dropped after every step. The best plan is the same as with all
+/// `rungs^5` plans enumerated; tests check it against brute force.
+fn best_first(
+    bitrates: &[f64],
+    sizes: &[Vec<f64>],
+    segment_ms: f64,
+    bw: f64,
+    buffer_ms: f64,
+    last: usize,
+) -> usize {
+    let steps = sizes.len().min(HORIZON);
+    let mut plans = vec![Plan {
+        last,
+        buffer_ms,
+        score: 0.0,
+        first: usize::MAX,
+    }];
+    let mut next: Vec<Plan> = Vec::with_capacity(64);
+    for (depth, seg_sizes) in sizes.iter().take(steps).enumerate() {
+        next.clear();
+        for p in &plans {
+            for (q, bits) in seg_sizes.iter().enumerate() {
+                let dl = bits / bw;
+                let rebuf = (dl - p.buffer_ms).max(0.0);
+                next.push(Plan {
+                    last: q,
+                    buffer_ms: (p.buffer_ms - dl).max(0.0) + segment_ms,
+                    score: p.score + bitrates[q] / 1000.0
+                        - REBUF_PENALTY * rebuf / 1000.0
+                        - (bitrates[q] - bitrates[p.last]).abs() / 1000.0,
+                    first: if depth == 0 { q } else { p.first },
+                });
             }
-            return;
         }
-        for q in 0..self.bitrates.len() {
-            let dl = self.sizes[depth][q] / self.bw;
-            let rebuf = (dl - buffer_ms).max(0.0);
-            let buffer = (buffer_ms - dl).max(0.0) + self.segment_ms;
-            let s = score + self.bitrates[q] / 1000.0
-                - REBUF_PENALTY * rebuf / 1000.0
-                - (self.bitrates[q] - self.bitrates[last]).abs() / 1000.0;
-            self.go(depth + 1, buffer, q, s, if depth == 0 { q } else { first });
+        // Keep the Pareto frontier (more buffer, higher score) per last quality.
+        next.sort_by(|a, b| {
+            a.last
+                .cmp(&b.last)
+                .then(b.buffer_ms.total_cmp(&a.buffer_ms))
+                .then(b.score.total_cmp(&a.score))
+        });
+        plans.clear();
+        let mut best_score = f64::NEG_INFINITY;
+        let mut current = usize::MAX;
+        for p in &next {
+            if p.last != current {
+                current = p.last;
+                best_score = f64::NEG_INFINITY;
+            }
+            if p.score > best_score {
+                best_score = p.score;
+                plans.push(*p);
+            }
         }
     }
+    plans
+        .iter()
+        .fold(None::<Plan>, |best, p| match best {
+            Some(b) if b.score >= p.score => Some(b),
+            _ => Some(*p),
+        })
+        .map_or(0, |p| p.first.min(bitrates.len() - 1))
 }
 
 impl Abr for RobustMpc {
@@ -72,16 +119,14 @@ impl Abr for RobustMpc {
             return 0;
         };
         self.last_prediction = Some(bw);
-        let mut s = Search {
-            bitrates: ctx.bitrates_kbps,
-            sizes: ctx.upcoming_bits,
-            segment_ms: ctx.segment_ms,
+        best_first(
+            ctx.bitrates_kbps,
+            ctx.upcoming_bits,
+            ctx.segment_ms,
             bw,
-            best: f64::NEG_INFINITY,
-            best_first: 0,
-        };
-        s.go(0, ctx.buffer_ms, ctx.last_quality.unwrap_or(0), 0.0, 0);
-        s.best_first
+            ctx.buffer_ms,
+            ctx.last_quality.unwrap_or(0),
+        )
     }
     fn report(&mut self, r: &Report) {
         let kbps = r.bits / (r.latency_ms + r.transfer_ms).max(1e-3);
@@ -94,6 +139,73 @@ impl Abr for RobustMpc {
         }
         if self.past_errors.len() > 64 {
             self.past_errors.drain(..32);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Every plan enumerated, as Pensieve's implementation does; `only_first` restricts the
+    /// first step. Returns the best first step and its score.
+    fn brute(
+        bitrates: &[f64],
+        sizes: &[Vec<f64>],
+        seg: f64,
+        bw: f64,
+        buffer: f64,
+        last: usize,
+        only_first: Option<usize>,
+    ) -> (usize, f64) {
+        let steps = sizes.len().min(HORIZON);
+        let n = bitrates.len();
+        let mut best = (0, f64::NEG_INFINITY);
+        for code in 0..n.pow(steps as u32) {
+            let mut c = code;
+            let (mut buf, mut score, mut prev, mut first) = (buffer, 0.0, last, 0);
+            for (d, seg_sizes) in sizes.iter().take(steps).enumerate() {
+                let q = c % n;
+                c /= n;
+                if d == 0 {
+                    first = q;
+                }
+                let dl = seg_sizes[q] / bw;
+                let rebuf = (dl - buf).max(0.0);
+                buf = (buf - dl).max(0.0) + seg;
+                score += bitrates[q] / 1000.0
+                    - REBUF_PENALTY * rebuf / 1000.0
+                    - (bitrates[q] - bitrates[prev]).abs() / 1000.0;
+                prev = q;
+            }
+            if only_first.is_some_and(|f| f != first) {
+                continue;
+            }
+            if score > best.1 + 1e-9 {
+                best = (first, score);
+            }
+        }
+        best
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        #[test]
+        fn frontier_search_finds_the_brute_force_optimum(
+            bw in 100.0f64..6000.0,
+            buffer_s in 0.0f64..25.0,
+            last in 0usize..6,
+            jitter in proptest::collection::vec(0.7f64..1.3, 30),
+            steps in 1usize..6,
+        ) {
+            let b = [300.0, 750.0, 1200.0, 1850.0, 2850.0, 4300.0];
+            let sizes: Vec<Vec<f64>> = (0..steps).map(|i| b.iter().enumerate().map(|(q, r)| r * 4000.0 * jitter[(i * 6 + q) % 30]).collect()).collect();
+            let fast = best_first(&b, &sizes, 4000.0, bw, buffer_s * 1000.0, last);
+            let (_, best_score) = brute(&b, &sizes, 4000.0, bw, buffer_s * 1000.0, last, None);
+            // Ties may start differently; the first step chosen must lead to an optimal plan.
+            let (_, via_fast) = brute(&b, &sizes, 4000.0, bw, buffer_s * 1000.0, last, Some(fast));
+            prop_assert!((via_fast - best_score).abs() < 1e-9, "first step {fast}: {via_fast} < {best_score}");
         }
     }
 }
