@@ -6,7 +6,7 @@ pub mod path;
 pub mod playlist;
 
 pub use path::{HlsPath, PathError};
-pub use playlist::{MediaPlaylist, MediaSegment};
+pub use playlist::{MediaPlaylist, MediaSegment, ParseError};
 
 /// Content-Type of playlists.
 pub const PLAYLIST_CONTENT_TYPE: &str = "application/vnd.apple.mpegurl";
