@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use crate::abr::{Abr, Context, Report};
 use crate::movie::Movie;
 use crate::network::Network;
-use crate::qoe::{REBUF_PENALTY, Session};
+use crate::qoe::{REBUF_PENALTY, SabreMetrics, Session};
 use crate::trace::Trace;
 
 /// Player settings for offline sessions.
@@ -170,6 +170,15 @@ pub fn run(
     let rest = pb.level();
     pb.play(rest, b);
     let n = movie.len();
+    let sabre_total_ms = startup_ms + pb.played_ms + pb.rebuffer_ms;
+    let per_segment = seg / sabre_total_ms.max(1e-9);
+    let played_bitrate_sum: f64 = steps.iter().map(|s| b[s.quality]).sum();
+    let sabre = SabreMetrics {
+        time_average_played_bitrate: played_bitrate_sum * per_segment,
+        rebuffer_ratio: pb.rebuffer_ms / sabre_total_ms.max(1e-9),
+        time_average_bitrate_change: change_kbps * per_segment,
+        total_play_time: sabre_total_ms / 1000.0,
+    };
     let session = Session {
         id,
         trace: Some(trace.name.clone()),
@@ -194,6 +203,7 @@ pub fn run(
         },
         latency_s: None,
         qoe_lin: qoe,
+        sabre: Some(sabre),
     };
     (session, steps)
 }

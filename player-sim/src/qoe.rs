@@ -32,6 +32,24 @@ pub struct Session {
     pub latency_s: Option<f64>,
     /// Pensieve's QoE_lin: Σ Mbps − 4.3·Σ rebuffer_s − Σ|ΔMbps| (startup not counted).
     pub qoe_lin: f64,
+    /// The same session in Sabre's definitions (offline mode), for side-by-side comparison.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sabre: Option<SabreMetrics>,
+}
+
+/// Sabre's reporting definitions: its "total play time" is the first download plus all time
+/// after it (playing or stalled), and its time averages divide per-segment sums by that time
+/// in segments. So startup and stalls lower its average bitrate, unlike `avg_bitrate_kbps`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct SabreMetrics {
+    /// "time average played bitrate", kbit/s.
+    pub time_average_played_bitrate: f64,
+    /// "rebuffer ratio".
+    pub rebuffer_ratio: f64,
+    /// "time average bitrate change", kbit/s per segment of play time.
+    pub time_average_bitrate_change: f64,
+    /// "total play time", s.
+    pub total_play_time: f64,
 }
 
 /// Mean and percentiles of one metric.
