@@ -121,6 +121,52 @@ impl Join {
     }
 }
 
+/// A mass exit: a seeded fraction of the players leave at a moment (spread over one second).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exit {
+    /// Moment of the exit, ms from the start.
+    pub at_ms: f64,
+    /// Fraction of players that leave.
+    pub fraction: f64,
+}
+
+impl Exit {
+    /// Parses `45s` (everyone) or `45s,0.6` (60 % of the players).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let bad = |why: &str| format!("--exit {s}: {why}");
+        let mut parts = s.trim().split(',');
+        let at_ms = parts
+            .next()
+            .and_then(parse_ms)
+            .ok_or_else(|| bad("expected a moment like 45s"))?;
+        let fraction = match parts.next() {
+            None => 1.0,
+            Some(f) => f
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|f| (0.0..=1.0).contains(f))
+                .ok_or_else(|| bad("the fraction must be within 0..1"))?,
+        };
+        if parts.next().is_some() {
+            return Err(bad("expected T[,FRACTION]"));
+        }
+        Ok(Self { at_ms, fraction })
+    }
+
+    /// When each of `n` players leaves (`None`: stays to the end); seeded by `seed`.
+    pub fn times(&self, n: usize, seed: u64) -> Vec<Option<f64>> {
+        (0..n)
+            .map(|i| {
+                let mut rng = SplitMix(seed ^ 0x5eed_e817 ^ (i as u64).wrapping_mul(0x9e37_79b9));
+                let leaves = rng.unit() < self.fraction;
+                let spread = rng.unit() * 1000.0;
+                leaves.then_some(self.at_ms + spread)
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,5 +187,25 @@ mod tests {
         assert!((mean_gap - 100.0).abs() < 10.0, "{mean_gap}");
         assert!(Join::parse("flash:20s,2").is_err());
         assert!(Join::parse("sometimes").is_err());
+        let e = Exit::parse("45s,0.25").unwrap();
+        let t = e.times(4000, 9);
+        assert_eq!(t, e.times(4000, 9), "seeded");
+        let gone = t.iter().flatten().count();
+        assert!((900..1100).contains(&gone), "{gone}");
+        assert!(
+            t.iter()
+                .flatten()
+                .all(|&ms| (45_000.0..46_000.0).contains(&ms))
+        );
+        assert_eq!(
+            Exit::parse("10s")
+                .unwrap()
+                .times(3, 1)
+                .iter()
+                .flatten()
+                .count(),
+            3
+        );
+        assert!(Exit::parse("10s,2").is_err());
     }
 }

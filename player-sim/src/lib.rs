@@ -1,8 +1,9 @@
 //! Player simulator: ABR controllers, the buffer model and QoE, run offline over network
-//! traces on a virtual clock (live mode against an HLS URL is the next step; see the issue).
+//! traces on a virtual clock, and live against any HLS URL with emulated bandwidth.
 
 pub mod abr;
 pub mod join;
+pub mod live;
 pub mod movie;
 pub mod network;
 pub mod offline;

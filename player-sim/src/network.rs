@@ -51,7 +51,8 @@ impl<'a> Network<'a> {
         self.time_to_next -= ms;
     }
 
-    fn latency(&mut self) -> f64 {
+    /// Pays one request's latency from here; returns it, ms.
+    pub fn latency(&mut self) -> f64 {
         let mut units = 1.0;
         let mut total = 0.0;
         while units > 0.0 {
@@ -70,7 +71,8 @@ impl<'a> Network<'a> {
         total
     }
 
-    fn transfer(&mut self, mut bits: f64) -> f64 {
+    /// Transfers `bits` from here; returns the time it takes, ms.
+    pub fn transfer(&mut self, mut bits: f64) -> f64 {
         let mut total = 0.0;
         while bits > 0.0 {
             let bw = self.trace.periods[self.index].bandwidth_kbps;

@@ -1,0 +1,814 @@
+//! One live player on a tokio task: master playlist → rendition choice → media playlist
+//! reloads as RFC 8216 §6.3.4 prescribes → segments in order at the live edge, through its
+//! emulated link, with a playback clock, stalls, retries, down-switches and abandonment.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use hls::playlist::MediaPlaylist;
+use http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use tokio::time::{Instant, sleep_until, timeout_at};
+
+use super::Shared;
+use super::link::Link;
+use super::playback::{Media, Playback, State};
+use crate::abr::{Abr, Context, Report};
+use crate::offline::Step;
+use crate::qoe::{REBUF_PENALTY, Session};
+use crate::schedule::SplitMix;
+use crate::trace::Trace;
+
+/// Who a player is and when it plays.
+pub struct Spec {
+    /// Player id (also seeds its random choices).
+    pub id: usize,
+    /// Its controller.
+    pub abr: Box<dyn Abr>,
+    /// Its bandwidth schedule.
+    pub trace: Arc<Trace>,
+    /// When it joins.
+    pub join_at: Instant,
+    /// When it leaves.
+    pub leave_at: Instant,
+    /// Keep a per-segment timeline (for plots).
+    pub record: bool,
+}
+
+/// What a finished player reports.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Its QoE.
+    pub session: Session,
+    /// Per-segment timeline (when recorded).
+    pub steps: Vec<Step>,
+    /// Why the session ended early, if it did.
+    pub error: Option<String>,
+    /// HTTP requests it made.
+    pub requests: u64,
+    /// Downloads abandoned for a lower rendition.
+    pub abandoned: u32,
+}
+
+/// Why a request failed.
+#[derive(Debug)]
+enum Failure {
+    Status(StatusCode, Option<Duration>),
+    Timeout,
+    Transport(String),
+    Parse(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Status(s, _) => write!(f, "HTTP {s}"),
+            Failure::Timeout => write!(f, "timed out"),
+            Failure::Transport(e) => write!(f, "{e}"),
+            Failure::Parse(e) => write!(f, "bad playlist: {e}"),
+        }
+    }
+}
+
+enum Got {
+    Body {
+        body: Bytes,
+        latency_ms: f64,
+        transfer_ms: f64,
+    },
+    Abandoned {
+        to: usize,
+        bits: f64,
+        latency_ms: f64,
+        transfer_ms: f64,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Master,
+    Playlist,
+    Segment,
+}
+
+impl Kind {
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Master => "master",
+            Kind::Playlist => "playlist",
+            Kind::Segment => "segment",
+        }
+    }
+}
+
+struct Variant {
+    url: String,
+    kbps: f64,
+}
+
+struct Loaded {
+    pl: MediaPlaylist,
+    url: String,
+    next_reload_at: Instant,
+}
+
+/// RFC 3986 reference resolution, enough for playlist URIs (absolute, absolute-path and
+/// relative references; query strings of the base are dropped).
+pub fn resolve(base: &str, reference: &str) -> String {
+    if reference.starts_with("http://") || reference.starts_with("https://") {
+        return reference.to_string();
+    }
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let path_start = base[scheme_end..]
+        .find('/')
+        .map(|i| i + scheme_end)
+        .unwrap_or(base.len());
+    if reference.starts_with('/') {
+        return format!("{}{reference}", &base[..path_start]);
+    }
+    let base_path = base.split(['?', '#']).next().unwrap_or(base);
+    let dir_end = base_path
+        .rfind('/')
+        .map(|i| i + 1)
+        .unwrap_or(base_path.len());
+    let mut segs: Vec<&str> = base_path[path_start..dir_end]
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let (ref_path, ref_rest) = match reference.find(['?', '#']) {
+        Some(i) => reference.split_at(i),
+        None => (reference, ""),
+    };
+    let parts: Vec<&str> = ref_path.split('/').collect();
+    for (i, p) in parts.iter().enumerate() {
+        match *p {
+            "." => {}
+            ".." => {
+                segs.pop();
+            }
+            p if i + 1 == parts.len() || !p.is_empty() => segs.push(p),
+            _ => {}
+        }
+    }
+    format!("{}/{}{ref_rest}", &base[..path_start], segs.join("/"))
+}
+
+/// Runs one player from its join to its leave (or a fatal error).
+pub async fn run(spec: Spec, url: String, shared: Arc<Shared>) -> Outcome {
+    sleep_until(spec.join_at).await;
+    let m = &shared.metrics;
+    m.joined.inc();
+    m.active.inc();
+    let joined = Instant::now();
+    let trace = spec.trace.clone();
+    let mut p = Player {
+        shared: shared.clone(),
+        link: Link::new(&trace, joined),
+        abr: spec.abr,
+        playback: Playback::new(
+            shared.settings.start_threshold_ms,
+            shared.settings.resume_threshold_ms,
+        ),
+        ladder: Vec::new(),
+        playlists: Vec::new(),
+        rng: SplitMix(shared.settings.seed ^ (spec.id as u64).wrapping_mul(0x9e37_79b9)),
+        steps: Vec::new(),
+        record: spec.record,
+        segments: 0,
+        last_quality: None,
+        switches: 0,
+        change_kbps: 0.0,
+        qoe_bitrate: 0.0,
+        requests: 0,
+        abandoned: 0,
+        seen_stalls: 0,
+        seen_stalled_ms: 0.0,
+        stalled_now: false,
+    };
+    let error = match timeout_at(spec.leave_at, p.play(&url)).await {
+        Ok(Err(e)) => {
+            m.failed.inc();
+            Some(e)
+        }
+        Ok(Ok(())) | Err(_) => None,
+    };
+    let now_ms = p.link.elapsed_ms();
+    p.playback.finish(now_ms);
+    p.sync_metrics();
+    if p.stalled_now {
+        m.stalled.dec();
+    }
+    m.active.dec();
+    let pb = &p.playback;
+    let stalled_s = pb.stalled_ms / 1000.0;
+    let session = Session {
+        id: spec.id,
+        trace: Some(trace.name.clone()),
+        startup_s: pb.started_at_ms.unwrap_or(now_ms) / 1000.0,
+        rebuffer_count: pb.stalls,
+        rebuffer_s: stalled_s,
+        rebuffer_ratio: if pb.played_ms + pb.stalled_ms > 0.0 {
+            pb.stalled_ms / (pb.played_ms + pb.stalled_ms)
+        } else {
+            0.0
+        },
+        avg_bitrate_kbps: pb.avg_bitrate_kbps(),
+        switches: p.switches,
+        bitrate_change_kbps: if p.segments > 1 {
+            p.change_kbps / (p.segments - 1) as f64
+        } else {
+            0.0
+        },
+        latency_s: pb.mean_latency_ms().map(|l| l / 1000.0),
+        qoe_lin: p.qoe_bitrate / 1000.0 - REBUF_PENALTY * stalled_s - p.change_kbps / 1000.0,
+        sabre: None,
+    };
+    Outcome {
+        session,
+        steps: p.steps,
+        error,
+        requests: p.requests,
+        abandoned: p.abandoned,
+    }
+}
+
+struct Player<'t> {
+    shared: Arc<Shared>,
+    link: Link<'t>,
+    abr: Box<dyn Abr>,
+    playback: Playback,
+    ladder: Vec<Variant>,
+    playlists: Vec<Option<Loaded>>,
+    rng: SplitMix,
+    steps: Vec<Step>,
+    record: bool,
+    segments: usize,
+    last_quality: Option<usize>,
+    switches: u32,
+    change_kbps: f64,
+    qoe_bitrate: f64,
+    requests: u64,
+    abandoned: u32,
+    seen_stalls: u32,
+    seen_stalled_ms: f64,
+    stalled_now: bool,
+}
+
+fn unix_now_ms() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() * 1000.0)
+        .unwrap_or(0.0)
+}
+
+fn from_ms(ms: f64) -> Duration {
+    Duration::from_secs_f64((ms / 1000.0).clamp(0.0, 86_400.0))
+}
+
+/// EXT-X-PROGRAM-DATE-TIME of segment `i`, carried forward from the last tagged segment.
+fn pdt_of(pl: &MediaPlaylist, i: usize) -> Option<f64> {
+    let mut acc = 0.0;
+    for j in (0..=i).rev() {
+        let s = &pl.segments[j];
+        if let Some(p) = s.program_date_time_ms {
+            return Some(p as f64 + acc);
+        }
+        if j > 0 {
+            acc += pl.segments[j - 1].duration * 1000.0;
+        }
+    }
+    None
+}
+
+/// The segment a player joining `pl` starts at: the last one that begins at least `hold_back`
+/// target durations before the end of the playlist (RFC 8216 §6.3.3).
+pub fn live_start(pl: &MediaPlaylist, hold_back: u32) -> u64 {
+    if pl.endlist {
+        return pl.media_sequence;
+    }
+    let want = f64::from(hold_back) * pl.target_duration as f64;
+    let mut from_end = 0.0;
+    for (i, s) in pl.segments.iter().enumerate().rev() {
+        from_end += s.duration;
+        if from_end >= want {
+            return pl.media_sequence + i as u64;
+        }
+    }
+    pl.media_sequence
+}
+
+impl Player<'_> {
+    fn settings(&self) -> &super::Settings {
+        &self.shared.settings
+    }
+
+    /// Mirrors the playback machine's stalls into the metrics.
+    fn sync_metrics(&mut self) {
+        let m = &self.shared.metrics;
+        let pb = &self.playback;
+        if pb.stalls > self.seen_stalls {
+            m.rebuffers.inc_by(u64::from(pb.stalls - self.seen_stalls));
+            self.seen_stalls = pb.stalls;
+        }
+        if pb.stalled_ms > self.seen_stalled_ms {
+            m.rebuffer_seconds
+                .inc_by((pb.stalled_ms - self.seen_stalled_ms) / 1000.0);
+            self.seen_stalled_ms = pb.stalled_ms;
+        }
+        let stalled = matches!(pb.state(), State::Stalled(_));
+        if stalled != self.stalled_now {
+            if stalled {
+                m.stalled.inc();
+            } else {
+                m.stalled.dec();
+            }
+            self.stalled_now = stalled;
+        }
+    }
+
+    fn advance(&mut self) -> f64 {
+        let now = self.link.elapsed_ms();
+        self.playback.advance(now);
+        self.sync_metrics();
+        now
+    }
+
+    fn backoff(&mut self, attempt: u32) -> Duration {
+        let s = self.settings();
+        let cap = s.retry_cap.as_secs_f64();
+        let exp = s.retry_base.as_secs_f64() * 2f64.powi(attempt.min(30) as i32);
+        Duration::from_secs_f64(self.rng.unit() * exp.min(cap))
+    }
+
+    /// GETs `url` through the link. For segments with `abandon_from = Some(q)`, gives up for a
+    /// lower rendition when the rest will not arrive before the buffer runs dry.
+    async fn get(
+        &mut self,
+        kind: Kind,
+        url: &str,
+        abandon_from: Option<(usize, f64)>,
+    ) -> Result<Got, Failure> {
+        let asked = Instant::now();
+        let send_at = self.link.request_at();
+        sleep_until(send_at).await;
+        self.requests += 1;
+        let deadline = send_at + self.settings().request_timeout;
+        let result = self.exchange(url, asked, deadline, abandon_from).await;
+        let label = match &result {
+            Ok(Got::Body { .. }) => "2xx",
+            Ok(Got::Abandoned { .. }) => "abandoned",
+            Err(Failure::Status(s, _)) if s.is_client_error() => "4xx",
+            Err(Failure::Status(s, _)) if s.is_server_error() => "5xx",
+            Err(Failure::Status(..)) => "other",
+            Err(Failure::Timeout) => "timeout",
+            Err(Failure::Transport(_)) => "error",
+            Err(Failure::Parse(_)) => "2xx",
+        };
+        self.shared
+            .metrics
+            .requests
+            .with_label_values(&[kind.label(), label])
+            .inc();
+        result
+    }
+
+    async fn exchange(
+        &mut self,
+        url: &str,
+        asked: Instant,
+        deadline: Instant,
+        abandon_from: Option<(usize, f64)>,
+    ) -> Result<Got, Failure> {
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(url)
+            .header("user-agent", "player-sim")
+            .body(service::body::empty())
+            .map_err(|e| Failure::Transport(e.to_string()))?;
+        let resp = match timeout_at(deadline, self.shared.client.request(req)).await {
+            Err(_) => return Err(Failure::Timeout),
+            Ok(Err(e)) => return Err(Failure::Transport(e.to_string())),
+            Ok(Ok(r)) => r,
+        };
+        if !resp.status().is_success() {
+            let retry_after = resp
+                .headers()
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            return Err(Failure::Status(resp.status(), retry_after));
+        }
+        let expected: Option<usize> = resp
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let first_byte = Instant::now();
+        let latency_ms = (first_byte - asked).as_secs_f64() * 1000.0;
+        let mut body = resp.into_body();
+        let mut buf = Vec::with_capacity(expected.unwrap_or(16 * 1024).min(8 << 20));
+        loop {
+            let frame = match timeout_at(deadline, body.frame()).await {
+                Err(_) => return Err(Failure::Timeout),
+                Ok(None) => break,
+                Ok(Some(Err(e))) => return Err(Failure::Transport(e.to_string())),
+                Ok(Some(Ok(f))) => f,
+            };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            let at = self.link.deliver(data.len());
+            if at > deadline {
+                sleep_until(deadline).await;
+                return Err(Failure::Timeout);
+            }
+            sleep_until(at).await;
+            self.shared.metrics.bytes.inc_by(data.len() as u64);
+            buf.extend_from_slice(&data);
+            if let Some((q, seg_ms)) = abandon_from
+                && let Some(to) = self.should_abandon(q, seg_ms, buf.len(), expected, first_byte)
+            {
+                return Ok(Got::Abandoned {
+                    to,
+                    bits: buf.len() as f64 * 8.0,
+                    latency_ms,
+                    transfer_ms: (Instant::now() - first_byte).as_secs_f64() * 1000.0,
+                });
+            }
+        }
+        Ok(Got::Body {
+            body: Bytes::from(buf),
+            latency_ms,
+            transfer_ms: (Instant::now() - first_byte).as_secs_f64() * 1000.0,
+        })
+    }
+
+    /// hls.js's abandon rule: past half a segment's time, if the rest will arrive after the
+    /// buffer runs dry and a lower rendition would arrive in time (or sooner), switch to it.
+    fn should_abandon(
+        &mut self,
+        q: usize,
+        seg_ms: f64,
+        got: usize,
+        expected: Option<usize>,
+        first_byte: Instant,
+    ) -> Option<usize> {
+        if !self.settings().abandon || q == 0 {
+            return None;
+        }
+        let elapsed = (Instant::now() - first_byte).as_secs_f64() * 1000.0;
+        if elapsed <= seg_ms / 2.0 || got == 0 {
+            return None;
+        }
+        let rate = got as f64 * 8.0 / elapsed; // bits per ms
+        let total_bits = expected
+            .map(|e| e as f64 * 8.0)
+            .unwrap_or(self.ladder[q].kbps * seg_ms);
+        let finish_ms = (total_bits - got as f64 * 8.0).max(0.0) / rate;
+        self.advance();
+        let buffer = self.playback.level_ms();
+        if finish_ms <= buffer {
+            return None;
+        }
+        let mut to = 0;
+        for l in (0..q).rev() {
+            if self.ladder[l].kbps * seg_ms / rate < buffer {
+                to = l;
+                break;
+            }
+        }
+        (self.ladder[to].kbps * seg_ms / rate < finish_ms).then_some(to)
+    }
+
+    /// Fetches with retries: full-jitter backoff (at least any Retry-After), up to the limit.
+    async fn get_retrying(&mut self, kind: Kind, url: &str) -> Result<Bytes, String> {
+        let mut attempt = 0;
+        loop {
+            match self.get(kind, url, None).await {
+                Ok(Got::Body { body, .. }) => return Ok(body),
+                // Only segment downloads are abandonable; this one was not.
+                Ok(Got::Abandoned { .. }) => {
+                    return Err(format!("{} {url}: abandoned", kind.label()));
+                }
+                Err(f) => {
+                    attempt += 1;
+                    if attempt > self.settings().max_retries {
+                        return Err(format!("{} {url}: {f}", kind.label()));
+                    }
+                    let mut wait = self.backoff(attempt - 1);
+                    if let Failure::Status(_, Some(ra)) = f {
+                        wait = wait.max(ra);
+                    }
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    async fn play(&mut self, url: &str) -> Result<(), String> {
+        let text = self.get_retrying(Kind::Master, url).await?;
+        self.ladder = match m3u8_rs::parse_playlist_res(&text) {
+            Ok(m3u8_rs::Playlist::MasterPlaylist(m)) => {
+                let mut v: Vec<Variant> = m
+                    .variants
+                    .iter()
+                    .filter(|v| !v.is_i_frame)
+                    .map(|v| Variant {
+                        url: resolve(url, &v.uri),
+                        kbps: v.average_bandwidth.unwrap_or(v.bandwidth) as f64 / 1000.0,
+                    })
+                    .collect();
+                v.sort_by(|a, b| a.kbps.total_cmp(&b.kbps));
+                v
+            }
+            // A bare media playlist: one rendition of unknown bitrate.
+            Ok(m3u8_rs::Playlist::MediaPlaylist(_)) => vec![Variant {
+                url: url.to_string(),
+                kbps: 0.0,
+            }],
+            Err(e) => {
+                return Err(format!("{url}: not an HLS playlist: {e:?}"));
+            }
+        };
+        if self.ladder.is_empty() {
+            return Err(format!("{url}: no variant streams"));
+        }
+        self.playlists = (0..self.ladder.len()).map(|_| None).collect();
+        let bitrates: Vec<f64> = self.ladder.iter().map(|v| v.kbps).collect();
+        let mut q = self
+            .abr
+            .choose(&self.context(&bitrates, 0.0, 2000.0))
+            .min(bitrates.len() - 1);
+        let mut next: Option<u64> = None;
+        // The segment the controller has already decided on (asked once per segment).
+        let mut decided: Option<u64> = None;
+        let mut failures = 0u32;
+        loop {
+            let now = self.advance();
+            self.playback.sample_latency(unix_now_ms());
+            self.ensure_playlist(q).await?;
+            let Some(loaded) = self.playlists[q].as_ref() else {
+                continue;
+            };
+            let pl = &loaded.pl;
+            let target_ms = pl.target_duration as f64 * 1000.0;
+            // Leave room: wait while the next segment would overfill the buffer.
+            let over = self.playback.level_ms() + target_ms - self.settings().buffer_max_ms;
+            if over > 0.0 {
+                tokio::time::sleep(from_ms(over)).await;
+                continue;
+            }
+            let hold_back = self.settings().live_sync_segments;
+            let msn = *next.get_or_insert_with(|| live_start(pl, hold_back));
+            let last = pl.media_sequence + pl.segments.len() as u64;
+            if msn < pl.media_sequence {
+                // Fell out of the window: jump to the live edge.
+                next = Some(live_start(pl, hold_back));
+                continue;
+            }
+            if msn >= last {
+                if pl.endlist {
+                    return Ok(());
+                }
+                self.reload(q).await?;
+                continue;
+            }
+            let i = (msn - pl.media_sequence) as usize;
+            let seg_ms = pl.segments[i].duration * 1000.0;
+            let seg_url = resolve(&loaded.url, &pl.segments[i].uri);
+            let pdt = pdt_of(pl, i);
+            if decided != Some(msn) {
+                decided = Some(msn);
+                let chosen = self
+                    .abr
+                    .choose(&self.context(&bitrates, self.playback.level_ms(), seg_ms))
+                    .min(bitrates.len() - 1);
+                if chosen != q {
+                    q = chosen;
+                    continue;
+                }
+            }
+            let asked_ms = now;
+            match self.get(Kind::Segment, &seg_url, Some((q, seg_ms))).await {
+                Ok(Got::Body {
+                    body,
+                    latency_ms,
+                    transfer_ms,
+                }) => {
+                    failures = 0;
+                    let kbps = if bitrates[q] > 0.0 {
+                        bitrates[q]
+                    } else {
+                        body.len() as f64 * 8.0 / seg_ms.max(1.0)
+                    };
+                    let now = self.link.elapsed_ms();
+                    let stall_before = self.playback.stalled_ms_at(now);
+                    if self.playback.append(
+                        now,
+                        Media {
+                            quality: q,
+                            kbps,
+                            duration_ms: seg_ms,
+                            pdt_ms: pdt,
+                        },
+                    ) && self.playback.started_at_ms == Some(now)
+                    {
+                        self.shared.metrics.startup_seconds.observe(now / 1000.0);
+                    }
+                    self.sync_metrics();
+                    self.abr.report(&Report {
+                        quality: q,
+                        bits: body.len() as f64 * 8.0,
+                        latency_ms,
+                        transfer_ms,
+                    });
+                    self.count_segment(q, kbps, &bitrates);
+                    if self.record {
+                        self.steps.push(Step {
+                            segment: self.segments - 1,
+                            quality: q,
+                            at_ms: asked_ms,
+                            download_ms: now - asked_ms,
+                            buffer_ms: self.playback.level_ms(),
+                            stall_ms: self.playback.stalled_ms_at(now) - stall_before,
+                        });
+                    }
+                    next = Some(msn + 1);
+                }
+                Ok(Got::Abandoned {
+                    to,
+                    bits,
+                    latency_ms,
+                    transfer_ms,
+                }) => {
+                    self.abandoned += 1;
+                    self.abr.report(&Report {
+                        quality: q,
+                        bits,
+                        latency_ms,
+                        transfer_ms,
+                    });
+                    q = to;
+                }
+                Err(f) => {
+                    failures += 1;
+                    if failures > self.settings().max_retries {
+                        return Err(format!("segment {seg_url}: {f}"));
+                    }
+                    let mut wait = self.backoff(failures - 1);
+                    if let Failure::Status(_, Some(ra)) = f {
+                        wait = wait.max(ra);
+                    }
+                    // Same rendition only while the buffer covers the wait; else (or after
+                    // two failures in a row) one rendition down.
+                    self.advance();
+                    let level = self.playback.level_ms();
+                    if q > 0 && (failures >= 2 || wait.as_secs_f64() * 1000.0 >= level) {
+                        q -= 1;
+                    }
+                    if let Failure::Status(StatusCode::NOT_FOUND, _) = f {
+                        // Maybe the window moved past us: the next loop re-checks.
+                        self.reload(q).await.ok();
+                    }
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    fn count_segment(&mut self, q: usize, kbps: f64, bitrates: &[f64]) {
+        self.segments += 1;
+        self.qoe_bitrate += kbps;
+        if let Some(p) = self.last_quality {
+            if p != q {
+                self.switches += 1;
+                let dir = if q > p { "up" } else { "down" };
+                self.shared.metrics.switches.with_label_values(&[dir]).inc();
+            }
+            self.change_kbps += (bitrates[q] - bitrates[p]).abs();
+        }
+        self.last_quality = Some(q);
+    }
+
+    fn context<'a>(&self, bitrates: &'a [f64], buffer_ms: f64, seg_ms: f64) -> Context<'a> {
+        Context {
+            segment: self.segments,
+            buffer_ms,
+            buffer_max_ms: self.settings().buffer_max_ms,
+            last_quality: self.last_quality,
+            bitrates_kbps: bitrates,
+            segment_ms: seg_ms,
+            upcoming_bits: &[],
+        }
+    }
+
+    /// Loads rendition `q`'s playlist if it has none yet.
+    async fn ensure_playlist(&mut self, q: usize) -> Result<(), String> {
+        if self.playlists[q].is_none() {
+            self.reload(q).await?;
+        }
+        Ok(())
+    }
+
+    /// Reloads rendition `q`'s playlist, no sooner than RFC 8216 §6.3.4 allows: the last
+    /// segment's duration after a load that changed it, half the target duration after one
+    /// that did not.
+    async fn reload(&mut self, q: usize) -> Result<(), String> {
+        if let Some(l) = &self.playlists[q] {
+            sleep_until(l.next_reload_at).await;
+        }
+        let url = self.ladder[q].url.clone();
+        let began = Instant::now();
+        let text = self.get_retrying(Kind::Playlist, &url).await?;
+        let pl = match std::str::from_utf8(&text)
+            .map_err(|e| e.to_string())
+            .and_then(|t| MediaPlaylist::parse(t).map_err(|e| e.to_string()))
+        {
+            Ok(pl) => pl,
+            Err(e) => {
+                self.shared
+                    .metrics
+                    .requests
+                    .with_label_values(&["playlist", "unparsable"])
+                    .inc();
+                return Err(format!("{url}: {}", Failure::Parse(e)));
+            }
+        };
+        let changed = self.playlists[q].as_ref().is_none_or(|old| {
+            old.pl.media_sequence != pl.media_sequence
+                || old.pl.segments.len() != pl.segments.len()
+                || old.pl.endlist != pl.endlist
+        });
+        let wait_s = if changed {
+            pl.segments
+                .last()
+                .map(|s| s.duration)
+                .unwrap_or(pl.target_duration as f64)
+        } else {
+            pl.target_duration as f64 / 2.0
+        };
+        self.playlists[q] = Some(Loaded {
+            pl,
+            url,
+            next_reload_at: began + Duration::from_secs_f64(wait_s.clamp(0.1, 60.0)),
+        });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_references() {
+        let b = "http://h:1/live/demo/master.m3u8";
+        assert_eq!(resolve(b, "360p.m3u8"), "http://h:1/live/demo/360p.m3u8");
+        assert_eq!(
+            resolve(b, "a/b.m3u8?x=1"),
+            "http://h:1/live/demo/a/b.m3u8?x=1"
+        );
+        assert_eq!(resolve(b, "../x/y.ts"), "http://h:1/live/x/y.ts");
+        assert_eq!(resolve(b, "/abs/z.ts"), "http://h:1/abs/z.ts");
+        assert_eq!(resolve(b, "http://o/p.ts"), "http://o/p.ts");
+    }
+
+    fn pl(n: usize, dur: f64, endlist: bool) -> MediaPlaylist {
+        MediaPlaylist {
+            version: 3,
+            target_duration: dur.ceil() as u64,
+            media_sequence: 100,
+            segments: (0..n)
+                .map(|i| hls::playlist::MediaSegment {
+                    uri: format!("{i}.ts"),
+                    duration: dur,
+                    program_date_time_ms: (i == 0).then_some(1_000_000),
+                    discontinuity: false,
+                })
+                .collect(),
+            endlist,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn starts_three_target_durations_from_the_end() {
+        // 6 segments of 2 s: the last three (msn 103..105) hold 6 s = 3 target durations.
+        assert_eq!(live_start(&pl(6, 2.0, false), 3), 103);
+        assert_eq!(live_start(&pl(2, 2.0, false), 3), 100);
+        assert_eq!(
+            live_start(&pl(6, 2.0, true), 3),
+            100,
+            "VOD starts at the top"
+        );
+    }
+
+    #[test]
+    fn program_date_time_carries_forward() {
+        let p = pl(4, 2.0, false);
+        assert_eq!(pdt_of(&p, 0), Some(1_000_000.0));
+        assert_eq!(pdt_of(&p, 3), Some(1_006_000.0));
+    }
+}
