@@ -2,11 +2,15 @@
 //! traces on a virtual clock, and live against any HLS URL with emulated bandwidth.
 
 pub mod abr;
+pub mod config;
+pub mod demo;
 pub mod join;
 pub mod live;
 pub mod movie;
 pub mod network;
 pub mod offline;
+pub mod output;
+pub mod plot;
 pub mod qoe;
 pub mod schedule;
 pub mod trace;

@@ -10,9 +10,13 @@ use player_sim::movie::Movie;
 use player_sim::offline::{self, Settings};
 use player_sim::qoe::{Aggregate, Report, Session};
 use player_sim::trace::Trace;
+use player_sim::{output, plot};
 
-/// Simulates ABR players and reports quality of experience: offline over network traces on
-/// a virtual clock (`trace`). Live mode against an HLS URL is being built (see the issue).
+mod live_cmd;
+
+/// Simulates ABR players and reports quality of experience: live against any HLS URL with
+/// emulated bandwidth (`run`), against an origin + edge it starts itself (`demo`), or offline
+/// over network traces on a virtual clock (`trace`).
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Cli {
@@ -22,6 +26,11 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
+    /// Live: N players against an HLS URL, each behind its own emulated link.
+    Run(live_cmd::LiveArgs),
+    /// The whole stack in one command: origin (loop source) + edge in-process, a few hundred
+    /// players through bandwidth changes, QoE table and origin offload.
+    Demo(live_cmd::LiveArgs),
     /// Offline: every trace in a folder × one movie, with one controller or all of them.
     Trace(TraceArgs),
 }
@@ -43,6 +52,9 @@ struct TraceArgs {
     /// Per-session CSV to write.
     #[arg(long, value_name = "FILE")]
     csv: Option<PathBuf>,
+    /// Folder for SVG plots (sample timelines, rebuffer and startup CDFs).
+    #[arg(long, value_name = "DIR")]
+    plots: Option<PathBuf>,
     /// Largest buffer, seconds.
     #[arg(long, default_value_t = 25.0)]
     buffer_s: f64,
@@ -156,25 +168,15 @@ fn trace_cmd(a: TraceArgs) -> anyhow::Result<()> {
         movie.bitrates_kbps,
         a.buffer_s
     );
-    println!(
-        "{:<11} {:>12} {:>10} {:>11} {:>9} {:>10} {:>9}",
-        "abr", "bitrate kbps", "rebuffer %", "rebuffer s", "switches", "startup s", "QoE_lin"
-    );
+    println!("{}", output::table_header());
     for name in &names {
         let started = Instant::now();
         let sessions = run_all(&movie, &traces, name, settings, threads);
         let took = started.elapsed();
         let agg = Aggregate::of(&sessions);
         println!(
-            "{:<11} {:>12.0} {:>10.2} {:>11.2} {:>9.1} {:>10.2} {:>9.1}   ({} sessions in {:.1} ms)",
-            name,
-            agg.avg_bitrate_kbps.mean,
-            agg.rebuffer_ratio.mean * 100.0,
-            agg.rebuffer_s.mean,
-            agg.switches.mean,
-            agg.startup_s.mean,
-            agg.qoe_lin.mean,
-            sessions.len(),
+            "{}   ({:.1} ms)",
+            output::table_row(name, sessions.len(), &agg),
             took.as_secs_f64() * 1000.0
         );
         reports.push(Report {
@@ -183,6 +185,7 @@ fn trace_cmd(a: TraceArgs) -> anyhow::Result<()> {
             players: sessions.len(),
             aggregate: agg,
             sessions,
+            edge: None,
         });
     }
     if let Some(out) = &a.out {
@@ -197,37 +200,46 @@ fn trace_cmd(a: TraceArgs) -> anyhow::Result<()> {
         println!("report: {}", out.display());
     }
     if let Some(csv) = &a.csv {
-        let mut text = String::from(
-            "abr,id,trace,startup_s,rebuffer_count,rebuffer_s,rebuffer_ratio,avg_bitrate_kbps,switches,bitrate_change_kbps,qoe_lin\n",
-        );
-        for r in &reports {
-            for s in &r.sessions {
-                text.push_str(&format!(
-                    "{},{},{},{:.3},{},{:.3},{:.5},{:.1},{},{:.1},{:.3}\n",
-                    r.abr,
-                    s.id,
-                    s.trace.as_deref().unwrap_or(""),
-                    s.startup_s,
-                    s.rebuffer_count,
-                    s.rebuffer_s,
-                    s.rebuffer_ratio,
-                    s.avg_bitrate_kbps,
-                    s.switches,
-                    s.bitrate_change_kbps,
-                    s.qoe_lin
-                ));
-            }
-        }
-        std::fs::write(csv, text).map_err(|e| anyhow::anyhow!("--csv {}: {e}", csv.display()))?;
+        std::fs::write(csv, output::csv(&reports))
+            .map_err(|e| anyhow::anyhow!("--csv {}: {e}", csv.display()))?;
         println!("sessions: {}", csv.display());
+    }
+    if let Some(dir) = &a.plots {
+        let mut files = output::distribution_plots(&reports);
+        // Timelines of the first sessions with the first controller, re-run with steps kept.
+        let kept: Vec<_> = traces
+            .iter()
+            .take(4)
+            .enumerate()
+            .filter_map(|(id, t)| {
+                let mut abr = abr::by_name(&names[0])?;
+                let (_, steps) = offline::run(id, &movie, t, abr.as_mut(), settings);
+                Some((t, steps))
+            })
+            .collect();
+        let lines: Vec<plot::Timeline<'_>> = kept
+            .iter()
+            .map(|(t, steps)| plot::Timeline {
+                title: format!("{} on {}", names[0], t.name),
+                trace: t,
+                steps,
+                ladder_kbps: &movie.bitrates_kbps,
+                duration_ms: steps.last().map_or(1.0, |s| s.at_ms + s.download_ms),
+            })
+            .collect();
+        files.push(("timelines.svg", plot::timelines(&lines)));
+        live_cmd::write_files(dir, &files)?;
     }
     Ok(())
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    service::telemetry::init_tracing_at("warn");
     let result = match cli.cmd {
         Cmd::Trace(a) => trace_cmd(a),
+        Cmd::Run(a) => live_cmd::run(a, false),
+        Cmd::Demo(a) => live_cmd::run(a, true),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

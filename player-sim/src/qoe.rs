@@ -132,6 +132,18 @@ pub struct Report {
     pub aggregate: Aggregate,
     /// Every session.
     pub sessions: Vec<Session>,
+    /// Origin offload seen at the edge during a live run, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edge: Option<Offload>,
+}
+
+/// Requests the edge answered vs fetches it sent upstream (the report's `edge`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Offload {
+    /// Client requests the edge answered.
+    pub requests: u64,
+    /// Fetches the edge sent to its upstream.
+    pub upstream_fetches: u64,
 }
 
 #[cfg(test)]

@@ -49,6 +49,8 @@ pub struct Outcome {
     pub requests: u64,
     /// Downloads abandoned for a lower rendition.
     pub abandoned: u32,
+    /// The ladder it saw, kbit/s by quality index.
+    pub ladder_kbps: Vec<f64>,
 }
 
 /// Why a request failed.
@@ -230,6 +232,7 @@ pub async fn run(spec: Spec, url: String, shared: Arc<Shared>) -> Outcome {
         error,
         requests: p.requests,
         abandoned: p.abandoned,
+        ladder_kbps: p.ladder.iter().map(|v| v.kbps).collect(),
     }
 }
 
