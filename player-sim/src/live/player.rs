@@ -258,6 +258,18 @@ struct Player<'t> {
     stalled_now: bool,
 }
 
+/// An error with its causes ("client error (Connect): tcp connect error: Connection refused").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
 fn unix_now_ms() -> f64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -391,7 +403,7 @@ impl Player<'_> {
             .map_err(|e| Failure::Transport(e.to_string()))?;
         let resp = match timeout_at(deadline, self.shared.client.request(req)).await {
             Err(_) => return Err(Failure::Timeout),
-            Ok(Err(e)) => return Err(Failure::Transport(e.to_string())),
+            Ok(Err(e)) => return Err(Failure::Transport(chain(&e))),
             Ok(Ok(r)) => r,
         };
         if !resp.status().is_success() {
@@ -416,7 +428,7 @@ impl Player<'_> {
             let frame = match timeout_at(deadline, body.frame()).await {
                 Err(_) => return Err(Failure::Timeout),
                 Ok(None) => break,
-                Ok(Some(Err(e))) => return Err(Failure::Transport(e.to_string())),
+                Ok(Some(Err(e))) => return Err(Failure::Transport(chain(&e))),
                 Ok(Some(Ok(f))) => f,
             };
             let Ok(data) = frame.into_data() else {
@@ -594,6 +606,7 @@ impl Player<'_> {
                 }
             }
             let asked_ms = now;
+            let stall_before = self.playback.stalled_ms_at(now);
             match self.get(Kind::Segment, &seg_url, Some((q, seg_ms))).await {
                 Ok(Got::Body {
                     body,
@@ -607,7 +620,6 @@ impl Player<'_> {
                         body.len() as f64 * 8.0 / seg_ms.max(1.0)
                     };
                     let now = self.link.elapsed_ms();
-                    let stall_before = self.playback.stalled_ms_at(now);
                     if self.playback.append(
                         now,
                         Media {
