@@ -204,6 +204,7 @@ pub fn run(
         latency_s: None,
         qoe_lin: qoe,
         sabre: Some(sabre),
+        error: None,
     };
     (session, steps)
 }

@@ -35,6 +35,9 @@ pub struct Session {
     /// The same session in Sabre's definitions (offline mode), for side-by-side comparison.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sabre: Option<SabreMetrics>,
+    /// Why a live session ended early (it failed), if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Sabre's reporting definitions: its "total play time" is the first download plus all time

@@ -225,6 +225,7 @@ pub async fn run(spec: Spec, url: String, shared: Arc<Shared>) -> Outcome {
         latency_s: pb.mean_latency_ms().map(|l| l / 1000.0),
         qoe_lin: p.qoe_bitrate / 1000.0 - REBUF_PENALTY * stalled_s - p.change_kbps / 1000.0,
         sabre: None,
+        error: error.clone(),
     };
     Outcome {
         session,
