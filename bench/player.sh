@@ -19,7 +19,7 @@ command -v ffmpeg >/dev/null 2>&1 || {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null
 }
 cargo build --release -q -p origin -p edge -p player-sim
-ulimit -n 200000 2>/dev/null || ulimit -n 65536
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true  # each process holds one fd per player connection
 
 echo "== 1. offline sessions/s per core =="
 cargo bench -q -p player-sim --bench offline 2>/dev/null | grep -E "sessions" || true
