@@ -29,7 +29,10 @@ fn population(url: &str, abr: &str, bandwidth: &str, players: usize, secs: u64) 
 }
 
 async fn run(pop: Population, settings: Settings) -> (RunResult, Metrics) {
-    let metrics = Metrics::new().unwrap();
+    run_with(pop, settings, Metrics::new().unwrap()).await
+}
+
+async fn run_with(pop: Population, settings: Settings, metrics: Metrics) -> (RunResult, Metrics) {
     let shared = Arc::new(Shared {
         client: service::client::new_client(Duration::from_secs(30)),
         metrics: metrics.clone(),
@@ -55,8 +58,36 @@ async fn step_down_switches_down_without_stalling_and_an_outage_stalls_exactly_o
     // Lowest rung pinned; the link all but stops from 12 s to 24 s: the ~6 s buffer runs dry
     // once, and playback resumes when the link comes back.
     let outage = population(&url, "fixed", "3000kbps@0s,1kbps@12s,3000kbps@24s", 3, 32);
-    let ((step, _), (outage, outage_metrics)) =
-        tokio::join!(run(step, step_settings), run(outage, Settings::default()));
+    // /metrics while the outage population runs: mid-outage (t = 20 s) all three are stalled.
+    let outage_metrics = Metrics::new().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let addr = live::serve_metrics(
+        "127.0.0.1:0".parse().unwrap(),
+        outage_metrics.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    )
+    .await
+    .unwrap();
+    let scrape = async {
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        let c = service::client::new_client(Duration::from_secs(5));
+        let url = format!("http://{addr}/metrics");
+        let r = service::client::fetch(&c, http::Method::GET, &url, &[], Duration::from_secs(5))
+            .await
+            .unwrap();
+        String::from_utf8(r.body.to_vec()).unwrap()
+    };
+    let ((step, _), (outage, outage_metrics), mid) = tokio::join!(
+        run(step, step_settings),
+        run_with(outage, Settings::default(), outage_metrics),
+        scrape
+    );
+    let _ = stop.send(());
+    assert!(mid.contains("player_active 3"), "{mid}");
+    assert!(mid.contains("player_stalled 3"), "{mid}");
+    assert!(mid.contains("player_startup_seconds_count 3"), "{mid}");
 
     for o in &step.outcomes {
         let s = &o.session;
@@ -107,4 +138,109 @@ async fn step_down_switches_down_without_stalling_and_an_outage_stalls_exactly_o
     assert!((outage_metrics.rebuffer_seconds.get() - total).abs() < 1e-6);
     assert_eq!(outage_metrics.active.get(), 0);
     assert_eq!(outage_metrics.stalled.get(), 0);
+}
+
+fn vod_origin_routes(o: &e2e::fake_origin::FakeOrigin) {
+    use e2e::fake_origin::Script;
+    o.route(
+        "/v/master.m3u8",
+        Script::ok(
+            "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=400000\nmedia.m3u8\n",
+            "application/vnd.apple.mpegurl",
+            "max-age=1",
+        ),
+    );
+    let mut pl = String::from(
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n",
+    );
+    for i in 0..4 {
+        pl.push_str(&format!("#EXTINF:2.000,\ns{i}.ts\n"));
+    }
+    pl.push_str("#EXT-X-ENDLIST\n");
+    o.route(
+        "/v/media.m3u8",
+        Script::ok(pl, "application/vnd.apple.mpegurl", "max-age=1"),
+    );
+    for i in 0..4 {
+        o.route(
+            &format!("/v/s{i}.ts"),
+            Script::ok(vec![0x47u8; 188 * 100], "video/mp2t", "max-age=60"),
+        );
+    }
+}
+
+fn refusal(status: u16, retry_after: Option<&str>) -> e2e::fake_origin::Script {
+    let mut s = e2e::fake_origin::Script::ok("no\n", "text/plain", "no-store");
+    s.status = status;
+    if let Some(r) = retry_after {
+        s.headers.push(("retry-after".into(), r.into()));
+    }
+    s
+}
+
+/// 503 + Retry-After is honoured (the retry comes no sooner), a 404 is retried, and a
+/// segment that keeps failing ends the session with the reason after `max_retries`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_honour_retry_after_and_give_up_with_the_reason() {
+    let o = e2e::fake_origin::FakeOrigin::start().await;
+    vod_origin_routes(&o);
+    o.route("/v/s1.ts", refusal(503, Some("1")));
+    o.route("/v/s2.ts", refusal(404, None));
+    let url = format!("{}/v/master.m3u8", o.url());
+    let settings = Settings {
+        max_retries: 3,
+        retry_base: Duration::from_millis(50),
+        retry_cap: Duration::from_millis(100),
+        ..Settings::default()
+    };
+    let watcher = async {
+        // Heal s1 and s2 once each has been refused; note when s1 was first asked for.
+        let t0 = tokio::time::Instant::now();
+        let mut first_503 = None;
+        loop {
+            if first_503.is_none() && o.hits("/v/s1.ts") >= 1 {
+                first_503 = Some(t0.elapsed());
+                vod_origin_routes(&o);
+                o.route("/v/s2.ts", refusal(404, None));
+            }
+            if o.hits("/v/s2.ts") >= 1 && first_503.is_some() {
+                vod_origin_routes(&o);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        first_503.unwrap()
+    };
+    let pop = population(&url, "fixed", "5000kbps", 1, 30);
+    let ((res, _), first_503) = tokio::join!(run(pop, settings.clone()), watcher);
+    let o1 = &res.outcomes[0];
+    assert!(o1.error.is_none(), "{:?}", o1.error);
+    assert_eq!(o.hits("/v/s1.ts"), 2, "one 503, one retry");
+    assert_eq!(o.hits("/v/s2.ts"), 2, "one 404, one retry");
+    let _ = first_503;
+    // The retry of s1 came at least Retry-After (1 s) after the 503: segment 1's download
+    // finished ≥ 1 s after segment 0's.
+    let s = &o1.steps;
+    assert_eq!(s.len(), 4, "{s:?}");
+    assert!(
+        s[1].at_ms + s[1].download_ms - (s[0].at_ms + s[0].download_ms) >= 1000.0,
+        "{s:?}"
+    );
+
+    // Now s3 always fails: three retries, then the session ends with the reason.
+    vod_origin_routes(&o);
+    o.route("/v/s3.ts", refusal(500, None));
+    let before = o.hits("/v/s3.ts");
+    let (res, metrics) = run(population(&url, "fixed", "5000kbps", 1, 30), settings).await;
+    let err = res.outcomes[0].error.as_deref().unwrap_or_default();
+    assert!(err.contains("s3.ts") && err.contains("500"), "{err}");
+    assert_eq!(o.hits("/v/s3.ts") - before, 4, "first try + max_retries");
+    assert_eq!(metrics.failed.get(), 1);
+    assert_eq!(
+        metrics
+            .requests
+            .with_label_values(&["segment", "5xx"])
+            .get(),
+        4
+    );
 }
