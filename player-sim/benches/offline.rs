@@ -25,7 +25,12 @@ fn main() {
         traces.len(),
         movie.len()
     );
-    for name in abr::NAMES {
+    // OFFLINE_BENCH_ABR=mpc measures one controller (for profiling).
+    let only = std::env::var("OFFLINE_BENCH_ABR").ok();
+    for name in abr::NAMES
+        .iter()
+        .filter(|n| only.as_deref().is_none_or(|o| o == **n))
+    {
         let started = Instant::now();
         let mut sessions = 0usize;
         let mut checksum = 0.0;

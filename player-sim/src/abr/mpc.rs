@@ -15,6 +15,7 @@ pub struct RobustMpc {
     past_kbps: Vec<f64>,
     past_errors: Vec<f64>,
     last_prediction: Option<f64>,
+    scratch: Frontiers,
 }
 
 impl RobustMpc {
@@ -38,6 +39,8 @@ struct Plan {
     buffer_ms: f64,
     score: f64,
     first: usize,
+    /// The qualities so far, 4 bits per step (meaningful for ladders of up to 16 rungs).
+    path: u64,
 }
 
 /// The best first quality over all plans of up to [`HORIZON`] segments.
@@ -54,98 +57,163 @@ fn best_first(
     bw: f64,
     buffer_ms: f64,
     last: usize,
+    scratch: &mut Frontiers,
 ) -> usize {
     let steps = sizes.len().min(HORIZON);
+    let n = bitrates.len();
+    // Download times and Mbps per (step, quality), computed once per decision.
+    scratch.dl.clear();
+    for seg_sizes in sizes.iter().take(steps) {
+        scratch.dl.extend(seg_sizes.iter().map(|b| b / bw));
+    }
+    scratch.mbps.clear();
+    scratch.mbps.extend(bitrates.iter().map(|b| b / 1000.0));
+    let dl_at = |d: usize, q: usize| scratch.dl[d * n + q];
     // worst[d]: the longest the downloads from step d on can take. A plan holding that much
     // buffer can never stall again, so more buffer is worth nothing to it: clamping merges
     // such plans (exact).
     let mut worst = [0.0f64; HORIZON + 1];
     for d in (0..steps).rev() {
-        let longest = sizes[d].iter().copied().fold(0.0, f64::max) / bw;
+        let longest = (0..n).map(|q| dl_at(d, q)).fold(0.0, f64::max);
         worst[d] = worst[d + 1] + longest;
     }
-    let top = bitrates.iter().copied().fold(0.0, f64::max) / 1000.0;
+    if buffer_ms >= worst[0] {
+        // No plan can stall: QoE is Σb − Σ|Δ|, and by the bound below holding the top rung
+        // from the next segment on is optimal.
+        return n - 1;
+    }
+    let mbps = &scratch.mbps;
+    let top = mbps.iter().copied().fold(0.0, f64::max);
     // A lower bound on the optimum: the best plan that holds one quality throughout. A
     // partial plan that cannot reach it even with no stall from here on is dropped (strictly
     // below, so ties survive).
     let mut floor = f64::NEG_INFINITY;
-    for q in 0..bitrates.len() {
+    for q in 0..n {
         let (mut buf, mut score, mut prev) = (buffer_ms, 0.0, last);
-        for seg_sizes in sizes.iter().take(steps) {
-            let dl = seg_sizes[q] / bw;
-            score += bitrates[q] / 1000.0
-                - REBUF_PENALTY * (dl - buf).max(0.0) / 1000.0
-                - (bitrates[q] - bitrates[prev]).abs() / 1000.0;
+        for d in 0..steps {
+            let dl = dl_at(d, q);
+            score += mbps[q]
+                - (REBUF_PENALTY / 1000.0) * (dl - buf).max(0.0)
+                - (mbps[q] - mbps[prev]).abs();
             buf = (buf - dl).max(0.0) + segment_ms;
             prev = q;
         }
         floor = floor.max(score);
     }
-    let mut plans = vec![Plan {
+    // The previous decision's best plan, one step on (holding its last quality at the end),
+    // is usually close to optimal: a much tighter floor.
+    if let Some(prev_path) = scratch.best_path.take()
+        && n <= 16
+    {
+        let (mut buf, mut score, mut prev) = (buffer_ms, 0.0, last);
+        for d in 0..steps {
+            let q = ((prev_path >> (4 * (d + 1).min(HORIZON - 1))) & 0xF) as usize;
+            let q = q.min(n - 1);
+            let dl = dl_at(d, q);
+            score += mbps[q]
+                - (REBUF_PENALTY / 1000.0) * (dl - buf).max(0.0)
+                - (mbps[q] - mbps[prev]).abs();
+            buf = (buf - dl).max(0.0) + segment_ms;
+            prev = q;
+        }
+        floor = floor.max(score);
+    }
+    scratch.reset(n);
+    scratch.cur[last.min(n - 1)].push(Plan {
         last,
         buffer_ms: buffer_ms.min(worst[0]),
         score: 0.0,
         first: usize::MAX,
-    }];
-    let mut next: Vec<Plan> = Vec::with_capacity(64);
-    for (depth, seg_sizes) in sizes.iter().take(steps).enumerate() {
-        next.clear();
+        path: 0,
+    });
+    // The last step is scored, not stored: only the best complete plan matters.
+    let mut best: Option<(f64, usize, u64)> = None;
+    for depth in 0..steps {
         // What R more steps can earn after quality q at most: every path that peaks at m
         // pays at least |m − b_q| in switches, so Σb − Σ|Δ| ≤ (R − 1)·m + b_q ≤ (R − 1)·top + b_q.
         let left = steps - depth - 1;
-        let reach = |q: usize| {
-            if left == 0 {
-                0.0
-            } else {
-                top * (left - 1) as f64 + bitrates[q] / 1000.0
-            }
-        };
-        for p in &plans {
-            for (q, bits) in seg_sizes.iter().enumerate() {
-                let dl = bits / bw;
-                let rebuf = (dl - p.buffer_ms).max(0.0);
-                let score = p.score + bitrates[q] / 1000.0
-                    - REBUF_PENALTY * rebuf / 1000.0
-                    - (bitrates[q] - bitrates[p.last]).abs() / 1000.0;
-                if score + reach(q) < floor - 1e-9 {
-                    continue;
+        let mut next = std::mem::take(&mut scratch.next);
+        for f in next.iter_mut() {
+            f.clear();
+        }
+        let dls = &scratch.dl[depth * n..(depth + 1) * n];
+        let mbps = &scratch.mbps;
+        let base = top * left.saturating_sub(1) as f64;
+        for group in &scratch.cur {
+            for p in group {
+                for (q, &dl) in dls.iter().enumerate() {
+                    let rebuf = (dl - p.buffer_ms).max(0.0);
+                    let score = p.score + mbps[q]
+                        - (REBUF_PENALTY / 1000.0) * rebuf
+                        - (mbps[q] - mbps[p.last]).abs();
+                    let path = p.path | ((q as u64 & 0xF) << (4 * depth));
+                    if left == 0 {
+                        let first = if depth == 0 { q } else { p.first };
+                        if best.is_none_or(|(b, _, _)| score > b) {
+                            best = Some((score, first, path));
+                        }
+                        continue;
+                    }
+                    if score + base + mbps[q] < floor - 1e-9 {
+                        continue;
+                    }
+                    insert(
+                        &mut next[q],
+                        Plan {
+                            last: q,
+                            buffer_ms: ((p.buffer_ms - dl).max(0.0) + segment_ms)
+                                .min(worst[depth + 1]),
+                            score,
+                            first: if depth == 0 { q } else { p.first },
+                            path,
+                        },
+                    );
                 }
-                next.push(Plan {
-                    last: q,
-                    buffer_ms: ((p.buffer_ms - dl).max(0.0) + segment_ms).min(worst[depth + 1]),
-                    score,
-                    first: if depth == 0 { q } else { p.first },
-                });
             }
         }
-        // Keep the Pareto frontier (more buffer, higher score) per last quality.
-        next.sort_by(|a, b| {
-            a.last
-                .cmp(&b.last)
-                .then(b.buffer_ms.total_cmp(&a.buffer_ms))
-                .then(b.score.total_cmp(&a.score))
-        });
-        plans.clear();
-        let mut best_score = f64::NEG_INFINITY;
-        let mut current = usize::MAX;
-        for p in &next {
-            if p.last != current {
-                current = p.last;
-                best_score = f64::NEG_INFINITY;
-            }
-            if p.score > best_score {
-                best_score = p.score;
-                plans.push(*p);
+        scratch.next = std::mem::replace(&mut scratch.cur, next);
+    }
+    // Only a full-horizon plan can seed the next decision's floor.
+    scratch.best_path = best.filter(|_| steps == HORIZON).map(|(_, _, path)| path);
+    best.map_or(0, |(_, first, _)| first.min(n - 1))
+}
+
+/// Adds `p` to one quality's frontier (more buffer, higher score) unless a plan there has at
+/// least as much of both; drops the plans it beats on both.
+fn insert(frontier: &mut Vec<Plan>, p: Plan) {
+    let mut beats_some = false;
+    for f in frontier.iter() {
+        if f.buffer_ms >= p.buffer_ms && f.score >= p.score {
+            return;
+        }
+        beats_some |= p.buffer_ms >= f.buffer_ms && p.score >= f.score;
+    }
+    if beats_some {
+        frontier.retain(|f| !(p.buffer_ms >= f.buffer_ms && p.score >= f.score));
+    }
+    frontier.push(p);
+}
+
+/// Per-quality frontiers of the search, kept between decisions so a decision allocates
+/// nothing.
+#[derive(Debug, Clone, Default)]
+struct Frontiers {
+    cur: Vec<Vec<Plan>>,
+    next: Vec<Vec<Plan>>,
+    dl: Vec<f64>,
+    mbps: Vec<f64>,
+    best_path: Option<u64>,
+}
+
+impl Frontiers {
+    fn reset(&mut self, rungs: usize) {
+        for v in [&mut self.cur, &mut self.next] {
+            v.resize_with(rungs, Vec::new);
+            for f in v.iter_mut() {
+                f.clear();
             }
         }
     }
-    plans
-        .iter()
-        .fold(None::<Plan>, |best, p| match best {
-            Some(b) if b.score >= p.score => Some(b),
-            _ => Some(*p),
-        })
-        .map_or(0, |p| p.first.min(bitrates.len() - 1))
 }
 
 impl Abr for RobustMpc {
@@ -165,6 +233,7 @@ impl Abr for RobustMpc {
             bw,
             ctx.buffer_ms,
             ctx.last_quality.unwrap_or(0),
+            &mut self.scratch,
         )
     }
     fn report(&mut self, r: &Report) {
@@ -240,7 +309,10 @@ mod tests {
         ) {
             let b = [300.0, 750.0, 1200.0, 1850.0, 2850.0, 4300.0];
             let sizes: Vec<Vec<f64>> = (0..steps).map(|i| b.iter().enumerate().map(|(q, r)| r * 4000.0 * jitter[(i * 6 + q) % 30]).collect()).collect();
-            let fast = best_first(&b, &sizes, 4000.0, bw, buffer_s * 1000.0, last);
+            // A scratch seeded by an unrelated decision: its remembered plan only tightens the floor.
+            let mut scratch = Frontiers::default();
+            let _ = best_first(&b, &sizes, 4000.0, bw * jitter[0], buffer_s * 500.0, (last + 1) % 6, &mut scratch);
+            let fast = best_first(&b, &sizes, 4000.0, bw, buffer_s * 1000.0, last, &mut scratch);
             let (_, best_score) = brute(&b, &sizes, 4000.0, bw, buffer_s * 1000.0, last, None);
             // Ties may start differently; the first step chosen must lead to an optimal plan.
             let (_, via_fast) = brute(&b, &sizes, 4000.0, bw, buffer_s * 1000.0, last, Some(fast));
