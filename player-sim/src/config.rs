@@ -162,6 +162,17 @@ impl Config {
 /// Checks the `[run]` values that flags can also set; `key` names where each came from.
 pub fn run_problems(r: &RunConfig, key: impl Fn(&str) -> String) -> Vec<Problem> {
     let mut p = Vec::new();
+    match r.url.parse::<http::Uri>() {
+        Ok(u) if u.scheme_str() == Some("http") && u.host().is_some() => {}
+        Ok(u) if u.scheme_str() == Some("https") => p.push(Problem::new(
+            key("url"),
+            "https is not supported (the simulator speaks plain HTTP; put it behind an edge)",
+        )),
+        _ => p.push(Problem::new(
+            key("url"),
+            format!("{:?} is not an http:// URL", r.url),
+        )),
+    }
     if r.players == 0 || r.players > 200_000 {
         p.push(Problem::new(key("players"), "must be within 1..=200000"));
     }

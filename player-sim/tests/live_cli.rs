@@ -25,6 +25,8 @@ fn bad_flags_name_the_flag() {
         (vec!["run", "--join", "sometimes"], "--join"),
         (vec!["demo", "--exit", "10s,3"], "--exit"),
         (vec!["run", "--vary", "1.5"], "--vary"),
+        (vec!["run", "--url", "ftp://x/y.m3u8"], "--url"),
+        (vec!["run", "--url", "https://x/y.m3u8"], "https"),
     ] {
         let o = sim(&args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
