@@ -84,39 +84,34 @@ fn best_first(
     }
     let mbps = &scratch.mbps;
     let top = mbps.iter().copied().fold(0.0, f64::max);
+    // The score of one whole plan, `pick(d)` being its quality at step d.
+    let plan_score = |pick: &dyn Fn(usize) -> usize| {
+        let (mut buf, mut score, mut prev) = (buffer_ms, 0.0, last);
+        for d in 0..steps {
+            let q = pick(d);
+            let dl = dl_at(d, q);
+            score += mbps[q]
+                - (REBUF_PENALTY / 1000.0) * (dl - buf).max(0.0)
+                - (mbps[q] - mbps[prev]).abs();
+            buf = (buf - dl).max(0.0) + segment_ms;
+            prev = q;
+        }
+        score
+    };
     // A lower bound on the optimum: the best plan that holds one quality throughout. A
     // partial plan that cannot reach it even with no stall from here on is dropped (strictly
     // below, so ties survive).
-    let mut floor = f64::NEG_INFINITY;
-    for q in 0..n {
-        let (mut buf, mut score, mut prev) = (buffer_ms, 0.0, last);
-        for d in 0..steps {
-            let dl = dl_at(d, q);
-            score += mbps[q]
-                - (REBUF_PENALTY / 1000.0) * (dl - buf).max(0.0)
-                - (mbps[q] - mbps[prev]).abs();
-            buf = (buf - dl).max(0.0) + segment_ms;
-            prev = q;
-        }
-        floor = floor.max(score);
-    }
+    let mut floor = (0..n)
+        .map(|q| plan_score(&|_| q))
+        .fold(f64::NEG_INFINITY, f64::max);
     // The previous decision's best plan, one step on (holding its last quality at the end),
-    // is usually close to optimal: a much tighter floor.
+    // is usually close to optimal: a tighter floor.
     if let Some(prev_path) = scratch.best_path.take()
         && n <= 16
     {
-        let (mut buf, mut score, mut prev) = (buffer_ms, 0.0, last);
-        for d in 0..steps {
-            let q = ((prev_path >> (4 * (d + 1).min(HORIZON - 1))) & 0xF) as usize;
-            let q = q.min(n - 1);
-            let dl = dl_at(d, q);
-            score += mbps[q]
-                - (REBUF_PENALTY / 1000.0) * (dl - buf).max(0.0)
-                - (mbps[q] - mbps[prev]).abs();
-            buf = (buf - dl).max(0.0) + segment_ms;
-            prev = q;
-        }
-        floor = floor.max(score);
+        floor = floor.max(plan_score(&|d| {
+            (((prev_path >> (4 * (d + 1).min(HORIZON - 1))) & 0xF) as usize).min(n - 1)
+        }));
     }
     scratch.reset(n);
     scratch.cur[last.min(n - 1)].push(Plan {
