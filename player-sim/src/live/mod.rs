@@ -99,7 +99,7 @@ pub struct Population {
 /// The result of a live run.
 #[derive(Debug)]
 pub struct RunResult {
-    /// One per player, by id.
+    /// One per player that joined before the end, by id.
     pub outcomes: Vec<Outcome>,
     /// Each player's schedule, by id (for plots).
     pub schedules: Vec<Arc<Trace>>,
@@ -136,11 +136,16 @@ pub async fn run(pop: &Population, shared: Arc<Shared>, progress: bool) -> RunRe
             .flatten()
             .map(|ms| started + Duration::from_secs_f64(ms / 1000.0))
             .map_or(end, |l| l.min(end));
+        let join_at = started + Duration::from_secs_f64(join_ms / 1000.0);
+        if leave_at <= join_at {
+            // Joins after the run (or its exit) is over: never watches, so no session.
+            continue;
+        }
         let spec = player::Spec {
             id,
             abr,
             trace,
-            join_at: started + Duration::from_secs_f64(join_ms / 1000.0),
+            join_at,
             leave_at,
             record: id < pop.record,
         };
