@@ -3,7 +3,7 @@
 #   1. offline sessions/s per core for each controller (cargo bench, 48-chunk sessions)
 #   2. the largest live population one box holds against one edge: for each population size,
 #      N players through a real edge in front of a real origin on a LOW-bitrate ladder
-#      (~130/75 kbit/s, made here with ffmpeg), their QoE, and CPU per player
+#      (~190/150 kbit/s with audio, made here with ffmpeg), their QoE, and CPU per player
 #      (player-sim's CPU time / (players × run time)) beside the edge's own CPU.
 #   3. the HSDPA × Envivio table, every controller (player-sim trace --abr all).
 # "Holds" = no failed session, mean rebuffer ratio under 1 %, p95 startup under 4 s.
