@@ -350,6 +350,23 @@ impl Player<'_> {
         now
     }
 
+    /// Waits until `t`, but wakes when the buffer runs dry on the way so a stall shows in the
+    /// state (and `/metrics`) when it starts, not when the wait ends.
+    async fn pause_until(&mut self, t: Instant) {
+        loop {
+            self.advance();
+            let now = Instant::now();
+            if now >= t {
+                return;
+            }
+            let wake = match self.playback.state() {
+                State::Playing => t.min(now + from_ms(self.playback.level_ms() + 1.0)),
+                _ => t,
+            };
+            sleep_until(wake).await;
+        }
+    }
+
     fn backoff(&mut self, attempt: u32) -> Duration {
         let s = self.settings();
         let cap = s.retry_cap.as_secs_f64();
@@ -367,7 +384,7 @@ impl Player<'_> {
     ) -> Result<Got, Failure> {
         let asked = Instant::now();
         let send_at = self.link.request_at();
-        sleep_until(send_at).await;
+        self.pause_until(send_at).await;
         self.requests += 1;
         let deadline = send_at + self.settings().request_timeout;
         let result = self.exchange(url, asked, deadline, abandon_from).await;
@@ -437,10 +454,10 @@ impl Player<'_> {
             };
             let at = self.link.deliver(data.len());
             if at > deadline {
-                sleep_until(deadline).await;
+                self.pause_until(deadline).await;
                 return Err(Failure::Timeout);
             }
-            sleep_until(at).await;
+            self.pause_until(at).await;
             self.shared.metrics.bytes.inc_by(data.len() as u64);
             buf.extend_from_slice(&data);
             if let Some((q, seg_ms)) = abandon_from
@@ -517,7 +534,7 @@ impl Player<'_> {
                     if let Failure::Status(_, Some(ra)) = f {
                         wait = wait.max(ra);
                     }
-                    tokio::time::sleep(wait).await;
+                    self.pause_until(Instant::now() + wait).await;
                 }
             }
         }
@@ -573,7 +590,7 @@ impl Player<'_> {
             // Leave room: wait while the next segment would overfill the buffer.
             let over = self.playback.level_ms() + target_ms - self.settings().buffer_max_ms;
             if over > 0.0 {
-                tokio::time::sleep(from_ms(over)).await;
+                self.pause_until(Instant::now() + from_ms(over)).await;
                 continue;
             }
             let hold_back = self.settings().live_sync_segments;
@@ -688,7 +705,7 @@ impl Player<'_> {
                         // Maybe the window moved past us: the next loop re-checks.
                         self.reload(q).await.ok();
                     }
-                    tokio::time::sleep(wait).await;
+                    self.pause_until(Instant::now() + wait).await;
                 }
             }
         }
@@ -732,8 +749,8 @@ impl Player<'_> {
     /// segment's duration after a load that changed it, half the target duration after one
     /// that did not.
     async fn reload(&mut self, q: usize) -> Result<(), String> {
-        if let Some(l) = &self.playlists[q] {
-            sleep_until(l.next_reload_at).await;
+        if let Some(at) = self.playlists[q].as_ref().map(|l| l.next_reload_at) {
+            self.pause_until(at).await;
         }
         let url = self.ladder[q].url.clone();
         let began = Instant::now();
