@@ -4,10 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use http::{Method, StatusCode};
+use http::Method;
+use service::InProcess;
 use service::client::{HttpClient, fetch};
-use tokio::sync::oneshot;
-use tokio::time::Instant;
 
 use crate::qoe::Offload;
 
@@ -32,7 +31,7 @@ pub struct Stack {
     pub origin: SocketAddr,
     /// The edge's address.
     pub edge: SocketAddr,
-    _stop: Vec<oneshot::Sender<()>>,
+    _programs: [InProcess; 2],
 }
 
 impl Stack {
@@ -44,56 +43,25 @@ impl Stack {
     /// Starts the origin (loop source `demo`) and an edge in front of it, and waits until the
     /// origin's window is full (`/readyz`), at most `ready_within`.
     pub async fn start(ready_within: Duration) -> Result<Self, StackError> {
-        let origin_l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let edge_l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let origin = origin_l.local_addr()?;
-        let edge = edge_l.local_addr()?;
-        let mut ocfg = origin::config::Config::demo();
-        ocfg.listen = origin;
+        let ocfg = origin::config::Config::demo();
+        let origin_p =
+            InProcess::spawn("demo origin", |l, stop| origin::run(l, ocfg, stop)).await?;
+        let origin = origin_p.addr;
         let ecfg = edge::config::Config::parse(
             "player-sim demo (edge)",
-            &format!("listen = \"{edge}\"\n[upstream]\nurls = [\"http://{origin}\"]\n"),
+            &format!("[upstream]\nurls = [\"http://{origin}\"]\n"),
         )?;
-        let (otx, orx) = oneshot::channel::<()>();
-        let (etx, erx) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            if let Err(e) = origin::run(origin_l, ocfg, async move {
-                let _ = orx.await;
-            })
-            .await
-            {
-                tracing::error!(error = %e, "demo origin failed");
-            }
-        });
-        tokio::spawn(async move {
-            if let Err(e) = edge::run(edge_l, ecfg, async move {
-                let _ = erx.await;
-            })
-            .await
-            {
-                tracing::error!(error = %e, "demo edge failed");
-            }
-        });
+        let edge_p = InProcess::spawn("demo edge", |l, stop| edge::run(l, ecfg, stop)).await?;
         let stack = Stack {
             origin,
-            edge,
-            _stop: vec![otx, etx],
+            edge: edge_p.addr,
+            _programs: [origin_p, edge_p],
         };
         let client = service::client::new_client(Duration::from_secs(10));
-        let deadline = Instant::now() + ready_within;
-        let readyz = format!("http://{origin}/readyz");
-        loop {
-            let last = match fetch(&client, Method::GET, &readyz, &[], Duration::from_secs(2)).await
-            {
-                Ok(r) if r.status == StatusCode::OK => return Ok(stack),
-                Ok(r) => String::from_utf8_lossy(&r.body).trim().to_string(),
-                Err(e) => e.to_string(),
-            };
-            if Instant::now() >= deadline {
-                return Err(StackError::NotReady(ready_within, last));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        service::client::wait_ok(&client, &format!("http://{origin}/readyz"), ready_within)
+            .await
+            .map_err(|last| StackError::NotReady(ready_within, last))?;
+        Ok(stack)
     }
 }
 

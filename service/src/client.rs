@@ -91,3 +91,20 @@ pub async fn fetch(
         .await
         .map_err(|_| FetchError::Timeout(timeout))?
 }
+
+/// Polls `url` until it answers 200, for at most `limit`; otherwise returns the last answer
+/// (status and body) or error, so the caller can say why.
+pub async fn wait_ok(client: &HttpClient, url: &str, limit: Duration) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let last = match fetch(client, Method::GET, url, &[], Duration::from_secs(2)).await {
+            Ok(r) if r.status == StatusCode::OK => return Ok(()),
+            Ok(r) => format!("{}: {}", r.status, String::from_utf8_lossy(&r.body).trim()),
+            Err(e) => e.to_string(),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(last);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -234,3 +234,46 @@ where
         }
     })
 }
+
+/// A program serving on a loopback port of this process (tests, the player-sim demo);
+/// dropping it shuts the program down.
+#[derive(Debug)]
+pub struct InProcess {
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl InProcess {
+    /// Binds 127.0.0.1:0 and spawns `run(listener, shutdown)` on the current runtime, as
+    /// [`serve_main`] does for a binary; a program that fails logs `{name} failed`.
+    pub async fn spawn<F, E>(
+        name: &'static str,
+        run: impl FnOnce(TcpListener, std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> F,
+    ) -> std::io::Result<Self>
+    where
+        F: Future<Output = Result<(), E>> + Send + 'static,
+        E: std::fmt::Display,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let fut = run(
+            listener,
+            Box::pin(async move {
+                let _ = rx.await;
+            }),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = fut.await {
+                tracing::error!(error = %e, "{name} failed");
+            }
+        });
+        Ok(Self { addr, _stop: tx })
+    }
+
+    /// `http://{addr}{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}

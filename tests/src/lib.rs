@@ -4,27 +4,13 @@
 // Test support: a failed setup should fail the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use http::{Method, StatusCode};
-use service::client::{HttpClient, fetch};
-use tokio::sync::oneshot;
+use service::client::HttpClient;
 
 /// A program running in-process; dropping it shuts the program down.
-pub struct Running {
-    /// Where it listens.
-    pub addr: SocketAddr,
-    _stop: oneshot::Sender<()>,
-}
-
-impl Running {
-    /// `http://{addr}{path}`.
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-}
+pub type Running = service::InProcess;
 
 /// Starts an origin with the TOML config `toml` on 127.0.0.1:0.
 pub async fn start_origin(toml: &str) -> Running {
@@ -32,34 +18,15 @@ pub async fn start_origin(toml: &str) -> Running {
         service::telemetry::init_tracing();
     }
     let cfg = origin::config::Config::parse("test-origin.toml", toml).expect("origin config");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    Running::spawn("origin", |l, stop| origin::run(l, cfg, stop))
         .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        if let Err(e) = origin::run(listener, cfg, async move {
-            let _ = rx.await;
-        })
-        .await
-        {
-            panic!("origin failed: {e}");
-        }
-    });
-    Running { addr, _stop: tx }
+        .expect("bind")
 }
 
 /// Polls `url` until it answers 200, for at most `limit`.
 pub async fn wait_ok(client: &HttpClient, url: &str, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Ok(r) = fetch(client, Method::GET, url, &[], Duration::from_secs(2)).await
-            && r.status == StatusCode::OK
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{url} not 200 within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    if let Err(last) = service::client::wait_ok(client, url, limit).await {
+        panic!("{url} not 200 within {limit:?}: {last}");
     }
 }
 
@@ -104,21 +71,9 @@ pub async fn start_edge(toml: &str, upstreams: &[String]) -> Running {
     if !upstreams.is_empty() {
         cfg.upstream.urls = upstreams.to_vec();
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    Running::spawn("edge", |l, stop| edge::run(l, cfg, stop))
         .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        if let Err(e) = edge::run(listener, cfg, async move {
-            let _ = rx.await;
-        })
-        .await
-        {
-            panic!("edge failed: {e}");
-        }
-    });
-    Running { addr, _stop: tx }
+        .expect("bind")
 }
 
 pub mod fake_origin;
