@@ -10,7 +10,9 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use service::Body;
 use service::body::{empty, full, text};
-use service::conditional::{RangeReq, etag_matches, has_range, parse_range};
+use service::conditional::{
+    RangeReq, content_range, etag_matches, has_range, parse_range, range_not_satisfiable,
+};
 use tokio::time::Instant;
 
 use crate::App;
@@ -323,7 +325,7 @@ fn ranged(
             RangeReq::Full => {}
             RangeReq::Part(s, e) => {
                 let part = body.slice(s as usize..=e as usize);
-                headers.insert(header::CONTENT_RANGE, hv(&format!("bytes {s}-{e}/{len}")));
+                headers.insert(header::CONTENT_RANGE, content_range(s, e, len));
                 headers.insert(header::CONTENT_LENGTH, HeaderValue::from(part.len()));
                 return with_headers(
                     StatusCode::PARTIAL_CONTENT,
@@ -331,15 +333,7 @@ fn ranged(
                     if head { empty() } else { full(part) },
                 );
             }
-            RangeReq::Unsatisfiable => {
-                let mut r = text(
-                    StatusCode::RANGE_NOT_SATISFIABLE,
-                    format!("range outside 0-{}", len.saturating_sub(1)),
-                );
-                r.headers_mut()
-                    .insert(header::CONTENT_RANGE, hv(&format!("bytes */{len}")));
-                return r;
-            }
+            RangeReq::Unsatisfiable => return range_not_satisfiable(len),
         }
     }
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));

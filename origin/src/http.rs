@@ -11,7 +11,9 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use service::Body;
 use service::body::{empty, full, text};
-use service::conditional::{RangeReq, etag_matches, parse_range};
+use service::conditional::{
+    RangeReq, content_range, etag_matches, parse_range, range_not_satisfiable,
+};
 
 use crate::App;
 use crate::pipeline::FeedError;
@@ -275,20 +277,12 @@ fn media_object(
                 let mut r = Response::new(if head { empty() } else { full(slice) });
                 *r.status_mut() = StatusCode::PARTIAL_CONTENT;
                 r.headers_mut()
-                    .insert(header::CONTENT_RANGE, hv(&format!("bytes {s}-{e}/{len}")));
+                    .insert(header::CONTENT_RANGE, content_range(s, e, len));
                 r.headers_mut()
                     .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
                 r
             }
-            RangeReq::Unsatisfiable => {
-                let mut r = text(
-                    StatusCode::RANGE_NOT_SATISFIABLE,
-                    format!("range outside 0-{}", len.saturating_sub(1)),
-                );
-                r.headers_mut()
-                    .insert(header::CONTENT_RANGE, hv(&format!("bytes */{len}")));
-                return r;
-            }
+            RangeReq::Unsatisfiable => return range_not_satisfiable(len),
         }
     };
     let h = r.headers_mut();

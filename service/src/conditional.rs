@@ -1,6 +1,8 @@
 //! Conditional and range requests (RFC 9110 §13, §14) as origin and edge both answer them.
 
-use http::{HeaderMap, header};
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+
+use crate::Body;
 
 /// Whether `If-None-Match` in `headers` matches the strong validator `etag`.
 pub fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
@@ -22,6 +24,29 @@ pub enum RangeReq {
     Part(u64, u64),
     /// Unsatisfiable: answer 416 with `Content-Range: bytes */len`.
     Unsatisfiable,
+}
+
+/// `Content-Range: bytes {first}-{last}/{len}` for a 206 answer.
+pub fn content_range(first: u64, last: u64, len: u64) -> HeaderValue {
+    digits_value(format!("bytes {first}-{last}/{len}"))
+}
+
+/// The 416 answer for a body of `len` bytes (`Content-Range: bytes */len`, and why in text).
+pub fn range_not_satisfiable(len: u64) -> Response<Body> {
+    let mut r = crate::body::text(
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        format!("range outside 0-{}", len.saturating_sub(1)),
+    );
+    r.headers_mut().insert(
+        header::CONTENT_RANGE,
+        digits_value(format!("bytes */{len}")),
+    );
+    r
+}
+
+/// A header value made of ASCII we wrote ourselves (always valid).
+fn digits_value(s: String) -> HeaderValue {
+    HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// Whether the request has a `Range` header at all.
