@@ -10,6 +10,7 @@ pub mod movie;
 pub mod network;
 pub mod offline;
 pub mod output;
+pub mod playback;
 pub mod plot;
 pub mod qoe;
 pub mod schedule;

@@ -5,11 +5,10 @@
 //! is too full to hold it, asks the controller, downloads while playing, and stalls when the
 //! buffer runs dry; finally it plays out the buffer.
 
-use std::collections::VecDeque;
-
 use crate::abr::{Abr, Context, Report};
 use crate::movie::Movie;
 use crate::network::Network;
+use crate::playback::{Media, Playback};
 use crate::qoe::{REBUF_PENALTY, SabreMetrics, Session};
 use crate::trace::Trace;
 
@@ -45,47 +44,6 @@ pub struct Step {
     pub stall_ms: f64,
 }
 
-struct Playback {
-    buffer: VecDeque<(usize, f64)>,
-    played_ms: f64,
-    bitrate_time: f64,
-    rebuffer_ms: f64,
-    rebuffers: u32,
-    stalled: bool,
-}
-
-impl Playback {
-    fn level(&self) -> f64 {
-        self.buffer.iter().map(|(_, ms)| ms).sum()
-    }
-
-    /// Plays `ms` of wall time; returns the stall time within it.
-    fn play(&mut self, mut ms: f64, bitrates: &[f64]) -> f64 {
-        let mut stall = 0.0;
-        while ms > 0.0 {
-            let Some((q, left)) = self.buffer.front_mut() else {
-                if !self.stalled {
-                    self.stalled = true;
-                    self.rebuffers += 1;
-                }
-                stall += ms;
-                break;
-            };
-            self.stalled = false;
-            let t = ms.min(*left);
-            *left -= t;
-            ms -= t;
-            self.played_ms += t;
-            self.bitrate_time += bitrates[*q] * t;
-            if *left <= 1e-9 {
-                self.buffer.pop_front();
-            }
-        }
-        self.rebuffer_ms += stall;
-        stall
-    }
-}
-
 /// Runs one session of `movie` over `trace` with `abr`.
 pub fn run(
     id: usize,
@@ -97,14 +55,8 @@ pub fn run(
     let mut net = Network::new(trace);
     let b = &movie.bitrates_kbps;
     let seg = movie.segment_ms;
-    let mut pb = Playback {
-        buffer: VecDeque::new(),
-        played_ms: 0.0,
-        bitrate_time: 0.0,
-        rebuffer_ms: 0.0,
-        rebuffers: 0,
-        stalled: false,
-    };
+    // Sabre's player: plays once the first segment is in, resumes as soon as any is.
+    let mut pb = Playback::new(0.0, 0.0);
     let mut steps = Vec::with_capacity(movie.len());
     let mut now = 0.0;
     let mut startup_ms = 0.0;
@@ -115,16 +67,16 @@ pub fn run(
     for i in 0..movie.len() {
         if i > 0 {
             // Wait until the segment fits in the buffer.
-            let full = pb.level() + seg - settings.buffer_max_ms;
+            let full = pb.level_ms() + seg - settings.buffer_max_ms;
             if full > 0.0 {
-                pb.play(full, b);
+                pb.play_for(full);
                 net.delay(full);
                 now += full;
             }
         }
         let ctx = Context {
             segment: i,
-            buffer_ms: pb.level(),
+            buffer_ms: pb.level_ms(),
             buffer_max_ms: settings.buffer_max_ms,
             last_quality: last,
             bitrates_kbps: b,
@@ -136,13 +88,21 @@ pub fn run(
         let d = net.download(bits);
         let at = now;
         now += d.total_ms();
-        let stall = if i == 0 {
+        let before = pb.stalled_ms;
+        pb.play_for(d.total_ms());
+        let stall = pb.stalled_ms - before;
+        if i == 0 {
             startup_ms = d.total_ms();
-            0.0
-        } else {
-            pb.play(d.total_ms(), b)
-        };
-        pb.buffer.push_back((q, seg));
+        }
+        pb.append(
+            now,
+            Media {
+                quality: q,
+                kbps: b[q],
+                duration_ms: seg,
+                pdt_ms: None,
+            },
+        );
         abr.report(&Report {
             quality: q,
             bits,
@@ -163,19 +123,18 @@ pub fn run(
             quality: q,
             at_ms: at,
             download_ms: d.total_ms(),
-            buffer_ms: pb.level(),
+            buffer_ms: pb.level_ms(),
             stall_ms: stall,
         });
     }
-    let rest = pb.level();
-    pb.play(rest, b);
+    pb.play_for(pb.level_ms());
     let n = movie.len();
-    let sabre_total_ms = startup_ms + pb.played_ms + pb.rebuffer_ms;
+    let sabre_total_ms = startup_ms + pb.played_ms + pb.stalled_ms;
     let per_segment = seg / sabre_total_ms.max(1e-9);
     let played_bitrate_sum: f64 = steps.iter().map(|s| b[s.quality]).sum();
     let sabre = SabreMetrics {
         time_average_played_bitrate: played_bitrate_sum * per_segment,
-        rebuffer_ratio: pb.rebuffer_ms / sabre_total_ms.max(1e-9),
+        rebuffer_ratio: pb.stalled_ms / sabre_total_ms.max(1e-9),
         time_average_bitrate_change: change_kbps * per_segment,
         total_play_time: sabre_total_ms / 1000.0,
     };
@@ -183,18 +142,10 @@ pub fn run(
         id,
         trace: Some(trace.name.clone()),
         startup_s: startup_ms / 1000.0,
-        rebuffer_count: pb.rebuffers,
-        rebuffer_s: pb.rebuffer_ms / 1000.0,
-        rebuffer_ratio: if pb.played_ms + pb.rebuffer_ms > 0.0 {
-            pb.rebuffer_ms / (pb.played_ms + pb.rebuffer_ms)
-        } else {
-            0.0
-        },
-        avg_bitrate_kbps: if pb.played_ms > 0.0 {
-            pb.bitrate_time / pb.played_ms
-        } else {
-            0.0
-        },
+        rebuffer_count: pb.stalls,
+        rebuffer_s: pb.stalled_ms / 1000.0,
+        rebuffer_ratio: pb.rebuffer_ratio(),
+        avg_bitrate_kbps: pb.avg_bitrate_kbps(),
         switches,
         bitrate_change_kbps: if n > 1 {
             change_kbps / (n - 1) as f64

@@ -3,7 +3,6 @@
 
 pub mod link;
 pub mod metrics;
-pub mod playback;
 pub mod player;
 
 use std::net::SocketAddr;

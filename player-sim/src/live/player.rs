@@ -13,9 +13,9 @@ use tokio::time::{Instant, sleep_until, timeout_at};
 
 use super::Shared;
 use super::link::Link;
-use super::playback::{Media, Playback, State};
 use crate::abr::{Abr, Context, Report};
 use crate::offline::Step;
+use crate::playback::{Media, Playback, State};
 use crate::qoe::{REBUF_PENALTY, Session};
 use crate::schedule::SplitMix;
 use crate::trace::Trace;
@@ -210,11 +210,7 @@ pub async fn run(spec: Spec, url: String, shared: Arc<Shared>) -> Outcome {
         startup_s: pb.started_at_ms.unwrap_or(now_ms) / 1000.0,
         rebuffer_count: pb.stalls,
         rebuffer_s: stalled_s,
-        rebuffer_ratio: if pb.played_ms + pb.stalled_ms > 0.0 {
-            pb.stalled_ms / (pb.played_ms + pb.stalled_ms)
-        } else {
-            0.0
-        },
+        rebuffer_ratio: pb.rebuffer_ratio(),
         avg_bitrate_kbps: pb.avg_bitrate_kbps(),
         switches: p.switches,
         bitrate_change_kbps: if p.segments > 1 {

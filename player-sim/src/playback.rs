@@ -1,8 +1,8 @@
-//! The live player's playback clock and buffer: a state machine driven by wall time (starting,
-//! playing, stalled), with stall accounting, the played-bitrate integral and live latency.
+//! A player's playback clock and buffer, the one state machine both modes use: starting,
+//! playing, stalled, with stall accounting, the played-bitrate integral and live latency.
 //!
-//! Time is passed in explicitly (milliseconds since the player joined), so the machine is
-//! pure and tested without a runtime.
+//! Time is passed in explicitly (milliseconds since the session began: wall time in live mode,
+//! the virtual clock offline), so the machine is pure and tested without a runtime.
 
 use std::collections::VecDeque;
 
@@ -54,7 +54,7 @@ pub struct Playback {
     pub played_ms: f64,
     /// Σ kbps·ms of what was played.
     pub bitrate_time: f64,
-    /// Completed stall time, ms (an ongoing stall is added by [`Playback::finish`]).
+    /// Stall time after startup, ms, up to the last time played to.
     pub stalled_ms: f64,
     /// Stalls after startup.
     pub stalls: u32,
@@ -95,14 +95,29 @@ impl Playback {
 
     /// Plays until `now_ms`; a buffer that runs dry turns into a stall at that moment.
     pub fn advance(&mut self, now_ms: f64) {
-        let mut dt = now_ms - self.last_ms;
-        if dt <= 0.0 {
-            return;
+        let dt = now_ms - self.last_ms;
+        if dt > 0.0 {
+            self.run(dt);
         }
+        self.last_ms = self.last_ms.max(now_ms);
+    }
+
+    /// Plays `dt_ms` more. The offline mode steps its virtual clock by durations, and stepping
+    /// by the same durations here keeps its arithmetic (and so its results) exact.
+    pub fn play_for(&mut self, dt_ms: f64) {
+        if dt_ms > 0.0 {
+            self.run(dt_ms);
+            self.last_ms += dt_ms;
+        }
+    }
+
+    /// Lets `dt` pass from `last_ms`: plays from the buffer, and counts stall time.
+    fn run(&mut self, mut dt: f64) {
+        let end = self.last_ms + dt;
         if self.state == State::Playing {
             while dt > 0.0 {
                 let Some(b) = self.buffer.front_mut() else {
-                    self.state = State::Stalled(now_ms - dt);
+                    self.state = State::Stalled(end - dt);
                     self.stalls += 1;
                     break;
                 };
@@ -116,7 +131,9 @@ impl Playback {
                 }
             }
         }
-        self.last_ms = now_ms;
+        if matches!(self.state, State::Stalled(_)) {
+            self.stalled_ms += dt;
+        }
     }
 
     /// Appends a downloaded segment at `now_ms`; starts or resumes when the threshold is met.
@@ -136,26 +153,13 @@ impl Playback {
                 self.started_at_ms = Some(now_ms);
                 true
             }
-            State::Stalled(since) if level >= self.resume_threshold_ms => {
-                self.stalled_ms += now_ms - since;
-                true
-            }
+            State::Stalled(_) if level >= self.resume_threshold_ms => true,
             _ => false,
         };
         if changed {
             self.state = State::Playing;
         }
         changed
-    }
-
-    /// Drops everything buffered (a seek back to the live edge after falling out of the window).
-    pub fn flush(&mut self, now_ms: f64) {
-        self.advance(now_ms);
-        self.buffer.clear();
-        if self.state == State::Playing {
-            self.state = State::Stalled(now_ms);
-            self.stalls += 1;
-        }
     }
 
     /// Quality of the segment playing now.
@@ -186,10 +190,6 @@ impl Playback {
     /// Ends the session at `now_ms`: plays up to it and closes an ongoing stall.
     pub fn finish(&mut self, now_ms: f64) {
         self.advance(now_ms);
-        if let State::Stalled(since) = self.state {
-            self.stalled_ms += now_ms - since;
-            self.state = State::Stalled(now_ms);
-        }
     }
 
     /// Time-weighted bitrate of what was played, kbit/s.
@@ -201,10 +201,20 @@ impl Playback {
         }
     }
 
+    /// Stall time over stall plus play time (0 before anything played or stalled).
+    pub fn rebuffer_ratio(&self) -> f64 {
+        let total = self.played_ms + self.stalled_ms;
+        if total > 0.0 {
+            self.stalled_ms / total
+        } else {
+            0.0
+        }
+    }
+
     /// Stall time including an ongoing stall up to `now_ms`.
     pub fn stalled_ms_at(&self, now_ms: f64) -> f64 {
         match self.state {
-            State::Stalled(since) => self.stalled_ms + (now_ms - since).max(0.0),
+            State::Stalled(_) => self.stalled_ms + (now_ms - self.last_ms).max(0.0),
             _ => self.stalled_ms,
         }
     }
