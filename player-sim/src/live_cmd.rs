@@ -214,7 +214,7 @@ async fn live(cfg: Config, a: LiveArgs, demo_mode: bool) -> anyhow::Result<()> {
     let failed: Vec<_> = run
         .outcomes
         .iter()
-        .filter_map(|o| o.error.as_ref())
+        .filter_map(|o| o.session.error.as_ref())
         .collect();
     let abandoned: u32 = run.outcomes.iter().map(|o| o.abandoned).sum();
     let requests: u64 = run.outcomes.iter().map(|o| o.requests).sum();

@@ -91,7 +91,7 @@ async fn step_down_switches_down_without_stalling_and_an_outage_stalls_exactly_o
 
     for o in &step.outcomes {
         let s = &o.session;
-        assert!(o.error.is_none(), "player {}: {:?}", s.id, o.error);
+        assert!(s.error.is_none(), "player {}: {:?}", s.id, s.error);
         let top = o.ladder_kbps.len() - 1;
         assert!(
             o.steps
@@ -122,7 +122,7 @@ async fn step_down_switches_down_without_stalling_and_an_outage_stalls_exactly_o
     let mut stalls = 0;
     for o in &outage.outcomes {
         let s = &o.session;
-        assert!(o.error.is_none(), "player {}: {:?}", s.id, o.error);
+        assert!(s.error.is_none(), "player {}: {:?}", s.id, s.error);
         assert_eq!(s.rebuffer_count, 1, "player {}: {s:?} {:?}", s.id, o.steps);
         // Dry at 12 s + buffer (4–7 s), back at 24 s + one fast segment.
         assert!(
@@ -214,7 +214,7 @@ async fn retries_honour_retry_after_and_give_up_with_the_reason() {
     let pop = population(&url, "fixed", "5000kbps", 1, 30);
     let ((res, _), first_503) = tokio::join!(run(pop, settings.clone()), watcher);
     let o1 = &res.outcomes[0];
-    assert!(o1.error.is_none(), "{:?}", o1.error);
+    assert!(o1.session.error.is_none(), "{:?}", o1.session.error);
     assert_eq!(o.hits("/v/s1.ts"), 2, "one 503, one retry");
     assert_eq!(o.hits("/v/s2.ts"), 2, "one 404, one retry");
     let _ = first_503;
@@ -232,7 +232,7 @@ async fn retries_honour_retry_after_and_give_up_with_the_reason() {
     o.route("/v/s3.ts", refusal(500, None));
     let before = o.hits("/v/s3.ts");
     let (res, metrics) = run(population(&url, "fixed", "5000kbps", 1, 30), settings).await;
-    let err = res.outcomes[0].error.as_deref().unwrap_or_default();
+    let err = res.outcomes[0].session.error.as_deref().unwrap_or_default();
     assert!(err.contains("s3.ts") && err.contains("500"), "{err}");
     assert_eq!(o.hits("/v/s3.ts") - before, 4, "first try + max_retries");
     assert_eq!(metrics.failed.get(), 1);

@@ -43,8 +43,6 @@ pub struct Outcome {
     pub session: Session,
     /// Per-segment timeline (when recorded).
     pub steps: Vec<Step>,
-    /// Why the session ended early, if it did.
-    pub error: Option<String>,
     /// HTTP requests it made.
     pub requests: u64,
     /// Downloads abandoned for a lower rendition.
@@ -59,7 +57,6 @@ enum Failure {
     Status(StatusCode, Option<Duration>),
     Timeout,
     Transport(String),
-    Parse(String),
 }
 
 impl std::fmt::Display for Failure {
@@ -68,7 +65,6 @@ impl std::fmt::Display for Failure {
             Failure::Status(s, _) => write!(f, "HTTP {s}"),
             Failure::Timeout => write!(f, "timed out"),
             Failure::Transport(e) => write!(f, "{e}"),
-            Failure::Parse(e) => write!(f, "bad playlist: {e}"),
         }
     }
 }
@@ -221,12 +217,11 @@ pub async fn run(spec: Spec, url: String, shared: Arc<Shared>) -> Outcome {
         latency_s: pb.mean_latency_ms().map(|l| l / 1000.0),
         qoe_lin: p.qoe_bitrate / 1000.0 - REBUF_PENALTY * stalled_s - p.change_kbps / 1000.0,
         sabre: None,
-        error: error.clone(),
+        error,
     };
     Outcome {
         session,
         steps: p.steps,
-        error,
         requests: p.requests,
         abandoned: p.abandoned,
         ladder_kbps: p.ladder.iter().map(|v| v.kbps).collect(),
@@ -392,7 +387,6 @@ impl Player<'_> {
             Err(Failure::Status(..)) => "other",
             Err(Failure::Timeout) => "timeout",
             Err(Failure::Transport(_)) => "error",
-            Err(Failure::Parse(_)) => "2xx",
         };
         self.shared
             .metrics
@@ -762,7 +756,7 @@ impl Player<'_> {
                     .requests
                     .with_label_values(&["playlist", "unparsable"])
                     .inc();
-                return Err(format!("{url}: {}", Failure::Parse(e)));
+                return Err(format!("{url}: bad playlist: {e}"));
             }
         };
         let changed = self.playlists[q].as_ref().is_none_or(|old| {
