@@ -55,6 +55,10 @@ pub trait Abr: Send {
     fn report(&mut self, r: &Report);
 }
 
+/// Upcoming segments a controller looks at (RobustMPC's horizon); live mode estimates this
+/// many segment sizes from the ladder.
+pub const LOOKAHEAD: usize = 5;
+
 /// Names accepted by [`by_name`].
 pub const NAMES: &[&str] = &["throughput", "bba", "bola", "mpc", "fixed"];
 

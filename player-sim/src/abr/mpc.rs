@@ -5,7 +5,7 @@
 
 use super::{Abr, Context, Report};
 
-const HORIZON: usize = 5;
+const HORIZON: usize = super::LOOKAHEAD;
 const PAST: usize = 5;
 const REBUF_PENALTY: f64 = 4.3;
 

@@ -13,7 +13,7 @@ use tokio::time::{Instant, sleep_until, timeout_at};
 
 use super::Shared;
 use super::link::Link;
-use crate::abr::{Abr, Context, Report};
+use crate::abr::{Abr, Context, LOOKAHEAD, Report};
 use crate::offline::Step;
 use crate::playback::{Media, Playback, State};
 use crate::qoe::{REBUF_PENALTY, Session};
@@ -271,6 +271,18 @@ fn unix_now_ms() -> f64 {
 
 fn from_ms(ms: f64) -> Duration {
     Duration::from_secs_f64((ms / 1000.0).clamp(0.0, 86_400.0))
+}
+
+/// Sizes of the next [`LOOKAHEAD`] segments of `seg_ms` per rung, bits, estimated from the
+/// ladder (a live player cannot know them); `cache` is reused while the duration holds.
+fn estimate<'c>(cache: &'c mut Vec<Vec<f64>>, bitrates: &[f64], seg_ms: f64) -> &'c [Vec<f64>] {
+    let fresh = cache.first().is_some_and(|row| {
+        row.len() == bitrates.len() && row.iter().zip(bitrates).all(|(b, k)| *b == k * seg_ms)
+    });
+    if !fresh {
+        *cache = vec![bitrates.iter().map(|k| k * seg_ms).collect(); LOOKAHEAD];
+    }
+    cache
 }
 
 /// EXT-X-PROGRAM-DATE-TIME of segment `i`, carried forward from the last tagged segment.
@@ -560,9 +572,15 @@ impl Player<'_> {
         }
         self.playlists = (0..self.ladder.len()).map(|_| None).collect();
         let bitrates: Vec<f64> = self.ladder.iter().map(|v| v.kbps).collect();
+        let mut upcoming = Vec::new();
         let mut q = self
             .abr
-            .choose(&self.context(&bitrates, 0.0, 2000.0))
+            .choose(&self.context(
+                &bitrates,
+                estimate(&mut upcoming, &bitrates, 2000.0),
+                0.0,
+                2000.0,
+            ))
             .min(bitrates.len() - 1);
         let mut next: Option<u64> = None;
         // The segment the controller has already decided on (asked once per segment).
@@ -606,7 +624,12 @@ impl Player<'_> {
                 decided = Some(msn);
                 let chosen = self
                     .abr
-                    .choose(&self.context(&bitrates, self.playback.level_ms(), seg_ms))
+                    .choose(&self.context(
+                        &bitrates,
+                        estimate(&mut upcoming, &bitrates, seg_ms),
+                        self.playback.level_ms(),
+                        seg_ms,
+                    ))
                     .min(bitrates.len() - 1);
                 if chosen != q {
                     q = chosen;
@@ -715,7 +738,13 @@ impl Player<'_> {
         self.last_quality = Some(q);
     }
 
-    fn context<'a>(&self, bitrates: &'a [f64], buffer_ms: f64, seg_ms: f64) -> Context<'a> {
+    fn context<'a>(
+        &self,
+        bitrates: &'a [f64],
+        upcoming_bits: &'a [Vec<f64>],
+        buffer_ms: f64,
+        seg_ms: f64,
+    ) -> Context<'a> {
         Context {
             segment: self.segments,
             buffer_ms,
@@ -723,7 +752,7 @@ impl Player<'_> {
             last_quality: self.last_quality,
             bitrates_kbps: bitrates,
             segment_ms: seg_ms,
-            upcoming_bits: &[],
+            upcoming_bits,
         }
     }
 
