@@ -63,7 +63,8 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn from_ms(ms: f64) -> Duration {
+/// Milliseconds as a `Duration` (clamped to 0..1 day, so bad arithmetic cannot panic).
+pub(crate) fn from_ms(ms: f64) -> Duration {
     Duration::from_secs_f64((ms / 1000.0).clamp(0.0, 86_400.0))
 }
 

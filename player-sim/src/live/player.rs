@@ -12,7 +12,7 @@ use http_body_util::BodyExt;
 use tokio::time::{Instant, sleep_until, timeout_at};
 
 use super::Shared;
-use super::link::Link;
+use super::link::{Link, from_ms};
 use crate::abr::{Abr, Context, LOOKAHEAD, Report};
 use crate::offline::Step;
 use crate::playback::{Media, Playback, State};
@@ -269,10 +269,6 @@ fn unix_now_ms() -> f64 {
         .unwrap_or(0.0)
 }
 
-fn from_ms(ms: f64) -> Duration {
-    Duration::from_secs_f64((ms / 1000.0).clamp(0.0, 86_400.0))
-}
-
 /// Sizes of the next [`LOOKAHEAD`] segments of `seg_ms` per rung, bits, estimated from the
 /// ladder (a live player cannot know them); `cache` is reused while the duration holds.
 fn estimate<'c>(cache: &'c mut Vec<Vec<f64>>, bitrates: &[f64], seg_ms: f64) -> &'c [Vec<f64>] {
@@ -370,11 +366,17 @@ impl Player<'_> {
         }
     }
 
-    fn backoff(&mut self, attempt: u32) -> Duration {
+    /// The wait before retry number `attempt` (1-based) after `f`: full-jitter backoff,
+    /// never shorter than the server's Retry-After.
+    fn retry_wait(&mut self, attempt: u32, f: &Failure) -> Duration {
         let s = self.settings();
         let cap = s.retry_cap.as_secs_f64();
-        let exp = s.retry_base.as_secs_f64() * 2f64.powi(attempt.min(30) as i32);
-        Duration::from_secs_f64(self.rng.unit() * exp.min(cap))
+        let exp = s.retry_base.as_secs_f64() * 2f64.powi(attempt.saturating_sub(1).min(30) as i32);
+        let wait = Duration::from_secs_f64(self.rng.unit() * exp.min(cap));
+        match f {
+            Failure::Status(_, Some(retry_after)) => wait.max(*retry_after),
+            _ => wait,
+        }
     }
 
     /// GETs `url` through the link. For segments with `abandon_from = Some(q)`, gives up for a
@@ -532,10 +534,7 @@ impl Player<'_> {
                     if attempt > self.settings().max_retries {
                         return Err(format!("{} {url}: {f}", kind.label()));
                     }
-                    let mut wait = self.backoff(attempt - 1);
-                    if let Failure::Status(_, Some(ra)) = f {
-                        wait = wait.max(ra);
-                    }
+                    let wait = self.retry_wait(attempt, &f);
                     self.pause_until(Instant::now() + wait).await;
                 }
             }
@@ -703,10 +702,7 @@ impl Player<'_> {
                     if failures > self.settings().max_retries {
                         return Err(format!("segment {seg_url}: {f}"));
                     }
-                    let mut wait = self.backoff(failures - 1);
-                    if let Failure::Status(_, Some(ra)) = f {
-                        wait = wait.max(ra);
-                    }
+                    let wait = self.retry_wait(failures, &f);
                     // Same rendition only while the buffer covers the wait; else (or after
                     // two failures in a row) one rendition down.
                     self.advance();
