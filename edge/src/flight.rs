@@ -155,8 +155,17 @@ impl Flight {
     /// Heads first, then bodies: when a herd's fetch lands, every viewer gets its first byte
     /// before the bodies compete for the machine.
     async fn heads_sent(&self) {
-        let wait =
-            self.wait_for(|_| (self.pending_heads.load(Ordering::Acquire) == 0).then_some(()));
+        let wait = async {
+            loop {
+                let done = self.heads_done.notified();
+                tokio::pin!(done);
+                done.as_mut().enable();
+                if self.pending_heads.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                done.await;
+            }
+        };
         let _ = tokio::time::timeout(HEADS_FIRST_MAX, wait).await;
     }
 
@@ -546,6 +555,30 @@ mod tests {
         w.finish(Outcome::TransientError(FetchError::Body("reset".into())));
         assert!(body.frame().await.unwrap().is_ok());
         assert!(body.frame().await.unwrap().is_err());
+    }
+
+    /// The barrier opens when the last head is out, not at its timeout (a one-chunk body
+    /// gets no later chunk wake-up that could re-check it).
+    #[tokio::test(start_paused = true)]
+    async fn bodies_start_when_the_last_head_is_out() {
+        let t = Arc::new(FlightTable::default());
+        let Role::Writer(w) = t.join_or_start(&key("/a")) else {
+            panic!()
+        };
+        let f = w.flight().clone();
+        let ticket = f.head_ticket();
+        let mut body = FlightBody::new(f.clone(), Some(6));
+        w.head(head());
+        w.push(Bytes::from_static(b"abcdef"));
+        w.finish(Outcome::Done);
+        let t0 = tokio::time::Instant::now();
+        let reader = tokio::spawn(async move { body.frame().await.unwrap().unwrap() });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(!reader.is_finished(), "held while a head is pending");
+        drop(ticket);
+        let frame = reader.await.unwrap().into_data().unwrap();
+        assert_eq!(&frame[..], b"abcdef");
+        assert!(t0.elapsed() < HEADS_FIRST_MAX, "{:?}", t0.elapsed());
     }
 }
 
