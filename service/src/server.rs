@@ -203,11 +203,13 @@ pub async fn serve<H, F>(
 pub fn serve_main<F, E>(
     server: &ServerConfig,
     listen: std::net::SocketAddr,
-    run: impl FnOnce(TcpListener, std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> F,
+    run: impl FnOnce(TcpListener, std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> F
+    + Send
+    + 'static,
 ) -> std::process::ExitCode
 where
-    F: Future<Output = Result<(), E>>,
-    E: std::fmt::Display,
+    F: Future<Output = Result<(), E>> + Send + 'static,
+    E: std::fmt::Display + Send + 'static,
 {
     use std::process::ExitCode;
     let rt = match server.runtime() {
@@ -217,7 +219,9 @@ where
             return ExitCode::FAILURE;
         }
     };
-    rt.block_on(async move {
+    // Spawned rather than run inside block_on, which would keep the accept loop on the main
+    // thread: every accepted connection would then be handed across threads to a worker.
+    let main = rt.spawn(async move {
         let listener = match TcpListener::bind(listen).await {
             Ok(l) => l,
             Err(e) => {
@@ -232,6 +236,10 @@ where
                 ExitCode::FAILURE
             }
         }
+    });
+    rt.block_on(main).unwrap_or_else(|e| {
+        eprintln!("error: the server task failed: {e}");
+        ExitCode::FAILURE
     })
 }
 
@@ -249,7 +257,9 @@ impl InProcess {
     /// [`serve_main`] does for a binary; a program that fails logs `{name} failed`.
     pub async fn spawn<F, E>(
         name: &'static str,
-        run: impl FnOnce(TcpListener, std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> F,
+        run: impl FnOnce(TcpListener, std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> F
+        + Send
+        + 'static,
     ) -> std::io::Result<Self>
     where
         F: Future<Output = Result<(), E>> + Send + 'static,

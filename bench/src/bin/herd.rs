@@ -126,9 +126,11 @@ async fn main() -> anyhow::Result<()> {
     total.sort_by(f64::total_cmp);
     // One line, machine-readable: key=value pairs.
     println!(
-        "ok={} failed={} ttfb_p50_ms={:.1} ttfb_p99_ms={:.1} ttfb_max_ms={:.1} last_byte_p50_ms={:.1} last_byte_p99_ms={:.1} body_sizes={:?}",
+        "ok={} failed={} ttfb_min_ms={:.1} ttfb_p10_ms={:.1} ttfb_p50_ms={:.1} ttfb_p99_ms={:.1} ttfb_max_ms={:.1} last_byte_p50_ms={:.1} last_byte_p99_ms={:.1} body_sizes={:?}",
         ttfb.len(),
         bad,
+        ttfb.first().copied().unwrap_or(f64::NAN),
+        pct(&ttfb, 0.1),
         pct(&ttfb, 0.5),
         pct(&ttfb, 0.99),
         ttfb.last().copied().unwrap_or(f64::NAN),
