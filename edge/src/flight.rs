@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -115,9 +115,12 @@ pub struct Flight {
     waiters: AtomicUsize,
     /// Requests attached to this flight that have not produced their response head yet.
     pending_heads: AtomicUsize,
-    /// Signalled when `pending_heads` drops to zero (kept apart from `notify`, which fires
-    /// on every body chunk and would wake the bodies held at the barrier for nothing).
+    /// Signalled when `pending_heads` drops to zero or the barrier times out (kept apart
+    /// from `notify`, which fires on every body chunk and would wake the bodies held at the
+    /// barrier for nothing).
     heads_done: Notify,
+    /// Set [`HEADS_FIRST_MAX`] after the head is published: bodies stop waiting for heads.
+    barrier_open: AtomicBool,
 }
 
 /// Held by a request from joining a flight until its response head exists (dropped then, or
@@ -151,22 +154,22 @@ impl Flight {
         HeadTicket(self.clone())
     }
 
-    /// Waits (at most [`HEADS_FIRST_MAX`]) until every attached request has its head.
+    /// Waits until every attached request has its head, or the barrier has timed out.
     /// Heads first, then bodies: when a herd's fetch lands, every viewer gets its first byte
-    /// before the bodies compete for the machine.
+    /// before the bodies compete for the machine. One timer per flight (see
+    /// [`Writer::head`]), not one per waiter: a herd's fan-out is paid per waiter.
     async fn heads_sent(&self) {
-        let wait = async {
-            loop {
-                let done = self.heads_done.notified();
-                tokio::pin!(done);
-                done.as_mut().enable();
-                if self.pending_heads.load(Ordering::Acquire) == 0 {
-                    return;
-                }
-                done.await;
+        loop {
+            let done = self.heads_done.notified();
+            tokio::pin!(done);
+            done.as_mut().enable();
+            if self.pending_heads.load(Ordering::Acquire) == 0
+                || self.barrier_open.load(Ordering::Acquire)
+            {
+                return;
             }
-        };
-        let _ = tokio::time::timeout(HEADS_FIRST_MAX, wait).await;
+            done.await;
+        }
     }
 
     /// Bytes received so far.
@@ -320,10 +323,17 @@ impl Writer {
         &self.flight
     }
 
-    /// Publishes the response head.
+    /// Publishes the response head, and opens the heads-first barrier after at most
+    /// [`HEADS_FIRST_MAX`] whatever happens to the requests holding it.
     pub fn head(&self, head: Head) {
         self.flight.lock().head = Some(Arc::new(head));
         self.flight.notify.notify_waiters();
+        let f = self.flight.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(HEADS_FIRST_MAX).await;
+            f.barrier_open.store(true, Ordering::Release);
+            f.heads_done.notify_waiters();
+        });
     }
 
     /// Appends body bytes; every waiter can read them at once.
@@ -384,9 +394,10 @@ const MAX_FRAME: usize = 64 * 1024;
 
 /// A response body that streams a flight to one client.
 ///
-/// Fair to the herd: it yields to the scheduler once before every frame, so when a flight's
-/// head lands, every waiter's response head is written in the first round, and bodies then
-/// share the machine round-robin in frames of at most [`MAX_FRAME`].
+/// Fair to the herd: the first frame waits at the flight's heads-first barrier, so when a
+/// flight's head lands every waiter's response head is written first; after that the body
+/// yields to the scheduler once before every frame, so bodies share the machine round-robin
+/// in frames of at most [`MAX_FRAME`].
 pub struct FlightBody {
     flight: Arc<Flight>,
     idx: usize,
@@ -405,7 +416,9 @@ impl FlightBody {
             idx: 0,
             pending: None,
             rest: None,
-            yielded: false,
+            // The barrier orders the first frame; a yield there would cost every waiter of
+            // a herd one more trip through the scheduler before its head is written.
+            yielded: true,
             hint: content_length,
         }
     }

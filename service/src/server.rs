@@ -74,12 +74,24 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
-    /// Builds the multi-threaded runtime this config asks for.
+    /// Builds the runtime this config asks for: one worker thread gets tokio's
+    /// current-thread scheduler, more get the multi-threaded one.
+    ///
+    /// Why not a one-worker multi-threaded runtime: its scheduler runs the task woken last
+    /// first (the LIFO slot) and parks overflow beyond 256 queued tasks in a queue it visits
+    /// only now and then, so when one upstream response wakes a herd of waiting requests, the
+    /// requests that arrived first are answered last. The current-thread scheduler runs them
+    /// in the order they were woken.
     pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        if self.worker_threads > 0 {
-            b.worker_threads(self.worker_threads);
-        }
+        let mut b = if self.worker_threads == 1 {
+            tokio::runtime::Builder::new_current_thread()
+        } else {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            if self.worker_threads > 0 {
+                b.worker_threads(self.worker_threads);
+            }
+            b
+        };
         b.enable_all().build()
     }
 
