@@ -7,10 +7,12 @@
 #   4. edge RSS holding 10,000 idle keep-alive connections
 # Equal CPU budget: each proxy is pinned to core 0 (the edge with 1 worker thread, nginx with
 # 1 worker process, Varnish's threads), the load generators and the origin to core 1, so no
-# proxy competes with the client that measures it.
+# proxy competes with the client that measures it. Beside the proxies, `floor` (no parsing,
+# routing or cache: just the writes) on the same core shows what the machine itself allows.
 # Loopback only; stops by itself (about 5 minutes). Needs root for apt and for varnishd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true  # 10,000 idle connections, 2,000-client herds
 
 need=()
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
@@ -21,7 +23,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 cargo build --release -q -p edge -p bench
 
-ORIGIN=18090 EDGE=18091 NGINX=18092 VARNISH=18093
+ORIGIN=18090 EDGE=18091 NGINX=18092 VARNISH=18093 FLOOR_HERD=18094 FLOOR_HIT=18095
 if [ "$(nproc)" -ge 2 ]; then PROXY="taskset -c 0"; LOAD="taskset -c 1"; else PROXY=""; LOAD=""; fi
 CAPACITY=$((1024 * 1024 * 1024))
 work=$(mktemp -d /dev/shm/edge-bench.XXXXXX)
@@ -37,7 +39,7 @@ cleanup() {
 }
 trap cleanup EXIT
 wait_port() { for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.1; done; echo "port $1 did not come up" >&2; return 1; }
-for p in 18090 18091 18092 18093; do
+for p in 18090 18091 18092 18093 18094 18095; do
   if ss -ltn | grep -q "127.0.0.1:$p "; then echo "port $p is already in use; stop what holds it first" >&2; exit 1; fi
 done
 
@@ -109,7 +111,12 @@ VCL
 mkdir -p "$work/varnish"
 $PROXY varnishd -n "$work/varnish" -a 127.0.0.1:$VARNISH -f "$work/default.vcl" -s malloc,1G \
   -p thread_pool_min=2200 -p thread_pool_max=5000 -p thread_pools=1 -p listen_depth=4096 >/dev/null
-wait_port $EDGE; wait_port $NGINX; wait_port $VARNISH
+$PROXY target/release/floor herd --listen 127.0.0.1:$FLOOR_HERD --delay-ms 200 &
+pids+=($!)
+$PROXY target/release/floor hit --listen 127.0.0.1:$FLOOR_HIT &
+FLOOR_HIT_PID=$!
+pids+=($FLOOR_HIT_PID)
+wait_port $EDGE; wait_port $NGINX; wait_port $VARNISH; wait_port $FLOOR_HERD; wait_port $FLOOR_HIT
 
 hits() { curl -s "http://127.0.0.1:$ORIGIN/__hits" | awk -v p="$1" '$2 == p {print $1}' | head -1; }
 field() { tr ' ' '\n' <<<"$1" | awk -F= -v k="$2" '$1 == k {print $2}'; }
@@ -123,7 +130,7 @@ echo "   origin TTFB: $OWN ms (median of 3)"
 # Untimed warm-up: every proxy sees one 2,000-client herd (1 KB object) before measurement,
 # so first-time allocation of connection state does not count against anyone.
 w=100
-for port in $EDGE $NGINX $VARNISH; do $LOAD target/release/herd --clients 2000 "http://127.0.0.1:$port/herd-small/$w.ts" >/dev/null; w=$((w+1)); done
+for port in $EDGE $NGINX $VARNISH $FLOOR_HERD; do $LOAD target/release/herd --clients 2000 "http://127.0.0.1:$port/herd-small/$w.ts" >/dev/null; w=$((w+1)); done
 
 echo "== herds on an uncached 1 MiB object (origin answers in 200 ms); median of 3 herds each"
 printf '   %-8s %7s %10s %16s %16s %8s\n' proxy clients fetches "TTFB p50-origin" "TTFB p99-origin" failed
@@ -131,13 +138,13 @@ n=0
 declare -A RES
 med() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
 for clients in 500 2000; do
-  for proxy in edge nginx varnish; do
-    case $proxy in edge) port=$EDGE;; nginx) port=$NGINX;; varnish) port=$VARNISH;; esac
+  for proxy in edge nginx varnish floor; do
+    case $proxy in edge) port=$EDGE;; nginx) port=$NGINX;; varnish) port=$VARNISH;; floor) port=$FLOOR_HERD;; esac
     fetches=(); p50s=(); p99s=(); failed=0
     for rep in 1 2 3; do
       path="/herd/$n.ts"; n=$((n+1))
       out=$($LOAD target/release/herd --clients "$clients" "http://127.0.0.1:$port$path")
-      f=$(hits "$path"); fetches+=("${f:-0}")
+      if [ $proxy = floor ]; then f=-; else f=$(hits "$path"); fi; fetches+=("${f:-0}")
       p50s+=("$(python3 -c "print(f'{$(field "$out" ttfb_p50_ms) - $OWN:.1f}')")")
       p99s+=("$(python3 -c "print(f'{$(field "$out" ttfb_p99_ms) - $OWN:.1f}')")")
       failed=$((failed + $(field "$out" failed)))
@@ -151,8 +158,8 @@ done
 echo "== cache-hit throughput (wrk -t2 -c64 -d8s on core 1, best of 3, objects warmed first)"
 printf '   %-8s %-14s %12s %12s\n' proxy object "req/s" "MB/s"
 for obj in hit.ts hit.m3u8; do
-  for proxy in edge nginx varnish; do
-    case $proxy in edge) port=$EDGE;; nginx) port=$NGINX;; varnish) port=$VARNISH;; esac
+  for proxy in edge nginx varnish floor; do
+    case $proxy in edge) port=$EDGE;; nginx) port=$NGINX;; varnish) port=$VARNISH;; floor) port=$FLOOR_HIT;; esac
     curl -s -o /dev/null "http://127.0.0.1:$port/$obj"; curl -s -o /dev/null "http://127.0.0.1:$port/$obj"
     best=0; out=""
     for rep in 1 2 3; do
@@ -200,9 +207,10 @@ if cg_probe=$(cg_make probe) && [ -n "$cg_probe" ]; then
   printf '   %-8s %-14s %12s %16s
 ' proxy object "req/s" "proxy CPU %"
   for obj in hit.ts hit.m3u8; do
-    for proxy in edge nginx varnish; do
+    for proxy in edge nginx varnish floor; do
       case $proxy in
         edge) port=$EDGE; procs=$EDGE_PID;;
+        floor) port=$FLOOR_HIT; procs=$FLOOR_HIT_PID;;
         nginx) port=$NGINX; procs=$(pgrep -f "nginx: worker process" | tr '\n' ' ');;
         varnish) port=$VARNISH; procs=$(pgrep -f "varnishd.*$work/varnish" | tr '\n' ' ');;
       esac
@@ -258,6 +266,10 @@ for obj in ("hit.ts", "hit.m3u8"):
         line += f", {cratio:.2f}x on an equal {$QUOTA} % CPU cap"
         ratio = max(ratio, cratio)
     print(f"{line} -> {ok(ratio >= 1.2)}")
+print(f"   the machine's floor (no proxy work, same core): herd TTFB p99 +{f('floor-500-p99')} ms at 500, +{f('floor-2000-p99')} ms at 2000;"
+      f" 1 MiB hits {f('floor-hit.ts')} req/s pinned" + (f", {f('floor-hit.ts-capped')} capped" if 'floor-hit.ts-capped' in r else "")
+      + f" (best proxy / floor: {max(f('nginx-hit.ts'), f('varnish-hit.ts')) / f('floor-hit.ts'):.2f}x pinned"
+      + (f", {max(f('nginx-hit.ts-capped'), f('varnish-hit.ts-capped')) / f('floor-hit.ts-capped'):.2f}x capped" if 'floor-hit.ts-capped' in r else "") + ")")
 rss_mib = $rss / 1024
 print(f"   RSS with 10k idle connections {rss_mib:.0f} MiB <= capacity + 150 MiB ({$CAPACITY // 1048576 + 150} MiB) -> {ok(rss_mib <= $CAPACITY / 1048576 + 150)}")
 PY
