@@ -299,3 +299,35 @@ impl InProcess {
         format!("http://{}{path}", self.addr)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::runtime::RuntimeFlavor;
+
+    /// One worker means the current-thread scheduler (tasks run in wake order); any other
+    /// count the multi-threaded one with that many workers.
+    #[test]
+    fn worker_threads_pick_the_scheduler() {
+        let flavor = |n| {
+            ServerConfig {
+                worker_threads: n,
+                ..ServerConfig::default()
+            }
+            .runtime()
+            .unwrap()
+            .handle()
+            .runtime_flavor()
+        };
+        assert_eq!(flavor(1), RuntimeFlavor::CurrentThread);
+        assert_eq!(flavor(2), RuntimeFlavor::MultiThread);
+        assert_eq!(flavor(0), RuntimeFlavor::MultiThread);
+        let rt = ServerConfig {
+            worker_threads: 2,
+            ..ServerConfig::default()
+        }
+        .runtime()
+        .unwrap();
+        assert_eq!(rt.metrics().num_workers(), 2);
+    }
+}
