@@ -119,31 +119,24 @@ fn herd(listener: TcpListener, delay: Duration, body_bytes: usize) {
             &body(body_bytes),
         )
     });
-    for conn in listener.incoming().flatten() {
-        let forming = forming.clone();
-        let _ = std::thread::Builder::new()
-            .stack_size(64 * 1024)
-            .spawn(move || {
-                let _ = conn.set_nodelay(true);
-                let mut conn = conn;
-                let mut buf = Vec::new();
-                while read_request(&mut conn, &mut buf).is_some() {
-                    let Ok(writer) = conn.try_clone() else { return };
-                    let done: Answered = Arc::new((Mutex::new(false), Condvar::new()));
-                    {
-                        let mut g = forming.0.lock().unwrap_or_else(|p| p.into_inner());
-                        g.first.get_or_insert_with(Instant::now);
-                        g.waiting.push((writer, done.clone()));
-                    }
-                    forming.1.notify_all();
-                    // Wait until the fan-out has answered, then read the next request.
-                    let mut answered = done.0.lock().unwrap_or_else(|p| p.into_inner());
-                    while !*answered {
-                        answered = done.1.wait(answered).unwrap_or_else(|p| p.into_inner());
-                    }
-                }
-            });
-    }
+    thread_per_connection(listener, move |mut conn| {
+        let mut buf = Vec::new();
+        while read_request(&mut conn, &mut buf).is_some() {
+            let Ok(writer) = conn.try_clone() else { return };
+            let done: Answered = Arc::new((Mutex::new(false), Condvar::new()));
+            {
+                let mut g = forming.0.lock().unwrap_or_else(|p| p.into_inner());
+                g.first.get_or_insert_with(Instant::now);
+                g.waiting.push((writer, done.clone()));
+            }
+            forming.1.notify_all();
+            // Wait until the fan-out has answered, then read the next request.
+            let mut answered = done.0.lock().unwrap_or_else(|p| p.into_inner());
+            while !*answered {
+                answered = done.1.wait(answered).unwrap_or_else(|p| p.into_inner());
+            }
+        }
+    });
 }
 
 /// The one thread that answers herds: sleeps until a herd is due, then heads, then bodies.
@@ -185,29 +178,36 @@ fn fan_out(forming: &(Mutex<Forming>, Condvar), delay: Duration, head: &[u8], bo
     }
 }
 
+/// Runs `serve` on every accepted connection, each in its own small-stack thread.
+fn thread_per_connection(
+    listener: TcpListener,
+    serve: impl Fn(TcpStream) + Clone + Send + 'static,
+) {
+    for conn in listener.incoming().flatten() {
+        let serve = serve.clone();
+        let _ = conn.set_nodelay(true);
+        let _ = std::thread::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn(move || serve(conn));
+    }
+}
+
 fn hit(listener: TcpListener) {
     let big = Arc::new((head(1 << 20, "video/mp2t"), body(1 << 20)));
     let small = Arc::new((head(1024, "application/vnd.apple.mpegurl"), body(1024)));
-    for conn in listener.incoming().flatten() {
-        let (big, small) = (big.clone(), small.clone());
-        let _ = std::thread::Builder::new()
-            .stack_size(64 * 1024)
-            .spawn(move || {
-                let _ = conn.set_nodelay(true);
-                let mut conn = conn;
-                let mut buf = Vec::new();
-                while let Some(path) = read_request(&mut conn, &mut buf) {
-                    let (h, b) = if path.ends_with(".m3u8") {
-                        &*small
-                    } else {
-                        &*big
-                    };
-                    if !write_all(&mut conn, &[h, b]) {
-                        return;
-                    }
-                }
-            });
-    }
+    thread_per_connection(listener, move |mut conn| {
+        let mut buf = Vec::new();
+        while let Some(path) = read_request(&mut conn, &mut buf) {
+            let (h, b) = if path.ends_with(".m3u8") {
+                &*small
+            } else {
+                &*big
+            };
+            if !write_all(&mut conn, &[h, b]) {
+                return;
+            }
+        }
+    });
 }
 
 fn main() -> anyhow::Result<()> {
