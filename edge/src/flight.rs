@@ -27,12 +27,11 @@ use crate::key::CacheKey;
 pub struct Head {
     /// Upstream status.
     pub status: StatusCode,
-    /// End-to-end headers.
+    /// What every reader's response carries: the end-to-end headers, plus `Age` and, when
+    /// the upstream announced it, `Content-Length` (set once per flight, not per reader).
     pub headers: HeaderMap,
     /// Body length, when the upstream announced it.
     pub content_length: Option<u64>,
-    /// The upstream's `Age`.
-    pub initial_age: Duration,
 }
 
 /// Why an upstream fetch failed (where it came from: always the upstream side).
@@ -507,7 +506,6 @@ mod tests {
             status: StatusCode::OK,
             headers: HeaderMap::new(),
             content_length: Some(6),
-            initial_age: Duration::ZERO,
         }
     }
 
@@ -615,7 +613,6 @@ mod frame_tests {
             status: StatusCode::OK,
             headers: HeaderMap::new(),
             content_length: None,
-            initial_age: Duration::ZERO,
         });
         w.push(Bytes::copy_from_slice(&data[..200_000]));
         w.push(Bytes::copy_from_slice(&data[200_000..]));

@@ -227,11 +227,11 @@ async fn serve(
         head.status.as_u16()
     );
     let mut headers = head.headers.clone();
-    headers.insert(header::AGE, HeaderValue::from(head.initial_age.as_secs()));
     if head.status == StatusCode::OK
         && let Some(etag) = headers.get(header::ETAG).and_then(|v| v.to_str().ok())
         && etag_matches(req.headers(), etag)
     {
+        headers.remove(header::CONTENT_LENGTH);
         return (
             phase,
             cs,
@@ -246,13 +246,7 @@ async fn serve(
         };
     }
     if req.method() == Method::HEAD {
-        if let Some(n) = head.content_length {
-            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
-        }
         return (phase, cs, with_headers(head.status, headers, empty()));
-    }
-    if let Some(n) = head.content_length {
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
     }
     let body = FlightBody::new(flight, head.content_length).boxed_unsync();
     (phase, cs, with_headers(head.status, headers, body))
@@ -378,11 +372,16 @@ async fn fill(app: Arc<App>, w: Writer, key: CacheKey, kind: Kind) {
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.parse::<u64>().ok());
+    let initial_age = upstream_age(&parts.headers);
+    let mut headers = end_to_end(&parts.headers);
+    headers.insert(header::AGE, HeaderValue::from(initial_age.as_secs()));
+    if let Some(n) = content_length {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
     w.head(Head {
         status: parts.status,
-        headers: end_to_end(&parts.headers),
+        headers,
         content_length,
-        initial_age: upstream_age(&parts.headers),
     });
     let idle = app.cfg.upstream.body_idle_timeout;
     loop {
