@@ -12,4 +12,4 @@ pub mod telemetry;
 
 pub use body::Body;
 pub use config::{ConfigError, Problem};
-pub use server::{InProcess, ServerConfig, ServerLimits, serve, serve_main};
+pub use server::{InProcess, ServerConfig, ServerLimits, bind, serve, serve_main};

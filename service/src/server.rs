@@ -58,6 +58,26 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// Runtime worker threads; 0 means one per CPU core.
     pub worker_threads: usize,
+    /// Connections the kernel completes and queues before the program accepts them (the
+    /// kernel caps it at `net.core.somaxconn`). A kickoff's connection storm overflows a small
+    /// queue, and every connection that overflows it waits a SYN retransmit (1 s and up).
+    pub listen_backlog: u32,
+}
+
+/// Default listen backlog: room for a flash crowd's connects between two accept rounds
+/// (std and mio use 128; nginx 511).
+pub const DEFAULT_LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` (with `SO_REUSEADDR`) and listens with `backlog`. Call inside a runtime.
+pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 impl Default for ServerConfig {
@@ -69,6 +89,7 @@ impl Default for ServerConfig {
             max_header_bytes: d.max_header_bytes,
             drain_timeout: d.drain_timeout,
             worker_threads: 0,
+            listen_backlog: DEFAULT_LISTEN_BACKLOG,
         }
     }
 }
@@ -124,6 +145,12 @@ impl ServerConfig {
             p.push(crate::Problem::new(
                 format!("{prefix}.worker_threads"),
                 "must be at most 1024 (0 = one per core)",
+            ));
+        }
+        if self.listen_backlog == 0 || self.listen_backlog > 65_535 {
+            p.push(crate::Problem::new(
+                format!("{prefix}.listen_backlog"),
+                "must be from 1 to 65535",
             ));
         }
         if self.header_read_timeout.is_zero() {
@@ -231,10 +258,11 @@ where
             return ExitCode::FAILURE;
         }
     };
+    let backlog = server.listen_backlog;
     // Spawned rather than run inside block_on, which would keep the accept loop on the main
     // thread: every accepted connection would then be handed across threads to a worker.
     let main = rt.spawn(async move {
-        let listener = match TcpListener::bind(listen).await {
+        let listener = match bind(listen, backlog) {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("error: cannot listen on {listen} (--listen / `listen`): {e}");
@@ -277,7 +305,7 @@ impl InProcess {
         F: Future<Output = Result<(), E>> + Send + 'static,
         E: std::fmt::Display,
     {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let listener = bind(([127, 0, 0, 1], 0).into(), DEFAULT_LISTEN_BACKLOG)?;
         let addr = listener.local_addr()?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let fut = run(
@@ -329,5 +357,55 @@ mod tests {
         .runtime()
         .unwrap();
         assert_eq!(rt.metrics().num_workers(), 2);
+    }
+
+    /// The listener queues as many completed connections as asked, not std's and mio's 128:
+    /// 300 connects that nobody accepts all wait in its queue (Linux shows a listener's queue
+    /// length as the rx_queue column of /proc/net/tcp).
+    #[tokio::test]
+    async fn bind_listens_with_the_backlog_asked_for() {
+        let l = bind(([127, 0, 0, 1], 0).into(), 1000).unwrap();
+        let addr = l.local_addr().unwrap();
+        let mut held = Vec::new();
+        for i in 0..300 {
+            // With a full queue the kernel drops handshakes and connect waits on SYN
+            // retransmits: fail fast instead.
+            let c =
+                tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect(addr))
+                    .await
+                    .unwrap_or_else(|_| panic!("connect {i} stalled: the listen queue is full"));
+            held.push(c.unwrap());
+        }
+        let queued = || -> Option<u32> {
+            let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+            let row = table.lines().find(|r| {
+                let f: Vec<&str> = r.split_whitespace().collect();
+                f.get(1)
+                    .is_some_and(|a| a.ends_with(&format!(":{:04X}", addr.port())))
+                    && f.get(3) == Some(&"0A")
+            })?;
+            let queues = row.split_whitespace().nth(4)?;
+            u32::from_str_radix(queues.split(':').nth(1)?, 16).ok()
+        };
+        if let Some(mut n) = queued() {
+            // The last handshakes may still be completing.
+            for _ in 0..50 {
+                if n >= 300 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                n = queued().unwrap_or(n);
+            }
+            assert_eq!(n, 300, "connections queued on the listener");
+        }
+        assert!(
+            ServerConfig {
+                listen_backlog: 0,
+                ..ServerConfig::default()
+            }
+            .problems("server")
+            .iter()
+            .any(|p| p.key == "server.listen_backlog")
+        );
     }
 }

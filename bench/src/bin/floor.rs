@@ -210,6 +210,19 @@ fn hit(listener: TcpListener) {
     });
 }
 
+/// A blocking listener with the servers' listen backlog (std's `bind` queues only 128
+/// connects, which a 2,000-client herd overflows into SYN retransmits).
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    let listener = rt.block_on(async {
+        service::bind(addr, service::server::DEFAULT_LISTEN_BACKLOG)?.into_std()
+    })?;
+    listener.set_nonblocking(false)?;
+    Ok(listener)
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().mode {
         Mode::Herd {
@@ -217,11 +230,11 @@ fn main() -> anyhow::Result<()> {
             delay_ms,
             body_bytes,
         } => herd(
-            TcpListener::bind(listen)?,
+            self::listen(listen)?,
             Duration::from_millis(delay_ms),
             body_bytes,
         ),
-        Mode::Hit { listen } => hit(TcpListener::bind(listen)?),
+        Mode::Hit { listen } => hit(self::listen(listen)?),
     }
     Ok(())
 }
