@@ -591,6 +591,27 @@ mod tests {
         assert_eq!(&frame[..], b"abcdef");
         assert!(t0.elapsed() < HEADS_FIRST_MAX, "{:?}", t0.elapsed());
     }
+
+    /// A request that never produces its head holds the bodies back for at most
+    /// HEADS_FIRST_MAX: the flight's own timer opens the barrier.
+    #[tokio::test(start_paused = true)]
+    async fn a_stuck_head_holds_bodies_back_only_until_the_barrier_times_out() {
+        let t = Arc::new(FlightTable::default());
+        let Role::Writer(w) = t.join_or_start(&key("/a")) else {
+            panic!()
+        };
+        let f = w.flight().clone();
+        let _stuck = f.head_ticket();
+        let mut body = FlightBody::new(f.clone(), Some(6));
+        let t0 = tokio::time::Instant::now();
+        w.head(head());
+        w.push(Bytes::from_static(b"abcdef"));
+        w.finish(Outcome::Done);
+        let frame = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(&frame[..], b"abcdef");
+        assert!(t0.elapsed() >= HEADS_FIRST_MAX, "{:?}", t0.elapsed());
+        assert!(t0.elapsed() < HEADS_FIRST_MAX * 2, "{:?}", t0.elapsed());
+    }
 }
 
 #[cfg(test)]
