@@ -132,16 +132,19 @@ echo "   origin TTFB: $OWN ms (median of 3)"
 w=100
 for port in $EDGE $NGINX $VARNISH $FLOOR_HERD; do $LOAD target/release/herd --clients 2000 "http://127.0.0.1:$port/herd-small/$w.ts" >/dev/null; w=$((w+1)); done
 
-echo "== herds on an uncached 1 MiB object (origin answers in 200 ms); median of 3 herds each"
+# Five herds each: one herd's p99 swings by tens of ms on a shared 2-core box, so the
+# median of five is what the verdict reads.
+HERDS=5
+echo "== herds on an uncached 1 MiB object (origin answers in 200 ms); median of $HERDS herds each"
 printf '   %-8s %7s %10s %16s %16s %8s\n' proxy clients fetches "TTFB p50-origin" "TTFB p99-origin" failed
 n=0
 declare -A RES
-med() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
+med() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
 for clients in 500 2000; do
   for proxy in edge nginx varnish floor; do
     case $proxy in edge) port=$EDGE;; nginx) port=$NGINX;; varnish) port=$VARNISH;; floor) port=$FLOOR_HERD;; esac
     fetches=(); p50s=(); p99s=(); failed=0
-    for rep in 1 2 3; do
+    for rep in $(seq $HERDS); do
       path="/herd/$n.ts"; n=$((n+1))
       out=$($LOAD target/release/herd --clients "$clients" "http://127.0.0.1:$port$path")
       if [ $proxy = floor ]; then f=-; else f=$(hits "$path"); fi; fetches+=("${f:-0}")
@@ -252,9 +255,9 @@ r = {$(for k in "${!RES[@]}"; do printf '"%s": "%s", ' "$k" "${RES[$k]}"; done)}
 f = lambda k: float(r[k])
 ok = lambda b: "met" if b else "NOT met"
 one = lambda k: all(x == "1" for x in r[k].split("/"))
-print(f"   exactly 1 upstream fetch per herd (3 herds each): edge {r['edge-500-fetches']} and {r['edge-2000-fetches']} -> {ok(one('edge-500-fetches') and one('edge-2000-fetches'))}"
+print(f"   exactly 1 upstream fetch per herd ($HERDS herds each): edge {r['edge-500-fetches']} and {r['edge-2000-fetches']} -> {ok(one('edge-500-fetches') and one('edge-2000-fetches'))}"
       f" (nginx {r['nginx-500-fetches']} and {r['nginx-2000-fetches']}, varnish {r['varnish-500-fetches']} and {r['varnish-2000-fetches']})")
-print(f"   herd TTFB p99 within 20 ms of the origin's (median of 3): edge +{f('edge-500-p99')} ms at 500, +{f('edge-2000-p99')} ms at 2000 -> {ok(max(f('edge-500-p99'), f('edge-2000-p99')) <= 20)}"
+print(f"   herd TTFB p99 within 20 ms of the origin's (median of $HERDS): edge +{f('edge-500-p99')} ms at 500, +{f('edge-2000-p99')} ms at 2000 -> {ok(max(f('edge-500-p99'), f('edge-2000-p99')) <= 20)}"
       f" (nginx +{f('nginx-500-p99')}/+{f('nginx-2000-p99')}, varnish +{f('varnish-500-p99')}/+{f('varnish-2000-p99')})")
 for obj in ("hit.ts", "hit.m3u8"):
     best = max(f(f"nginx-{obj}"), f(f"varnish-{obj}"))
