@@ -187,11 +187,6 @@ impl Playback {
         (self.latency_samples > 0).then(|| self.latency_sum_ms / f64::from(self.latency_samples))
     }
 
-    /// Ends the session at `now_ms`: plays up to it and closes an ongoing stall.
-    pub fn finish(&mut self, now_ms: f64) {
-        self.advance(now_ms);
-    }
-
     /// Time-weighted bitrate of what was played, kbit/s.
     pub fn avg_bitrate_kbps(&self) -> f64 {
         if self.played_ms > 0.0 {
@@ -238,7 +233,7 @@ mod tests {
     /// - t=1000, 2500: two segments arrive; playback starts at 2500 (4 s buffered).
     /// - plays 4 s → dry at 6500: stall #1.
     /// - t=9000: one segment, 2 s ≥ resume: stall lasted 2500 ms; plays to 11000.
-    /// - finish at 12000: a second stall, 1000 ms.
+    /// - advance to 12000: a second stall, 1000 ms.
     #[test]
     fn hand_computed_start_stall_resume() {
         let mut p = Playback::new(4000.0, 2000.0);
@@ -254,7 +249,7 @@ mod tests {
         assert_eq!(p.stalls, 1);
         assert!(p.append(9000.0, seg(0, 500.0)));
         assert_eq!(p.stalled_ms, 2500.0);
-        p.finish(12_000.0);
+        p.advance(12_000.0);
         assert_eq!(p.stalls, 2);
         assert_eq!(p.stalled_ms, 3500.0);
         assert_eq!(p.played_ms, 6000.0);
@@ -288,7 +283,7 @@ mod tests {
                 prop_assert!(p.level_ms() >= -1e-9);
             }
             now += 1000.0;
-            p.finish(now);
+            p.advance(now);
             match p.started_at_ms {
                 Some(start) => prop_assert!((p.played_ms + p.stalled_ms - (now - start)).abs() < 1e-6),
                 None => prop_assert!(p.played_ms == 0.0 && p.stalled_ms == 0.0),

@@ -192,7 +192,7 @@ pub async fn run(spec: Spec, url: String, shared: Arc<Shared>) -> Outcome {
         Ok(Ok(())) | Err(_) => None,
     };
     let now_ms = p.link.elapsed_ms();
-    p.playback.finish(now_ms);
+    p.playback.advance(now_ms);
     p.sync_metrics();
     if p.stalled_now {
         m.stalled.dec();
