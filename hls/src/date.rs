@@ -1,5 +1,13 @@
 //! ISO 8601 / RFC 3339 timestamps for EXT-X-PROGRAM-DATE-TIME, without a date-time crate.
 
+/// The wall clock now, Unix milliseconds (0 if the clock is before 1970).
+pub fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// Formats Unix milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub fn format_unix_ms(ms: i64) -> String {
     let secs = ms.div_euclid(1000);

@@ -2,7 +2,7 @@
 //! `Bytes` so serving one is a reference-count bump), and PROGRAM-DATE-TIME anchoring.
 
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::sync::watch;
@@ -99,13 +99,6 @@ pub struct Stream {
     pub master: RwLock<Option<Rendered>>,
     time_base: TimeBase,
     metrics: Arc<Metrics>,
-}
-
-fn now_unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -210,7 +203,7 @@ impl Stream {
             TimeBase::Anchored(anchor) => {
                 let mut a = anchor.lock().unwrap_or_else(|p| p.into_inner());
                 let (ext0, ms0) =
-                    *a.get_or_insert((seg.start, now_unix_ms() - seg.duration.div_euclid(90)));
+                    *a.get_or_insert((seg.start, hls::date::now_unix_ms() - seg.duration.div_euclid(90)));
                 ms0 + (seg.start - ext0).div_euclid(90)
             }
         };
@@ -223,7 +216,7 @@ impl Stream {
             etag: etag_of(&seg.data),
             data: seg.data,
             frames: seg.frames,
-            published_unix: (now_unix_ms() / 1000) as u64,
+            published_unix: (hls::date::now_unix_ms() / 1000) as u64,
         });
         let labels = [self.name.as_str(), r.name.as_str()];
         {

@@ -3,7 +3,7 @@
 //! emulated link, with a playback clock, stalls, retries, down-switches and abandonment.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use hls::playlist::MediaPlaylist;
@@ -260,13 +260,6 @@ fn chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
-}
-
-fn unix_now_ms() -> f64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64() * 1000.0)
-        .unwrap_or(0.0)
 }
 
 /// Sizes of the next [`LOOKAHEAD`] segments of `seg_ms` per rung, bits, estimated from the
@@ -587,7 +580,7 @@ impl Player<'_> {
         let mut failures = 0u32;
         loop {
             let now = self.advance();
-            self.playback.sample_latency(unix_now_ms());
+            self.playback.sample_latency(hls::date::now_unix_ms() as f64);
             self.ensure_playlist(q).await?;
             let Some(loaded) = self.playlists[q].as_ref() else {
                 continue;
