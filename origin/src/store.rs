@@ -202,8 +202,10 @@ impl Stream {
             TimeBase::Epoch => seg.start.div_euclid(90),
             TimeBase::Anchored(anchor) => {
                 let mut a = anchor.lock().unwrap_or_else(|p| p.into_inner());
-                let (ext0, ms0) =
-                    *a.get_or_insert((seg.start, hls::date::now_unix_ms() - seg.duration.div_euclid(90)));
+                let (ext0, ms0) = *a.get_or_insert((
+                    seg.start,
+                    hls::date::now_unix_ms() - seg.duration.div_euclid(90),
+                ));
                 ms0 + (seg.start - ext0).div_euclid(90)
             }
         };

@@ -256,7 +256,6 @@ async fn live(cfg: Config, a: LiveArgs, demo_mode: bool) -> anyhow::Result<()> {
             trace: &run.schedules[o.session.id],
             steps: &o.steps,
             ladder_kbps: &o.ladder_kbps,
-            duration_ms: o.steps.last().map_or(1.0, |s| s.at_ms + s.download_ms),
         })
         .collect();
     files.push(("timelines.svg", plot::timelines(&recorded)));

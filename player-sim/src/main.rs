@@ -224,7 +224,6 @@ fn trace_cmd(a: TraceArgs) -> anyhow::Result<()> {
                 trace: t,
                 steps,
                 ladder_kbps: &movie.bitrates_kbps,
-                duration_ms: steps.last().map_or(1.0, |s| s.at_ms + s.download_ms),
             })
             .collect();
         files.push(("timelines.svg", plot::timelines(&lines)));

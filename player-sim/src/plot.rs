@@ -27,8 +27,13 @@ pub struct Timeline<'a> {
     pub steps: &'a [Step],
     /// The ladder, kbit/s, by quality index.
     pub ladder_kbps: &'a [f64],
-    /// Length of the session, ms.
-    pub duration_ms: f64,
+}
+
+impl Timeline<'_> {
+    /// The plotted span: up to the end of the last download, ms.
+    fn duration_ms(&self) -> f64 {
+        self.steps.last().map_or(1.0, |s| s.at_ms + s.download_ms)
+    }
 }
 
 fn esc(s: &str) -> String {
@@ -170,18 +175,19 @@ pub fn timelines(players: &[Timeline<'_>]) -> String {
     let pw = W - LEFT - RIGHT;
     for (n, p) in players.iter().enumerate() {
         let y0 = n as f64 * panel + TOP;
-        let xmax_s = p.duration_ms / 1000.0;
+        let duration_ms = p.duration_ms();
+        let xmax_s = duration_ms / 1000.0;
         let (xmax, xstep) = nice(xmax_s);
         // Bandwidth over the session (the trace loops).
         let mut bw = Vec::new();
         let mut t = 0.0;
         let mut i = 0;
         let mut peak: f64 = p.ladder_kbps.iter().copied().fold(0.0, f64::max);
-        while t < p.duration_ms && !p.trace.periods.is_empty() {
+        while t < duration_ms && !p.trace.periods.is_empty() {
             let per = p.trace.periods[i % p.trace.periods.len()];
             bw.push((t, per.bandwidth_kbps));
             t += per.duration_ms.max(1.0);
-            bw.push((t.min(p.duration_ms), per.bandwidth_kbps));
+            bw.push((t.min(duration_ms), per.bandwidth_kbps));
             peak = peak.max(per.bandwidth_kbps);
             i += 1;
         }
@@ -214,7 +220,7 @@ pub fn timelines(players: &[Timeline<'_>]) -> String {
         let mut q = Vec::new();
         for (k, s) in p.steps.iter().enumerate() {
             let kbps = p.ladder_kbps.get(s.quality).copied().unwrap_or(0.0);
-            let end = p.steps.get(k + 1).map_or(p.duration_ms, |n| n.at_ms);
+            let end = p.steps.get(k + 1).map_or(duration_ms, |n| n.at_ms);
             q.push(map(s.at_ms, kbps, ymax));
             q.push(map(end, kbps, ymax));
         }
@@ -270,7 +276,7 @@ pub fn cdf(title: &str, xlabel: &str, series: &[(String, Vec<f64>)]) -> String {
         .iter()
         .flat_map(|(_, v)| v.iter().copied())
         .fold(0.0, f64::max);
-    let (xmax, xstep) = nice(if xmax_v > 0.0 { xmax_v } else { 1.0 });
+    let (xmax, xstep) = nice(xmax_v);
     axes(
         &mut out,
         TOP,
@@ -311,7 +317,7 @@ pub fn histogram(title: &str, xlabel: &str, values: &[f64], bins: usize) -> Stri
     header(&mut out, h);
     let bins = bins.max(1);
     let vmax = values.iter().copied().fold(0.0, f64::max);
-    let (xmax, xstep) = nice(if vmax > 0.0 { vmax } else { 1.0 });
+    let (xmax, xstep) = nice(vmax);
     let width = xmax / bins as f64;
     let mut counts = vec![0usize; bins];
     for v in values {
@@ -377,7 +383,6 @@ mod tests {
                 trace: &t,
                 steps: &steps,
                 ladder_kbps: &[200.0, 800.0],
-                duration_ms: 60_000.0,
             }]),
             cdf("cdf", "rebuffer %", &[("a".into(), vec![0.0, 1.0, 5.0])]),
             histogram("startup", "s", &[0.5, 1.0, 1.2, 3.0], 10),

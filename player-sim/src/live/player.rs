@@ -580,7 +580,8 @@ impl Player<'_> {
         let mut failures = 0u32;
         loop {
             let now = self.advance();
-            self.playback.sample_latency(hls::date::now_unix_ms() as f64);
+            self.playback
+                .sample_latency(hls::date::now_unix_ms() as f64);
             self.ensure_playlist(q).await?;
             let Some(loaded) = self.playlists[q].as_ref() else {
                 continue;
