@@ -59,7 +59,8 @@ impl<'a> Link<'a> {
     }
 }
 
-fn ms(d: Duration) -> f64 {
+/// A `Duration` in milliseconds.
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 

@@ -102,8 +102,6 @@ pub struct RunResult {
     pub outcomes: Vec<Outcome>,
     /// Each player's schedule, by id (for plots).
     pub schedules: Vec<Arc<Trace>>,
-    /// Wall time of the run.
-    pub elapsed: Duration,
 }
 
 /// Runs `pop` and waits for every player to leave. `progress` draws a bar on stderr (hidden
@@ -188,7 +186,6 @@ pub async fn run(pop: &Population, shared: Arc<Shared>, progress: bool) -> RunRe
     RunResult {
         outcomes,
         schedules,
-        elapsed: started.elapsed(),
     }
 }
 
@@ -218,7 +215,7 @@ pub async fn serve_metrics(
     metrics: Metrics,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let listener = service::bind(addr, service::server::DEFAULT_LISTEN_BACKLOG)?;
     let local = listener.local_addr()?;
     let registry = metrics.registry.clone();
     let handler = move |req: http::Request<hyper::body::Incoming>, _peer| {

@@ -12,7 +12,7 @@ use http_body_util::BodyExt;
 use tokio::time::{Instant, sleep_until, timeout_at};
 
 use super::Shared;
-use super::link::{Link, from_ms};
+use super::link::{Link, from_ms, ms};
 use crate::abr::{Abr, Context, LOOKAHEAD, Report};
 use crate::offline::Step;
 use crate::playback::{Media, Playback, State};
@@ -436,7 +436,7 @@ impl Player<'_> {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
         let first_byte = Instant::now();
-        let latency_ms = (first_byte - asked).as_secs_f64() * 1000.0;
+        let latency_ms = ms(first_byte - asked);
         let mut body = resp.into_body();
         let mut buf = Vec::with_capacity(expected.unwrap_or(16 * 1024).min(8 << 20));
         loop {
@@ -464,14 +464,14 @@ impl Player<'_> {
                     to,
                     bits: buf.len() as f64 * 8.0,
                     latency_ms,
-                    transfer_ms: (Instant::now() - first_byte).as_secs_f64() * 1000.0,
+                    transfer_ms: ms(Instant::now() - first_byte),
                 });
             }
         }
         Ok(Got::Body {
             body: Bytes::from(buf),
             latency_ms,
-            transfer_ms: (Instant::now() - first_byte).as_secs_f64() * 1000.0,
+            transfer_ms: ms(Instant::now() - first_byte),
         })
     }
 
@@ -488,7 +488,7 @@ impl Player<'_> {
         if !self.settings().abandon || q == 0 {
             return None;
         }
-        let elapsed = (Instant::now() - first_byte).as_secs_f64() * 1000.0;
+        let elapsed = ms(Instant::now() - first_byte);
         if elapsed <= seg_ms / 2.0 || got == 0 {
             return None;
         }
@@ -701,7 +701,7 @@ impl Player<'_> {
                     // two failures in a row) one rendition down.
                     self.advance();
                     let level = self.playback.level_ms();
-                    if q > 0 && (failures >= 2 || wait.as_secs_f64() * 1000.0 >= level) {
+                    if q > 0 && (failures >= 2 || ms(wait) >= level) {
                         q -= 1;
                     }
                     if let Failure::Status(StatusCode::NOT_FOUND, _) = f {
