@@ -373,7 +373,9 @@ async fn fill(app: Arc<App>, w: Writer, key: CacheKey, kind: Kind) {
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.parse::<u64>().ok());
     let initial_age = upstream_age(&parts.headers);
-    let mut headers = end_to_end(&parts.headers);
+    // What the cache stores; the flight's readers also get Age and Content-Length.
+    let stored = end_to_end(&parts.headers);
+    let mut headers = stored.clone();
     headers.insert(header::AGE, HeaderValue::from(initial_age.as_secs()));
     if let Some(n) = content_length {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
@@ -431,10 +433,10 @@ async fn fill(app: Arc<App>, w: Writer, key: CacheKey, kind: Kind) {
             key,
             Arc::new(CachedObject {
                 status: parts.status,
-                headers: end_to_end(&parts.headers),
+                headers: stored,
                 body: bytes,
                 stored_at: Instant::now(),
-                initial_age: upstream_age(&parts.headers),
+                initial_age,
                 freshness,
                 kind,
             }),
