@@ -568,20 +568,27 @@ mod tests {
         assert!(body.frame().await.unwrap().is_err());
     }
 
-    /// The barrier opens when the last head is out, not at its timeout (a one-chunk body
-    /// gets no later chunk wake-up that could re-check it).
-    #[tokio::test(start_paused = true)]
-    async fn bodies_start_when_the_last_head_is_out() {
+    /// A flight whose whole body ("abcdef") is in, with one reader and one request that has
+    /// not produced its head yet (its ticket).
+    fn complete_flight_with_a_pending_head() -> (HeadTicket, FlightBody) {
         let t = Arc::new(FlightTable::default());
         let Role::Writer(w) = t.join_or_start(&key("/a")) else {
             panic!()
         };
         let f = w.flight().clone();
         let ticket = f.head_ticket();
-        let mut body = FlightBody::new(f.clone(), Some(6));
+        let body = FlightBody::new(f, Some(6));
         w.head(head());
         w.push(Bytes::from_static(b"abcdef"));
         w.finish(Outcome::Done);
+        (ticket, body)
+    }
+
+    /// The barrier opens when the last head is out, not at its timeout (a one-chunk body
+    /// gets no later chunk wake-up that could re-check it).
+    #[tokio::test(start_paused = true)]
+    async fn bodies_start_when_the_last_head_is_out() {
+        let (ticket, mut body) = complete_flight_with_a_pending_head();
         let t0 = tokio::time::Instant::now();
         let reader = tokio::spawn(async move { body.frame().await.unwrap().unwrap() });
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -596,17 +603,8 @@ mod tests {
     /// HEADS_FIRST_MAX: the flight's own timer opens the barrier.
     #[tokio::test(start_paused = true)]
     async fn a_stuck_head_holds_bodies_back_only_until_the_barrier_times_out() {
-        let t = Arc::new(FlightTable::default());
-        let Role::Writer(w) = t.join_or_start(&key("/a")) else {
-            panic!()
-        };
-        let f = w.flight().clone();
-        let _stuck = f.head_ticket();
-        let mut body = FlightBody::new(f.clone(), Some(6));
         let t0 = tokio::time::Instant::now();
-        w.head(head());
-        w.push(Bytes::from_static(b"abcdef"));
-        w.finish(Outcome::Done);
+        let (_stuck, mut body) = complete_flight_with_a_pending_head();
         let frame = body.frame().await.unwrap().unwrap().into_data().unwrap();
         assert_eq!(&frame[..], b"abcdef");
         assert!(t0.elapsed() >= HEADS_FIRST_MAX, "{:?}", t0.elapsed());
