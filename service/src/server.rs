@@ -236,15 +236,16 @@ pub async fn serve<H, F>(
     }
 }
 
+/// The shutdown signal a program's `run` gets: resolves when it should drain and stop.
+pub type Shutdown = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// The body of every program's `main` once its config is loaded: builds the runtime, binds
 /// `listen`, runs `run(listener, shutdown)` with SIGTERM/Ctrl-C as the shutdown signal, and
 /// turns failures into a message on stderr and a failing exit code.
 pub fn serve_main<F, E>(
     server: &ServerConfig,
     listen: std::net::SocketAddr,
-    run: impl FnOnce(TcpListener, std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> F
-    + Send
-    + 'static,
+    run: impl FnOnce(TcpListener, Shutdown) -> F + Send + 'static,
 ) -> std::process::ExitCode
 where
     F: Future<Output = Result<(), E>> + Send + 'static,
@@ -297,9 +298,7 @@ impl InProcess {
     /// [`serve_main`] does for a binary; a program that fails logs `{name} failed`.
     pub async fn spawn<F, E>(
         name: &'static str,
-        run: impl FnOnce(TcpListener, std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> F
-        + Send
-        + 'static,
+        run: impl FnOnce(TcpListener, Shutdown) -> F + Send + 'static,
     ) -> std::io::Result<Self>
     where
         F: Future<Output = Result<(), E>> + Send + 'static,
