@@ -58,10 +58,6 @@ fn head(len: usize, content_type: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-fn body(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i % 251) as u8).collect()
-}
-
 /// Reads one request head; returns its path, or `None` when the client is gone. Bytes past the
 /// head are dropped (no client of this tool pipelines or sends bodies).
 fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
@@ -116,7 +112,7 @@ fn herd(listener: TcpListener, delay: Duration, body_bytes: usize) {
             &f,
             delay,
             &head(body_bytes, "video/mp2t"),
-            &body(body_bytes),
+            &bench::payload(body_bytes),
         )
     });
     thread_per_connection(listener, move |mut conn| {
@@ -193,8 +189,11 @@ fn thread_per_connection(
 }
 
 fn hit(listener: TcpListener) {
-    let big = Arc::new((head(1 << 20, "video/mp2t"), body(1 << 20)));
-    let small = Arc::new((head(1024, "application/vnd.apple.mpegurl"), body(1024)));
+    let big = Arc::new((head(1 << 20, "video/mp2t"), bench::payload(1 << 20)));
+    let small = Arc::new((
+        head(1024, "application/vnd.apple.mpegurl"),
+        bench::payload(1024),
+    ));
     thread_per_connection(listener, move |mut conn| {
         let mut buf = Vec::new();
         while let Some(path) = read_request(&mut conn, &mut buf) {

@@ -27,10 +27,7 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let origin = FakeOrigin::start_on(cli.listen).await;
-    let mib: Bytes = (0..1 << 20)
-        .map(|i: u32| (i % 251) as u8)
-        .collect::<Vec<u8>>()
-        .into();
+    let mib = Bytes::from(bench::payload(1 << 20));
     let kb: Bytes = Bytes::from(format!(
         "#EXTM3U\n#EXT-X-TARGETDURATION:2\n{}",
         "#EXTINF:2.000,\nsegment.ts\n".repeat(38)
