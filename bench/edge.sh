@@ -24,6 +24,9 @@ fi
 cargo build --release -q -p edge -p bench
 
 ORIGIN=18090 EDGE=18091 NGINX=18092 VARNISH=18093 FLOOR_HERD=18094 FLOOR_HIT=18095
+# Where each server answers herds and hits (the floor runs one server per mode).
+declare -A HERD_PORT=([edge]=$EDGE [nginx]=$NGINX [varnish]=$VARNISH [floor]=$FLOOR_HERD)
+declare -A HIT_PORT=([edge]=$EDGE [nginx]=$NGINX [varnish]=$VARNISH [floor]=$FLOOR_HIT)
 if [ "$(nproc)" -ge 2 ]; then PROXY="taskset -c 0"; LOAD="taskset -c 1"; else PROXY=""; LOAD=""; fi
 CAPACITY=$((1024 * 1024 * 1024))
 work=$(mktemp -d /dev/shm/edge-bench.XXXXXX)
@@ -39,7 +42,7 @@ cleanup() {
 }
 trap cleanup EXIT
 wait_port() { for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.1; done; echo "port $1 did not come up" >&2; return 1; }
-for p in 18090 18091 18092 18093 18094 18095; do
+for p in $ORIGIN $EDGE $NGINX $VARNISH $FLOOR_HERD $FLOOR_HIT; do
   if ss -ltn | grep -q "127.0.0.1:$p "; then echo "port $p is already in use; stop what holds it first" >&2; exit 1; fi
 done
 
@@ -142,7 +145,7 @@ declare -A RES
 med() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
 for clients in 500 2000; do
   for proxy in edge nginx varnish floor; do
-    case $proxy in edge) port=$EDGE;; nginx) port=$NGINX;; varnish) port=$VARNISH;; floor) port=$FLOOR_HERD;; esac
+    port=${HERD_PORT[$proxy]}
     fetches=(); p50s=(); p99s=(); failed=0
     for rep in $(seq $HERDS); do
       path="/herd/$n.ts"; n=$((n+1))
@@ -162,7 +165,7 @@ echo "== cache-hit throughput (wrk -t2 -c64 -d8s on core 1, best of 3, objects w
 printf '   %-8s %-14s %12s %12s\n' proxy object "req/s" "MB/s"
 for obj in hit.ts hit.m3u8; do
   for proxy in edge nginx varnish floor; do
-    case $proxy in edge) port=$EDGE;; nginx) port=$NGINX;; varnish) port=$VARNISH;; floor) port=$FLOOR_HIT;; esac
+    port=${HIT_PORT[$proxy]}
     curl -s -o /dev/null "http://127.0.0.1:$port/$obj"; curl -s -o /dev/null "http://127.0.0.1:$port/$obj"
     best=0; out=""
     for rep in 1 2 3; do
@@ -211,11 +214,12 @@ if cg_probe=$(cg_make probe) && [ -n "$cg_probe" ]; then
 ' proxy object "req/s" "proxy CPU %"
   for obj in hit.ts hit.m3u8; do
     for proxy in edge nginx varnish floor; do
+      port=${HIT_PORT[$proxy]}
       case $proxy in
-        edge) port=$EDGE; procs=$EDGE_PID;;
-        floor) port=$FLOOR_HIT; procs=$FLOOR_HIT_PID;;
-        nginx) port=$NGINX; procs=$(pgrep -f "nginx: worker process" | tr '\n' ' ');;
-        varnish) port=$VARNISH; procs=$(pgrep -f "varnishd.*$work/varnish" | tr '\n' ' ');;
+        edge) procs=$EDGE_PID;;
+        floor) procs=$FLOOR_HIT_PID;;
+        nginx) procs=$(pgrep -f "nginx: worker process" | tr '\n' ' ');;
+        varnish) procs=$(pgrep -f "varnishd.*$work/varnish" | tr '\n' ' ');;
       esac
       d=$(cg_make "$proxy")
       # shellcheck disable=SC2086
