@@ -44,13 +44,11 @@ impl Directives {
         for part in value.split(',') {
             let part = part.trim();
             let (name, arg) = match part.split_once('=') {
-                Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
+                Some((n, a)) => (n.trim(), Some(a)),
                 None => (part, None),
             };
-            let secs = || {
-                arg.and_then(|a| a.parse::<u64>().ok())
-                    .map(Duration::from_secs)
-            };
+            // Capped at 2^31 s (RFC 9111 §1.2.2): no later sum can overflow.
+            let secs = || arg.and_then(service::delta::parse);
             match name.to_ascii_lowercase().as_str() {
                 "max-age" => self.max_age = secs().or(self.max_age),
                 "s-maxage" => self.s_maxage = secs().or(self.s_maxage),
@@ -101,5 +99,17 @@ mod tests {
         let mut d = Directives::default();
         d.parse_into("no-cache, max-age=\"60\", garbage=, =x,,");
         assert_eq!(d.lifetime(), Some(Duration::ZERO));
+    }
+
+    /// Regression: `max-age=18446744073709551615` made a worker panic ("overflow when
+    /// adding durations") once freshness windows were added up; delta-seconds are now capped.
+    #[test]
+    fn huge_delta_seconds_are_capped() {
+        let mut d = Directives::default();
+        d.parse_into(
+            "max-age=18446744073709551615, stale-while-revalidate=99999999999999999999999, stale-if-error=18446744073709551615",
+        );
+        assert_eq!(d.lifetime(), Some(service::delta::MAX_DELTA));
+        assert_eq!(d.stale_while_revalidate, Some(service::delta::MAX_DELTA));
     }
 }

@@ -41,14 +41,20 @@ impl Kind {
     /// Classifies a request by its key. Multivariant playlists are recognised by name
     /// (`master`/`main`/`multivariant` in the file name) until the body says otherwise.
     pub fn of_request(key: &CacheKey) -> Kind {
-        let path = key.path();
+        match Kind::of_path(key.path()) {
+            Kind::Playlist if key.query_param("_HLS_msn").is_some() => Kind::BlockingPlaylist,
+            k => k,
+        }
+    }
+
+    /// Classifies a path by its file name alone (never [`Kind::BlockingPlaylist`], which
+    /// depends on the query).
+    pub fn of_path(path: &str) -> Kind {
         let file = path.rsplit('/').next().unwrap_or("");
         let ext = file.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
         match ext.as_deref() {
             Some("m3u8" | "m3u") => {
-                if key.query_param("_HLS_msn").is_some() {
-                    Kind::BlockingPlaylist
-                } else if ["master", "main", "multivariant"]
+                if ["master", "main", "multivariant"]
                     .iter()
                     .any(|m| file.contains(m))
                 {

@@ -49,6 +49,11 @@ pub struct CacheConfig {
     pub default_playlist_ttl: Duration,
     /// Query parameters that are part of the cache key (and forwarded); all others are dropped.
     pub query_allowlist: Vec<String>,
+    /// How long past freshness an object may be served when the upstream fails, if the
+    /// upstream sent no `stale-if-error` of its own (`must-revalidate`, `no-cache` and
+    /// `no-store` still forbid it).
+    #[serde(with = "humantime_serde")]
+    pub default_stale_if_error: Duration,
 }
 
 impl Default for CacheConfig {
@@ -60,6 +65,7 @@ impl Default for CacheConfig {
             default_segment_ttl: Duration::from_secs(60),
             default_playlist_ttl: Duration::from_secs(1),
             query_allowlist: vec!["_HLS_msn".into(), "_HLS_part".into(), "_HLS_skip".into()],
+            default_stale_if_error: Duration::from_secs(30),
         }
     }
 }

@@ -52,6 +52,16 @@ pub enum FetchError {
 }
 
 impl FetchError {
+    /// A short name of the variant (log rate-limit key).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FetchError::Timeout(_) => "timeout",
+            FetchError::Unavailable(_) => "unavailable",
+            FetchError::Body(_) => "body",
+            FetchError::NoUpstream => "no_upstream",
+        }
+    }
+
     /// The status a client gets when there is nothing stale to serve instead.
     pub fn status(&self) -> StatusCode {
         match self {

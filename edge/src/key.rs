@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use crate::classify::Kind;
+
 /// A normalised `path[?query]`, also the path and query sent upstream.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CacheKey(String);
@@ -55,7 +57,9 @@ pub enum KeyError {
     /// `//` in the path.
     #[error("empty path segment")]
     EmptySegment,
-    /// A kept query parameter given twice, or with a value outside `[A-Za-z0-9._-]`.
+    /// A kept query parameter given twice, or with a value outside `[A-Za-z0-9._-]`; an
+    /// `_HLS_msn`/`_HLS_part` that is not a non-negative integer, an `_HLS_skip` other than
+    /// `YES`/`v2`, or `_HLS_part` without `_HLS_msn`.
     #[error("bad query parameter {0:?}")]
     BadQuery(String),
     /// Longer than the limit.
@@ -151,22 +155,44 @@ pub fn normalize(target: &str, allow: &[String]) -> Result<CacheKey, KeyError> {
         key.push('/');
         encode_segment(&seg, &mut key);
     }
+    // LL-HLS delivery directives mean something only on a media playlist; anywhere else
+    // each new value would be a new key, i.e. a free cache-busting lever.
+    let media_playlist = Kind::of_path(&key) == Kind::Playlist;
     let mut kept: Vec<(&str, String)> = Vec::new();
     for kv in query.unwrap_or("").split('&').filter(|s| !s.is_empty()) {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        if !allow.iter().any(|a| a == k) {
+        if !allow.iter().any(|a| a == k) || (k.starts_with("_HLS_") && !media_playlist) {
             continue;
         }
-        let v = decode(v).map_err(|_| KeyError::BadQuery(k.to_string()))?;
-        if v.len() > 64
-            || !v
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-            || kept.iter().any(|(x, _)| *x == k)
-        {
-            return Err(KeyError::BadQuery(k.to_string()));
+        let bad = || KeyError::BadQuery(k.to_string());
+        let v = decode(v).map_err(|_| bad())?;
+        let v = match k {
+            // Non-negative decimal integers, written canonically (`007` is `7`).
+            "_HLS_msn" | "_HLS_part" => {
+                if v.is_empty() || v.len() > 20 || !v.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(bad());
+                }
+                v.parse::<u64>().map_err(|_| bad())?.to_string()
+            }
+            "_HLS_skip" if v == "YES" || v == "v2" => v,
+            "_HLS_skip" => return Err(bad()),
+            _ if v.len() > 64
+                || !v
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) =>
+            {
+                return Err(bad());
+            }
+            _ => v,
+        };
+        if kept.iter().any(|(x, _)| *x == k) {
+            return Err(bad());
         }
         kept.push((k, v));
+    }
+    // RFC 8216bis §6.2.5.2: _HLS_part without _HLS_msn is an error.
+    if kept.iter().any(|(k, _)| *k == "_HLS_part") && !kept.iter().any(|(k, _)| *k == "_HLS_msn") {
+        return Err(KeyError::BadQuery("_HLS_part".into()));
     }
     kept.sort();
     for (i, (k, v)) in kept.iter().enumerate() {
@@ -224,10 +250,48 @@ mod tests {
             "/a%2525",
             "x/y",
             "*",
-            "/a?_HLS_msn=1&_HLS_msn=2",
-            "/a?_HLS_msn=%3Cscript%3E",
+            "/a.m3u8?_HLS_msn=1&_HLS_msn=2",
+            "/a.m3u8?_HLS_msn=%3Cscript%3E",
         ] {
             assert!(normalize(t, &allow()).is_err(), "{t}");
+        }
+    }
+
+    /// Regression: `?_HLS_msn=N` on a segment made a new key (and an origin fetch, and a
+    /// stored copy) per value. LL-HLS directives are kept only on media playlists, only
+    /// well-formed, and written canonically.
+    #[test]
+    fn hls_directives_only_key_media_playlists() {
+        let k = |t| normalize(t, &allow()).map(|k| k.to_string());
+        for t in [
+            "/live/x/360p/12.ts?_HLS_msn=7",
+            "/live/x/360p/12.ts?_HLS_part=3&_HLS_msn=1",
+            "/live/x/360p/12.ts?_HLS_msn=bogus",
+        ] {
+            assert_eq!(k(t).unwrap(), "/live/x/360p/12.ts", "{t}");
+        }
+        assert_eq!(
+            k("/live/x/master.m3u8?_HLS_msn=3").unwrap(),
+            "/live/x/master.m3u8"
+        );
+        assert_eq!(
+            k("/live/x/360p/index.m3u8?_HLS_msn=007&_HLS_part=00").unwrap(),
+            "/live/x/360p/index.m3u8?_HLS_msn=7&_HLS_part=0"
+        );
+        assert_eq!(
+            k("/live/x/360p/index.m3u8?_HLS_skip=YES").unwrap(),
+            "/live/x/360p/index.m3u8?_HLS_skip=YES"
+        );
+        for t in [
+            "/live/x/360p/index.m3u8?_HLS_msn=-1",
+            "/live/x/360p/index.m3u8?_HLS_msn=1.5",
+            "/live/x/360p/index.m3u8?_HLS_msn=",
+            "/live/x/360p/index.m3u8?_HLS_msn=99999999999999999999",
+            "/live/x/360p/index.m3u8?_HLS_skip=yes",
+            "/live/x/360p/index.m3u8?_HLS_part=1",
+            "/live/x/360p/index.m3u8?_HLS_msn=1&_HLS_msn=01",
+        ] {
+            assert!(k(t).is_err(), "{t}");
         }
     }
 

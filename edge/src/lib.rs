@@ -56,6 +56,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Load shedding.
     pub admission: Admission,
+    /// Rate limit for warnings that repeat per request (an upstream down, a breaker open).
+    pub log_limit: service::telemetry::LogLimit,
 }
 
 /// moka's per-entry expiry: a coarse upper bound (freshness itself is decided per request
@@ -69,7 +71,11 @@ impl moka::Expiry<CacheKey, Arc<CachedObject>> for UsefulFor {
         v: &Arc<CachedObject>,
         _at: std::time::Instant,
     ) -> Option<Duration> {
-        Some(v.freshness.useful_for() + Duration::from_secs(1))
+        Some(
+            v.freshness
+                .useful_for()
+                .saturating_add(Duration::from_secs(1)),
+        )
     }
     fn expire_after_update(
         &self,
@@ -78,7 +84,11 @@ impl moka::Expiry<CacheKey, Arc<CachedObject>> for UsefulFor {
         _at: std::time::Instant,
         _d: Option<Duration>,
     ) -> Option<Duration> {
-        Some(v.freshness.useful_for() + Duration::from_secs(1))
+        Some(
+            v.freshness
+                .useful_for()
+                .saturating_add(Duration::from_secs(1)),
+        )
     }
 }
 
@@ -103,6 +113,7 @@ impl App {
             upstreams,
             metrics,
             admission,
+            log_limit: service::telemetry::LogLimit::new(Duration::from_secs(5)),
         }))
     }
 }

@@ -44,13 +44,16 @@ impl Freshness {
                     }
                     Kind::Other => None,
                 })?;
+                // An upstream that said nothing about errors gets the configured window: for
+                // viewers a slightly old playlist beats a 502 (nginx, Varnish and ATS do the
+                // same). `no-cache` asked for validation on every use, so it gets none.
+                let default_sie = (!d.no_cache).then_some(cfg.default_stale_if_error);
                 let f = Freshness {
                     fresh_for,
                     stale_while_revalidate: stale(d.stale_while_revalidate),
-                    stale_if_error: stale(d.stale_if_error),
+                    stale_if_error: stale(d.stale_if_error.or(default_sie)),
                 };
-                (f.fresh_for + f.stale_while_revalidate + f.stale_if_error > Duration::ZERO)
-                    .then_some(f)
+                (f.useful_for() > Duration::ZERO).then_some(f)
             }
             // Negative caching, capped: a segment that is not there yet soon will be.
             StatusCode::NOT_FOUND => {
@@ -70,7 +73,8 @@ impl Freshness {
 
     /// Longest this object can be of any use: the upper bound handed to moka.
     pub fn useful_for(&self) -> Duration {
-        self.fresh_for + self.stale_while_revalidate.max(self.stale_if_error)
+        self.fresh_for
+            .saturating_add(self.stale_while_revalidate.max(self.stale_if_error))
     }
 }
 
@@ -109,7 +113,8 @@ pub struct CachedObject {
 impl CachedObject {
     /// Current age (RFC 9111 §4.2.3, simplified: upstream Age plus resident time).
     pub fn age(&self, now: Instant) -> Duration {
-        self.initial_age + now.saturating_duration_since(self.stored_at)
+        self.initial_age
+            .saturating_add(now.saturating_duration_since(self.stored_at))
     }
 
     /// Where it stands at `now`.
@@ -118,9 +123,9 @@ impl CachedObject {
         let f = &self.freshness;
         if age < f.fresh_for {
             State::Fresh
-        } else if age < f.fresh_for + f.stale_while_revalidate {
+        } else if age < f.fresh_for.saturating_add(f.stale_while_revalidate) {
             State::StaleWhileRevalidate
-        } else if age < f.fresh_for + f.stale_if_error {
+        } else if age < f.fresh_for.saturating_add(f.stale_if_error) {
             State::StaleIfError
         } else {
             State::Expired
@@ -129,7 +134,9 @@ impl CachedObject {
 
     /// Remaining freshness in whole seconds (negative once stale), for `Cache-Status: ttl=`.
     pub fn ttl_secs(&self, now: Instant) -> i64 {
-        self.freshness.fresh_for.as_secs() as i64 - self.age(now).as_secs() as i64
+        // Both are at most 2^31 s plus resident time: far inside i64.
+        let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        secs(self.freshness.fresh_for).saturating_sub(secs(self.age(now)))
     }
 
     /// Bytes this object costs in the cache.
@@ -185,8 +192,7 @@ pub fn upstream_age(headers: &HeaderMap) -> Duration {
     headers
         .get(header::AGE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
+        .and_then(service::delta::parse)
         .unwrap_or_default()
 }
 
@@ -243,6 +249,28 @@ mod tests {
         )
         .unwrap();
         assert_eq!(f.stale_if_error, Duration::ZERO);
+    }
+
+    /// Regression: an upstream that sends only `max-age` left nothing to serve when it
+    /// failed (nginx, Varnish and ATS serve the stale copy); now the configured default
+    /// window applies unless the upstream said otherwise.
+    #[test]
+    fn default_stale_if_error_when_the_upstream_says_nothing() {
+        let cfg = CacheConfig::default();
+        let sie = |cc: &str| {
+            Freshness::of(StatusCode::OK, &directives(cc), Kind::Playlist, &cfg)
+                .map(|f| f.stale_if_error)
+        };
+        assert_eq!(sie("max-age=1"), Some(cfg.default_stale_if_error));
+        assert_eq!(sie(""), Some(cfg.default_stale_if_error));
+        assert_eq!(
+            sie("max-age=1, stale-if-error=5"),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(sie("max-age=1, stale-if-error=0"), Some(Duration::ZERO));
+        assert_eq!(sie("max-age=1, must-revalidate"), Some(Duration::ZERO));
+        assert_eq!(sie("no-cache"), None, "nothing to reuse: not stored");
+        assert_eq!(sie("max-age=1, no-store"), None);
     }
 
     #[tokio::test(start_paused = true)]

@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use service::Body;
 use service::body::{empty, full, text};
 use service::conditional::{
-    RangeReq, content_range, etag_matches, has_range, parse_range, range_not_satisfiable,
+    RangeReq, Validators, content_range, etag_matches, has_range, range_for, range_not_satisfiable,
 };
 use tokio::time::Instant;
 
@@ -222,6 +222,13 @@ async fn serve(
         Ok(h) => h,
         Err(e) => return upstream_failed(app, req, e, fallback, now),
     };
+    if head.status.is_server_error()
+        && let Some(obj) = fallback
+    {
+        // The upstream answered with an error on purpose (503 + Retry-After, say): for the
+        // viewers a stale copy beats an error, as stale-if-error allows (RFC 5861 §4).
+        return stale_if_error(app, req, &obj, head.status, now);
+    }
     let cs = format!(
         "edge; fwd=miss; fwd-status={}{collapsed}",
         head.status.as_u16()
@@ -262,15 +269,7 @@ fn upstream_failed(
     now: Instant,
 ) -> (Phase, String, Response<Body>) {
     if let Some(obj) = fallback {
-        app.metrics
-            .stale_served
-            .with_label_values(&["if_error"])
-            .inc();
-        let cs = format!(
-            "edge; fwd=miss; fwd-status={}; detail=stale-if-error",
-            e.status().as_u16()
-        );
-        return (Phase::Stale, cs, from_object(&obj, req, now));
+        return stale_if_error(app, req, &obj, e.status(), now);
     }
     let status = e.status();
     let mut r = text(status, format!("upstream fetch failed: {e}"));
@@ -284,6 +283,25 @@ fn upstream_failed(
         ),
         r,
     )
+}
+
+/// Serves `obj` stale because the upstream failed or answered `upstream_status`.
+fn stale_if_error(
+    app: &App,
+    req: &Request<Incoming>,
+    obj: &CachedObject,
+    upstream_status: StatusCode,
+    now: Instant,
+) -> (Phase, String, Response<Body>) {
+    app.metrics
+        .stale_served
+        .with_label_values(&["if_error"])
+        .inc();
+    let cs = format!(
+        "edge; fwd=miss; fwd-status={}; detail=stale-if-error",
+        upstream_status.as_u16()
+    );
+    (Phase::Stale, cs, from_object(obj, req, now))
 }
 
 fn with_headers(status: StatusCode, headers: HeaderMap, body: Body) -> Response<Body> {
@@ -315,7 +333,7 @@ fn ranged(
     let len = body.len() as u64;
     if status == StatusCode::OK {
         headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-        match parse_range(req.headers(), len) {
+        match range_for(req.headers(), len, Validators::of(&headers)) {
             RangeReq::Full => {}
             RangeReq::Part(s, e) => {
                 let part = body.slice(s as usize..=e as usize);
@@ -361,7 +379,9 @@ async fn fill(app: Arc<App>, w: Writer, key: CacheKey, kind: Kind) {
     let (resp, upstream) = match app.upstreams.fetch(&key, Method::GET).await {
         Ok(r) => r,
         Err(e) => {
-            tracing::warn!(key = %key, error = %e, "upstream fetch failed");
+            if let Some(suppressed) = app.log_limit.check(e.as_str()) {
+                tracing::warn!(key = %key, error = %e, suppressed, "upstream fetch failed (logged at most every 5 s per kind; `suppressed` since the last line)");
+            }
             w.finish(Outcome::TransientError(e));
             return;
         }
@@ -396,7 +416,9 @@ async fn fill(app: Arc<App>, w: Writer, key: CacheKey, kind: Kind) {
             }
             Ok(Some(Err(e))) => {
                 app.upstreams.body_failed(&upstream);
-                tracing::warn!(key = %key, upstream = %upstream.name, error = %e, "upstream body broke off");
+                if let Some(suppressed) = app.log_limit.check(&format!("body:{}", upstream.name)) {
+                    tracing::warn!(key = %key, upstream = %upstream.name, error = %e, suppressed, "upstream body broke off");
+                }
                 w.finish(Outcome::TransientError(crate::flight::FetchError::Body(
                     e.to_string(),
                 )));
@@ -404,7 +426,9 @@ async fn fill(app: Arc<App>, w: Writer, key: CacheKey, kind: Kind) {
             }
             Err(_) => {
                 app.upstreams.body_failed(&upstream);
-                tracing::warn!(key = %key, upstream = %upstream.name, "upstream body stalled");
+                if let Some(suppressed) = app.log_limit.check(&format!("stall:{}", upstream.name)) {
+                    tracing::warn!(key = %key, upstream = %upstream.name, suppressed, "upstream body stalled");
+                }
                 w.finish(Outcome::TransientError(crate::flight::FetchError::Timeout(
                     format!("no body data for {idle:?}"),
                 )));

@@ -16,6 +16,19 @@ use crate::key::CacheKey;
 use crate::metrics::Metrics;
 use crate::retry::{RetryBudget, backoff};
 
+/// Whether a response is the upstream's answer rather than its failure. Everything below
+/// 500 is; so is a 5xx with `Retry-After` (a 503 for a stream not fed yet, say): the server
+/// is up and says when to come back, so the answer is passed on as it is — not retried, not
+/// failed over, and not counted against the breaker, whose business is upstreams that are
+/// down (transport failures, timeouts, unexplained 5xx), not one path's state.
+pub fn is_deliberate<B>(resp: &Response<B>) -> bool {
+    !resp.status().is_server_error()
+        || resp
+            .headers()
+            .get(header::RETRY_AFTER)
+            .is_some_and(|v| !v.as_bytes().is_empty())
+}
+
 /// One upstream.
 #[derive(Debug)]
 pub struct Upstream {
@@ -106,7 +119,8 @@ impl Upstreams {
     }
 
     /// Fetches `key`, failing over along the list and retrying within budget and deadline.
-    /// Returns the response of the upstream that answered (a 4xx included: that is an answer).
+    /// Returns the response of the upstream that answered (see [`is_deliberate`]: a 4xx or
+    /// a 503 with Retry-After is an answer).
     pub async fn fetch(
         &self,
         key: &CacheKey,
@@ -191,7 +205,7 @@ impl Upstreams {
                 .with_label_values(&[&u.name])
                 .observe(started.elapsed().as_secs_f64());
             match result {
-                Ok(Ok(resp)) if resp.status().is_server_error() => {
+                Ok(Ok(resp)) if !is_deliberate(&resp) => {
                     label(resp.status().as_str());
                     last =
                         FetchError::Unavailable(format!("{} answered {}", u.name, resp.status()));

@@ -54,8 +54,57 @@ pub fn has_range(headers: &HeaderMap) -> bool {
     headers.contains_key(header::RANGE)
 }
 
-/// Resolves the `Range` header against `len` bytes. Multiple ranges and invalid syntax are
-/// answered with the whole body, which RFC 9110 §14.2 allows.
+/// The validators of the representation a range would be cut from.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Validators<'a> {
+    /// Its `ETag`.
+    pub etag: Option<&'a str>,
+    /// Its `Last-Modified`.
+    pub last_modified: Option<&'a str>,
+}
+
+impl<'a> Validators<'a> {
+    /// The validators among response headers `h`.
+    pub fn of(h: &'a HeaderMap) -> Self {
+        let get = |n| h.get(n).and_then(|v: &HeaderValue| v.to_str().ok());
+        Self {
+            etag: get(header::ETAG),
+            last_modified: get(header::LAST_MODIFIED),
+        }
+    }
+}
+
+/// Whether a request's `If-Range` (RFC 9110 §13.1.5) lets its `Range` apply: true without
+/// `If-Range`; with an entity-tag, only on a strong match; with a date, only when it equals
+/// `Last-Modified` exactly. When false the whole representation is sent (200).
+pub fn if_range_holds(headers: &HeaderMap, v: Validators<'_>) -> bool {
+    let Some(cond) = headers.get(header::IF_RANGE) else {
+        return true;
+    };
+    let Ok(cond) = cond.to_str() else {
+        return false;
+    };
+    let cond = cond.trim();
+    if cond.starts_with('"') || cond.starts_with("W/") {
+        // Weak tags never match (strong comparison), neither on our side nor theirs.
+        return !cond.starts_with("W/")
+            && v.etag.is_some_and(|e| !e.starts_with("W/") && e == cond);
+    }
+    v.last_modified.is_some_and(|lm| lm.trim() == cond)
+}
+
+/// The range to answer for a representation of `len` bytes with validators `v`: `Range`
+/// resolved by [`parse_range`], or the whole body when `If-Range` does not hold.
+pub fn range_for(headers: &HeaderMap, len: u64, v: Validators<'_>) -> RangeReq {
+    if has_range(headers) && !if_range_holds(headers, v) {
+        return RangeReq::Full;
+    }
+    parse_range(headers, len)
+}
+
+/// Resolves the `Range` header against `len` bytes, ignoring `If-Range` (use [`range_for`]).
+/// Multiple ranges and invalid syntax are answered with the whole body, which RFC 9110 §14.2
+/// allows.
 pub fn parse_range(headers: &HeaderMap, len: u64) -> RangeReq {
     let Some(v) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
         return RangeReq::Full;
@@ -131,6 +180,33 @@ mod tests {
         assert_eq!(parse_range(&h("bytes=0-1,5-6"), 1000), RangeReq::Full);
         assert_eq!(parse_range(&h("items=0-1"), 1000), RangeReq::Full);
         assert_eq!(parse_range(&HeaderMap::new(), 1000), RangeReq::Full);
+    }
+
+    /// Regression: an `If-Range` that does not match got 206; RFC 9110 §13.1.5 wants 200.
+    #[test]
+    fn if_range_must_match_to_cut_a_range() {
+        let v = Validators {
+            etag: Some("\"abc\""),
+            last_modified: Some("Sun, 29 Nov 2026 12:00:00 GMT"),
+        };
+        let with = |cond: &str| {
+            let mut m = h("bytes=0-9");
+            m.insert(header::IF_RANGE, HeaderValue::from_str(cond).unwrap());
+            range_for(&m, 100, v)
+        };
+        assert_eq!(range_for(&h("bytes=0-9"), 100, v), RangeReq::Part(0, 9));
+        assert_eq!(with("\"abc\""), RangeReq::Part(0, 9));
+        assert_eq!(with("\"other\""), RangeReq::Full);
+        assert_eq!(with("W/\"abc\""), RangeReq::Full, "weak tags never match");
+        assert_eq!(with("Sun, 29 Nov 2026 12:00:00 GMT"), RangeReq::Part(0, 9));
+        assert_eq!(with("Sat, 28 Nov 2026 12:00:00 GMT"), RangeReq::Full);
+        let mut m = h("bytes=0-9");
+        m.insert(header::IF_RANGE, HeaderValue::from_static("\"abc\""));
+        assert_eq!(
+            range_for(&m, 100, Validators::default()),
+            RangeReq::Full,
+            "no validators: nothing can match"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod body;
 pub mod client;
 pub mod conditional;
 pub mod config;
+pub mod delta;
 pub mod metrics;
 pub mod server;
 pub mod shutdown;

@@ -16,3 +16,75 @@ pub fn init_tracing_at(default: &str) {
         .with_writer(std::io::stderr)
         .try_init();
 }
+
+/// Rate limit for a warning that can repeat once per request (an upstream that is down, a
+/// breaker that is open): at most one line per key per period, and the line says how many
+/// were suppressed since the last one. Metrics still count every occurrence.
+#[derive(Debug)]
+pub struct LogLimit {
+    period: std::time::Duration,
+    last: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, u64)>>,
+}
+
+/// Keys a [`LogLimit`] remembers at most (keys come from config, e.g. upstream names; past
+/// this, every key shares one slot rather than grow without bound).
+const LOG_LIMIT_KEYS: usize = 1024;
+
+impl LogLimit {
+    /// At most one line per key every `period`.
+    pub fn new(period: std::time::Duration) -> Self {
+        Self {
+            period,
+            last: Default::default(),
+        }
+    }
+
+    /// Whether to log an occurrence of `key` now; `Some(n)` with the number of occurrences
+    /// suppressed since the last logged one.
+    pub fn check(&self, key: &str) -> Option<u64> {
+        let now = std::time::Instant::now();
+        let mut map = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let key = if map.len() >= LOG_LIMIT_KEYS && !map.contains_key(key) {
+            "(other)"
+        } else {
+            key
+        };
+        match map.get_mut(key) {
+            Some((at, suppressed)) if now.duration_since(*at) < self.period => {
+                *suppressed = suppressed.saturating_add(1);
+                None
+            }
+            Some((at, suppressed)) => {
+                *at = now;
+                Some(std::mem::take(suppressed))
+            }
+            None => {
+                map.insert(key.to_string(), (now, 0));
+                Some(0)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn one_line_per_key_per_period_with_the_suppressed_count() {
+        let l = LogLimit::new(Duration::from_millis(50));
+        assert_eq!(l.check("a"), Some(0));
+        assert_eq!(l.check("b"), Some(0), "keys are independent");
+        for _ in 0..1000 {
+            assert_eq!(l.check("a"), None);
+        }
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(l.check("a"), Some(1000));
+        assert_eq!(l.check("a"), None);
+        for i in 0..5000 {
+            let _ = l.check(&format!("k{i}"));
+        }
+        assert!(l.last.lock().unwrap().len() <= LOG_LIMIT_KEYS + 1);
+    }
+}

@@ -413,7 +413,7 @@ async fn keys_conditional_and_ranges() {
         "/k%2F1.ts",
         "/k/%zz.ts",
         "/k//1.ts",
-        "/k/1.ts?_HLS_msn=1&_HLS_msn=2",
+        "/k/index.m3u8?_HLS_msn=1&_HLS_msn=2",
     ] {
         let r = get(&c, &edge.url(bad)).await;
         assert_eq!(r.status, 400, "{bad}");

@@ -274,6 +274,28 @@ fn estimate<'c>(cache: &'c mut Vec<Vec<f64>>, bitrates: &[f64], seg_ms: f64) -> 
     cache
 }
 
+/// Longest Retry-After a player honours: a server may ask for any wait, but a player that
+/// slept past its own run would never report; and the sleep's deadline cannot overflow.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// The wait before retry `attempt` (1-based): full-jitter backoff (`unit` in [0, 1) scales
+/// `min(cap, base·2^(attempt-1))`), never shorter than the server's `retry_after`, capped.
+fn retry_wait(
+    unit: f64,
+    attempt: u32,
+    base: Duration,
+    cap: Duration,
+    retry_after: Option<Duration>,
+) -> Duration {
+    let exp = base.as_secs_f64() * 2f64.powi(attempt.saturating_sub(1).min(30) as i32);
+    let wait =
+        Duration::from_secs_f64((unit.clamp(0.0, 1.0) * exp.min(cap.as_secs_f64())).max(0.0));
+    match retry_after {
+        Some(r) => wait.max(r.min(MAX_RETRY_AFTER)),
+        None => wait,
+    }
+}
+
 /// EXT-X-PROGRAM-DATE-TIME of segment `i`, carried forward from the last tagged segment.
 fn pdt_of(pl: &MediaPlaylist, i: usize) -> Option<f64> {
     let mut acc = 0.0;
@@ -363,13 +385,12 @@ impl Player<'_> {
     /// never shorter than the server's Retry-After.
     fn retry_wait(&mut self, attempt: u32, f: &Failure) -> Duration {
         let s = self.settings();
-        let cap = s.retry_cap.as_secs_f64();
-        let exp = s.retry_base.as_secs_f64() * 2f64.powi(attempt.saturating_sub(1).min(30) as i32);
-        let wait = Duration::from_secs_f64(self.rng.unit() * exp.min(cap));
-        match f {
-            Failure::Status(_, Some(retry_after)) => wait.max(*retry_after),
-            _ => wait,
-        }
+        let (base, cap) = (s.retry_base, s.retry_cap);
+        let retry_after = match f {
+            Failure::Status(_, r) => *r,
+            _ => None,
+        };
+        retry_wait(self.rng.unit(), attempt, base, cap, retry_after)
     }
 
     /// GETs `url` through the link. For segments with `abandon_from = Some(q)`, gives up for a
@@ -422,12 +443,12 @@ impl Player<'_> {
             Ok(Ok(r)) => r,
         };
         if !resp.status().is_success() {
+            // Delta-seconds only (an HTTP-date is ignored), capped at 2^31 s.
             let retry_after = resp
                 .headers()
                 .get(http::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
+                .and_then(service::delta::parse);
             return Err(Failure::Status(resp.status(), retry_after));
         }
         let expected: Option<usize> = resp
@@ -845,6 +866,33 @@ mod tests {
             100,
             "VOD starts at the top"
         );
+    }
+
+    /// Regression: `Retry-After: 18446744073709551615` made the player's retry deadline
+    /// overflow `Instant` (a panic); any header value now gives a wait the clock can hold.
+    #[test]
+    fn retry_after_from_the_wire_never_overflows_the_clock() {
+        let now = Instant::now();
+        let base = Duration::from_millis(500);
+        let cap = Duration::from_secs(8);
+        let huge = service::delta::parse("18446744073709551615");
+        let w = retry_wait(0.5, 3, base, cap, huge);
+        assert_eq!(w, MAX_RETRY_AFTER);
+        let _ = now + w;
+        assert_eq!(
+            retry_wait(0.0, 1, base, cap, service::delta::parse("2")),
+            Duration::from_secs(2)
+        );
+        assert!(retry_wait(0.99, 40, base, cap, None) <= cap);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_retry_after_gives_a_bounded_wait(v in "\\PC{0,30}", unit in 0.0f64..1.0, attempt in 0u32..1000) {
+            let w = retry_wait(unit, attempt, Duration::from_millis(500), Duration::from_secs(8), service::delta::parse(&v));
+            proptest::prop_assert!(w <= MAX_RETRY_AFTER);
+            let _ = Instant::now() + w;
+        }
     }
 
     #[test]
