@@ -13,7 +13,7 @@ use origin::loopsrc::{EMBEDDED_NAMES, Fixture, embedded, epoch_ticks};
 use origin::metrics::Metrics;
 use origin::pipeline::Pipeline;
 use origin::segmenter::SegmenterConfig;
-use origin::store::Stream;
+use origin::store::{Stream, TimeBase};
 
 const ITERATIONS: usize = 30; // 30 × 8 s = 4 minutes of media per rendition
 
@@ -21,7 +21,15 @@ fn ours(inputs: &[(String, Vec<u8>)]) -> Duration {
     let cfg = Config::demo();
     let metrics = Arc::new(Metrics::new().expect("metrics"));
     let names: Vec<String> = inputs.iter().map(|(n, _)| n.clone()).collect();
-    let stream = Arc::new(Stream::new(&cfg.streams[0], &names, metrics.clone()));
+    let sc = &cfg.streams[0];
+    let stream = Arc::new(Stream::new(
+        &sc.name,
+        sc.segment_duration,
+        sc.window,
+        TimeBase::Epoch,
+        &names,
+        metrics.clone(),
+    ));
     let start = Instant::now();
     for (idx, (_, data)) in inputs.iter().enumerate() {
         let mut seg = SegmenterConfig::for_target(stream.target, 32 << 20);

@@ -197,13 +197,13 @@ impl Validate for Config {
                 }
                 match s.source {
                     SourceKind::Loop => {
-                        if r.file.is_none() && crate::loopsrc::embedded(&r.name).is_none() {
+                        if r.file.is_none() && crate::fixtures::embedded(&r.name).is_none() {
                             p.push(Problem::new(
                                 rk("file"),
                                 format!(
                                     "no embedded fixture named {:?} (have {}); give a file",
                                     r.name,
-                                    crate::loopsrc::EMBEDDED_NAMES.join(", ")
+                                    crate::fixtures::EMBEDDED_NAMES.join(", ")
                                 ),
                             ));
                         }

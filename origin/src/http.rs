@@ -408,13 +408,12 @@ async fn ingest(app: &Arc<App>, rest: &str, req: Request<Incoming>) -> Response<
             format!("unknown rendition {rendition:?} of stream {stream_name:?}"),
         );
     };
-    if stream.source != crate::config::SourceKind::Push {
+    if let Some(source) = app.sources.get(stream_name)
+        && *source != crate::config::SourceKind::Push
+    {
         return text(
             StatusCode::CONFLICT,
-            format!(
-                "stream {stream_name:?} is fed by its {:?} source, not HTTP push",
-                stream.source
-            ),
+            format!("stream {stream_name:?} is fed by its {source:?} source, not HTTP push"),
         );
     }
     if stream.has_ended(idx) {

@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod demux;
+mod fixtures;
 pub mod h264;
 pub mod http;
 pub mod loopsrc;
@@ -32,7 +33,7 @@ use crate::loopsrc::Fixture;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::segmenter::SegmenterConfig;
-use crate::store::Stream;
+use crate::store::{Stream, TimeBase};
 use crate::timeline::TICKS_PER_SECOND;
 
 /// Why the origin could not start.
@@ -99,6 +100,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Ingest limits.
     pub ingest: IngestConfig,
+    /// Source kind by stream name.
+    pub sources: HashMap<String, SourceKind>,
     endlist_after: HashMap<String, Duration>,
 }
 
@@ -153,6 +156,7 @@ async fn build(
     let mut inputs = HashMap::new();
     let mut sources = Vec::new();
     let mut endlist_after = HashMap::new();
+    let mut sources_by_stream = HashMap::new();
     for sc in &config.streams {
         let names: Vec<String> = if sc.source == SourceKind::Loop && sc.renditions.is_empty() {
             loopsrc::EMBEDDED_NAMES
@@ -162,7 +166,19 @@ async fn build(
         } else {
             sc.renditions.iter().map(|r| r.name.clone()).collect()
         };
-        let stream = Arc::new(Stream::new(sc, &names, metrics.clone()));
+        let time_base = match sc.source {
+            SourceKind::Loop => TimeBase::Epoch,
+            SourceKind::Push | SourceKind::Udp => TimeBase::anchored(),
+        };
+        let stream = Arc::new(Stream::new(
+            &sc.name,
+            sc.segment_duration,
+            sc.window,
+            time_base,
+            &names,
+            metrics.clone(),
+        ));
+        sources_by_stream.insert(sc.name.clone(), sc.source);
         if let Some(d) = sc.endlist_after {
             endlist_after.insert(sc.name.clone(), d);
         }
@@ -235,6 +251,7 @@ async fn build(
         inputs,
         metrics,
         ingest: config.ingest.clone(),
+        sources: sources_by_stream,
         endlist_after,
     });
     Ok((app, sources))

@@ -2,12 +2,11 @@
 //! `Bytes` so serving one is a reference-count bump), and PROGRAM-DATE-TIME anchoring.
 
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::watch;
 
-use crate::config::{SourceKind, StreamConfig};
 use crate::demux::AudioCodec;
 use crate::h264::Sps;
 use crate::metrics::Metrics;
@@ -23,6 +22,13 @@ pub enum TimeBase {
     /// The first published segment of the stream anchors media time to the wall clock; all
     /// renditions share the anchor so their PDTs agree.
     Anchored(Mutex<Option<(i64, i64)>>),
+}
+
+impl TimeBase {
+    /// A time base that anchors at the first published segment.
+    pub fn anchored() -> Self {
+        TimeBase::Anchored(Mutex::new(None))
+    }
 }
 
 /// A body with its strong ETag.
@@ -87,8 +93,6 @@ pub struct Rendition {
 pub struct Stream {
     /// Name in URLs.
     pub name: String,
-    /// Where its media comes from.
-    pub source: SourceKind,
     /// Target segment duration, ticks.
     pub target: i64,
     /// EXT-X-TARGETDURATION.
@@ -110,16 +114,19 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 impl Stream {
-    /// A stream with the renditions `names`.
-    pub fn new(cfg: &StreamConfig, names: &[String], metrics: Arc<Metrics>) -> Self {
-        let target = (cfg.segment_duration.as_secs_f64() * TICKS_PER_SECOND as f64).round() as i64;
-        let time_base = match cfg.source {
-            SourceKind::Loop => TimeBase::Epoch,
-            _ => TimeBase::Anchored(Mutex::new(None)),
-        };
+    /// A stream called `name` with the renditions `names`, cut at `segment_duration`, listing
+    /// `window` segments per playlist.
+    pub fn new(
+        name: &str,
+        segment_duration: Duration,
+        window: usize,
+        time_base: TimeBase,
+        names: &[String],
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let target = (segment_duration.as_secs_f64() * TICKS_PER_SECOND as f64).round() as i64;
         Self {
-            name: cfg.name.clone(),
-            source: cfg.source,
+            name: name.to_string(),
             target,
             target_duration: target_duration_secs(target),
             renditions: names
@@ -127,7 +134,7 @@ impl Stream {
                 .map(|n| Rendition {
                     name: n.clone(),
                     state: RwLock::new(RenditionState {
-                        window: Window::new(cfg.window),
+                        window: Window::new(window),
                         info: MediaInfo::default(),
                         playlist: None,
                         endlist: false,
