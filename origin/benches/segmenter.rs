@@ -34,7 +34,7 @@ fn ours(inputs: &[(String, Vec<u8>)]) -> Duration {
     for (idx, (_, data)) in inputs.iter().enumerate() {
         let mut seg = SegmenterConfig::for_target(stream.target, 32 << 20);
         seg.time_hint = Some(epoch_ticks());
-        let mut p = Pipeline::new(stream.clone(), idx, seg, metrics.clone(), None);
+        let mut p = Pipeline::new(stream.clone(), idx, seg, metrics.clone());
         p.begin();
         for chunk in data.chunks(64 * 1024) {
             let _ = p.feed(chunk);

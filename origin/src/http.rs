@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use service::Body;
 use service::body::{empty, full, text};
@@ -16,7 +15,9 @@ use service::conditional::{
 };
 
 use crate::App;
-use crate::pipeline::FeedError;
+use crate::config::SourceKind;
+use crate::input::lifecycle::Cutoff;
+use crate::push::{self, Outcome};
 use crate::store::{Rendered, Stream};
 use hls::HlsPath;
 
@@ -304,68 +305,6 @@ fn media_object(
     r
 }
 
-/// Feeds one push connection's body into its pipeline until it ends, breaks, idles out or
-/// is refused; then closes the partial segment and arms the end-of-stream timer.
-async fn run_push(
-    app: Arc<App>,
-    stream: Arc<Stream>,
-    idx: usize,
-    pipe: Arc<tokio::sync::Mutex<crate::pipeline::Pipeline>>,
-    mut p: tokio::sync::OwnedMutexGuard<crate::pipeline::Pipeline>,
-    mut body: Incoming,
-) -> (StatusCode, String) {
-    let (stream_name, rendition) = (stream.name.clone(), p.rendition().to_string());
-    app.metrics.ingest_connections.inc();
-    let _gauge = ConnectionGauge(app.metrics.ingest_connections.clone());
-    tracing::info!(stream = %stream_name, %rendition, "ingest connected");
-    p.begin();
-    let idle = app.ingest.idle_timeout;
-    let (status, reason, clean) = loop {
-        match tokio::time::timeout(idle, body.frame()).await {
-            Err(_) => {
-                break (
-                    StatusCode::REQUEST_TIMEOUT,
-                    format!("no data for {}", humantime::format_duration(idle)),
-                    false,
-                );
-            }
-            Ok(None) => break (StatusCode::NO_CONTENT, String::new(), true),
-            Ok(Some(Err(e))) => {
-                break (
-                    StatusCode::BAD_REQUEST,
-                    format!("ingest body broke off: {e}"),
-                    false,
-                );
-            }
-            Ok(Some(Ok(frame))) => {
-                let Ok(data) = frame.into_data() else {
-                    continue;
-                };
-                if let Err(e) = p.feed(&data) {
-                    let (status, label) = match e {
-                        FeedError::TooFast(_) => (StatusCode::TOO_MANY_REQUESTS, "too_fast"),
-                        FeedError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
-                    };
-                    app.metrics
-                        .ingest_rejected
-                        .with_label_values(&[&stream_name, label])
-                        .inc();
-                    break (status, e.to_string(), false);
-                }
-            }
-        }
-    };
-    p.end(clean);
-    drop(p);
-    if status.is_success() {
-        tracing::info!(stream = %stream_name, %rendition, "ingest ended");
-    } else {
-        tracing::warn!(stream = %stream_name, %rendition, status = status.as_u16(), %reason, "ingest cut off");
-    }
-    app.schedule_endlist(stream, idx, pipe);
-    (status, reason)
-}
-
 /// Decrements the open-ingest gauge when a push ends, however it ends.
 struct ConnectionGauge(prometheus::IntGauge);
 impl Drop for ConnectionGauge {
@@ -396,73 +335,64 @@ async fn ingest(app: &Arc<App>, rest: &str, req: Request<Incoming>) -> Response<
             "stream and rendition names are 1-64 of A-Z a-z 0-9 _ -",
         );
     }
-    let Some(stream) = app.streams.get(stream_name) else {
+    if !app.streams.contains_key(stream_name) {
         return text(
             StatusCode::NOT_FOUND,
             format!("unknown stream {stream_name:?}"),
         );
-    };
-    let Some(idx) = stream.renditions.iter().position(|r| r.name == rendition) else {
+    }
+    let Some(input) = app
+        .inputs
+        .get(&(stream_name.to_string(), rendition.to_string()))
+    else {
         return text(
             StatusCode::NOT_FOUND,
             format!("unknown rendition {rendition:?} of stream {stream_name:?}"),
         );
     };
-    if let Some(source) = app.sources.get(stream_name)
-        && *source != crate::config::SourceKind::Push
-    {
-        return text(
-            StatusCode::CONFLICT,
-            format!("stream {stream_name:?} is fed by its {source:?} source, not HTTP push"),
-        );
-    }
-    if stream.has_ended(idx) {
+    if input.source() != SourceKind::Push {
         return text(
             StatusCode::CONFLICT,
             format!(
-                "stream {stream_name:?} rendition {rendition:?} has ended (EXT-X-ENDLIST published); use a new stream name"
+                "stream {stream_name:?} is fed by its {:?} source, not HTTP push",
+                input.source()
             ),
         );
     }
-    let Some(pipe) = app
-        .inputs
-        .get(&(stream_name.to_string(), rendition.to_string()))
-    else {
-        return text(StatusCode::NOT_FOUND, "no input for this rendition");
+    let session = match input.attach(Instant::now()) {
+        Ok(s) => s,
+        Err(r) => return text(StatusCode::CONFLICT, r.to_string()),
     };
-    let Ok(p) = pipe.clone().try_lock_owned() else {
-        app.metrics
-            .ingest_rejected
-            .with_label_values(&[stream_name, "busy"])
-            .inc();
-        return text(
-            StatusCode::CONFLICT,
-            "another push is already feeding this rendition",
-        );
-    };
+    app.metrics.ingest_connections.inc();
+    let gauge = ConnectionGauge(app.metrics.ingest_connections.clone());
     // The push runs in its own task: hyper drops a handler future whose client hung up, and
-    // the partial segment must still be closed and the end-of-stream timer armed.
-    let task = tokio::spawn(run_push(
-        app.clone(),
-        stream.clone(),
-        idx,
-        pipe.clone(),
-        p,
-        req.into_body(),
-    ));
-    let Ok((status, reason)) = task.await else {
+    // the input must still be fed to its end.
+    let task = tokio::spawn(async move {
+        let _gauge = gauge;
+        push::run(session, req.into_body()).await
+    });
+    let Ok(outcome) = task.await else {
         return text(StatusCode::INTERNAL_SERVER_ERROR, "ingest task failed");
     };
-    if status == StatusCode::NO_CONTENT {
-        let mut r = Response::new(empty());
-        *r.status_mut() = status;
-        r
-    } else {
-        let mut r = text(status, reason);
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+    match outcome {
+        Outcome::Done => {
+            let mut r = Response::new(empty());
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            r
         }
-        r
+        Outcome::Broken(reason) => text(StatusCode::BAD_REQUEST, reason),
+        Outcome::Cut(cut) => {
+            let status = match cut {
+                Cutoff::Idle(_) => StatusCode::REQUEST_TIMEOUT,
+                Cutoff::TooFast(_) => StatusCode::TOO_MANY_REQUESTS,
+                Cutoff::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            };
+            let mut r = text(status, cut.to_string());
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+            }
+            r
+        }
     }
 }

@@ -9,9 +9,11 @@ pub mod demux;
 mod fixtures;
 pub mod h264;
 pub mod http;
+pub mod input;
 pub mod loopsrc;
 pub mod metrics;
 pub mod pipeline;
+mod push;
 pub mod segmenter;
 pub mod store;
 pub mod timeline;
@@ -28,7 +30,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-use crate::config::{Config, IngestConfig, SourceKind};
+use crate::config::{Config, SourceKind};
+use crate::input::Input;
+use crate::input::lifecycle::Limits;
 use crate::loopsrc::Fixture;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
@@ -94,69 +98,24 @@ pub enum StartError {
 pub struct App {
     /// Streams by name.
     pub streams: HashMap<String, Arc<Stream>>,
-    /// Input pipelines by (stream, rendition).
-    pub inputs: HashMap<(String, String), Arc<tokio::sync::Mutex<Pipeline>>>,
+    /// Inputs by (stream, rendition).
+    pub inputs: HashMap<(String, String), Arc<Input>>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// Ingest limits.
-    pub ingest: IngestConfig,
-    /// Source kind by stream name.
-    pub sources: HashMap<String, SourceKind>,
-    endlist_after: HashMap<String, Duration>,
 }
 
-enum Source {
+/// What moves bytes into an input.
+enum Driver {
     Loop(Arc<Fixture>, Duration),
-    Udp(tokio::net::UdpSocket, usize, Option<Duration>),
+    Udp(tokio::net::UdpSocket),
     Push,
 }
 
-impl App {
-    /// Writes EXT-X-ENDLIST for rendition `idx` if no input has arrived for the stream's
-    /// `endlist_after` after this point.
-    pub fn schedule_endlist(
-        &self,
-        stream: Arc<Stream>,
-        idx: usize,
-        pipe: Arc<tokio::sync::Mutex<Pipeline>>,
-    ) {
-        let Some(after) = self.endlist_after.get(&stream.name).copied() else {
-            return;
-        };
-        let before = stream.renditions.get(idx).and_then(|r| *r.newest.borrow());
-        tokio::spawn(async move {
-            tokio::time::sleep(after).await;
-            // Still idle (no push holds the pipeline) and nothing published since?
-            if let Ok(_guard) = pipe.try_lock() {
-                let now = stream.renditions.get(idx).and_then(|r| *r.newest.borrow());
-                if now == before {
-                    stream.end(idx);
-                }
-            }
-        });
-    }
-}
-
-async fn build(
-    config: &Config,
-) -> Result<
-    (
-        Arc<App>,
-        Vec<(
-            Arc<tokio::sync::Mutex<Pipeline>>,
-            Arc<Stream>,
-            usize,
-            Source,
-        )>,
-    ),
-    StartError,
-> {
+async fn build(config: &Config) -> Result<(Arc<App>, Vec<(Arc<Input>, Driver)>), StartError> {
     let metrics = Arc::new(Metrics::new()?);
     let mut streams = HashMap::new();
     let mut inputs = HashMap::new();
-    let mut sources = Vec::new();
-    let mut endlist_after = HashMap::new();
-    let mut sources_by_stream = HashMap::new();
+    let mut drivers = Vec::new();
     for sc in &config.streams {
         let names: Vec<String> = if sc.source == SourceKind::Loop && sc.renditions.is_empty() {
             loopsrc::EMBEDDED_NAMES
@@ -178,15 +137,29 @@ async fn build(
             &names,
             metrics.clone(),
         ));
-        sources_by_stream.insert(sc.name.clone(), sc.source);
-        if let Some(d) = sc.endlist_after {
-            endlist_after.insert(sc.name.clone(), d);
-        }
         for (idx, name) in names.iter().enumerate() {
             let rc = sc.renditions.iter().find(|r| &r.name == name);
             let mut seg_cfg =
                 SegmenterConfig::for_target(stream.target, config.ingest.max_segment_bytes);
-            let (source, max_lead) = match sc.source {
+            let limits = match sc.source {
+                // The loop source paces itself and never stops.
+                SourceKind::Loop => Limits {
+                    idle_timeout: None,
+                    max_lead: None,
+                    endlist_after: None,
+                },
+                SourceKind::Udp => Limits {
+                    idle_timeout: Some(config.ingest.idle_timeout),
+                    max_lead: None,
+                    endlist_after: sc.endlist_after,
+                },
+                SourceKind::Push => Limits {
+                    idle_timeout: Some(config.ingest.idle_timeout),
+                    max_lead: Some(config.ingest.max_lead),
+                    endlist_after: sc.endlist_after,
+                },
+            };
+            let driver = match sc.source {
                 SourceKind::Loop => {
                     let bytes: std::borrow::Cow<'static, [u8]> =
                         match rc.and_then(|r| r.file.as_ref()) {
@@ -215,7 +188,7 @@ async fn build(
                     seg_cfg.time_hint = Some(loopsrc::epoch_ticks());
                     // Enough history that the playlist is full (and stays so) at start-up.
                     let backfill = sc.segment_duration * (sc.window as u32 + 2);
-                    (Source::Loop(Arc::new(fixture), backfill), None)
+                    Driver::Loop(Arc::new(fixture), backfill)
                 }
                 SourceKind::Udp => {
                     let addr = rc.and_then(|r| r.udp).ok_or_else(|| StartError::Udp {
@@ -230,19 +203,21 @@ async fn build(
                         addr,
                         source,
                     })?;
-                    (Source::Udp(sock, idx, sc.endlist_after), None)
+                    Driver::Udp(sock)
                 }
-                SourceKind::Push => (Source::Push, Some(config.ingest.max_lead)),
+                SourceKind::Push => Driver::Push,
             };
-            let pipe = Arc::new(tokio::sync::Mutex::new(Pipeline::new(
+            let pipe = Pipeline::new(stream.clone(), idx, seg_cfg, metrics.clone());
+            let input = Arc::new(Input::new(
                 stream.clone(),
                 idx,
-                seg_cfg,
+                sc.source,
+                pipe,
+                limits,
                 metrics.clone(),
-                max_lead,
-            )));
-            inputs.insert((sc.name.clone(), name.clone()), pipe.clone());
-            sources.push((pipe, stream.clone(), idx, source));
+            ));
+            inputs.insert((sc.name.clone(), name.clone()), input.clone());
+            drivers.push((input, driver));
         }
         streams.insert(sc.name.clone(), stream);
     }
@@ -250,11 +225,8 @@ async fn build(
         streams,
         inputs,
         metrics,
-        ingest: config.ingest.clone(),
-        sources: sources_by_stream,
-        endlist_after,
     });
-    Ok((app, sources))
+    Ok((app, drivers))
 }
 
 /// Checks everything `run` would need (config values, loop files), without serving.
@@ -278,25 +250,18 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
-    let (app, sources) = build(&config).await?;
+    let (app, drivers) = build(&config).await?;
     let mut tasks = JoinSet::new();
-    for (pipe, stream, idx, source) in sources {
-        match source {
-            Source::Loop(fixture, backfill) => {
-                tasks.spawn(loopsrc::run(fixture, pipe, backfill));
+    for (input, driver) in drivers {
+        tasks.spawn(input.clone().supervise());
+        match driver {
+            Driver::Loop(fixture, backfill) => {
+                tasks.spawn(loopsrc::run(fixture, input, backfill));
             }
-            Source::Udp(sock, idx2, endlist) => {
-                debug_assert_eq!(idx, idx2);
-                tasks.spawn(udp::run(
-                    sock,
-                    pipe,
-                    stream,
-                    idx,
-                    config.ingest.idle_timeout,
-                    endlist,
-                ));
+            Driver::Udp(sock) => {
+                tasks.spawn(udp::run(sock, input));
             }
-            Source::Push => {}
+            Driver::Push => {}
         }
     }
     tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), streams = app.streams.len(), "origin serving");

@@ -7,9 +7,9 @@
 //! counters rewritten so the output never jumps.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::pipeline::Pipeline;
+use crate::input::Input;
 use crate::timeline::TICKS_PER_SECOND;
 use crate::ts::{self, PACKET_SIZE, PTS_MOD, Packet};
 
@@ -222,18 +222,20 @@ fn emit(f: &Fixture, k: i64, range: std::ops::Range<usize>, out: &mut Vec<u8>) {
     }
 }
 
-/// Replays `fixture` into `pipeline` forever, starting `backfill` in the past (emitted at
+/// Replays `fixture` into `input` forever, starting `backfill` in the past (emitted at
 /// once, so playlists are full at start-up) and then at real-time pace.
-pub async fn run(
-    fixture: Arc<Fixture>,
-    pipeline: Arc<tokio::sync::Mutex<Pipeline>>,
-    backfill: Duration,
-) {
+pub async fn run(fixture: Arc<Fixture>, input: Arc<Input>, backfill: Duration) {
     let l = fixture.duration;
     let backfill = (backfill.as_secs_f64() * TICKS_PER_SECOND as f64) as i64;
     let mut k = (epoch_ticks() - backfill).div_euclid(l);
     let mut batch = Vec::with_capacity(256 * 1024);
-    pipeline.lock().await.begin();
+    let mut session = match input.attach(Instant::now()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(stream = %input.stream_name(), rendition = %input.rendition(), error = %e, "loop source cannot attach");
+            return;
+        }
+    };
     loop {
         let mut i = 0;
         while i < fixture.packets.len() {
@@ -246,9 +248,9 @@ pub async fn run(
             if due > i {
                 emit(&fixture, k, i..due, &mut batch);
                 // Feed in modest pieces, as a network input would arrive (start-up backfill
-                // is megabytes at once).
+                // is megabytes at once). The loop's input has no limits that could cut it off.
                 for piece in batch.chunks(64 * 1024) {
-                    pipeline.lock().await.feed(piece).ok();
+                    session.feed(piece, Instant::now()).ok();
                 }
                 batch.clear();
                 i = due;

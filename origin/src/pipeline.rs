@@ -9,18 +9,10 @@ use crate::demux::{Demuxer, Event};
 use crate::metrics::Metrics;
 use crate::segmenter::{Output, SegmentError, Segmenter, SegmenterConfig};
 use crate::store::Stream;
-use crate::timeline::TICKS_PER_SECOND;
 
-/// Why a push was cut off.
-#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
-pub enum FeedError {
-    /// Media time runs ahead of the wall clock by more than allowed (send at real time).
-    #[error("input runs {0:.1} s ahead of real time; send it at real-time pace (ffmpeg -re)")]
-    TooFast(f64),
-    /// A segment outgrew the byte limit.
-    #[error("a segment exceeded {0} bytes; the input has no usable keyframes")]
-    TooLarge(usize),
-}
+/// A segment outgrew the byte limit (this many bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooLarge(pub usize);
 
 /// The input path of one rendition.
 pub struct Pipeline {
@@ -31,23 +23,18 @@ pub struct Pipeline {
     events: Vec<Event>,
     outs: Vec<Output>,
     metrics: Arc<Metrics>,
-    max_lead: Option<Duration>,
-    /// Media time and wall time at the first access unit of the current connection.
-    pace_origin: Option<(i64, Instant)>,
     last_logged: HashMap<&'static str, Instant>,
 }
 
 const LOG_EVERY: Duration = Duration::from_secs(5);
 
 impl Pipeline {
-    /// The pipeline of rendition `idx` of `stream`. `max_lead` bounds how far ahead of real
-    /// time the input may run (none for the loop source, which paces itself).
+    /// The pipeline of rendition `idx` of `stream`.
     pub fn new(
         stream: Arc<Stream>,
         idx: usize,
         cfg: SegmenterConfig,
         metrics: Arc<Metrics>,
-        max_lead: Option<Duration>,
     ) -> Self {
         Self {
             stream,
@@ -57,8 +44,6 @@ impl Pipeline {
             events: Vec::with_capacity(1024),
             outs: Vec::with_capacity(64),
             metrics,
-            max_lead,
-            pace_origin: None,
             last_logged: HashMap::new(),
         }
     }
@@ -80,11 +65,16 @@ impl Pipeline {
     /// Starts a new input connection: the byte stream restarts, the timeline carries on.
     pub fn begin(&mut self) {
         self.demux = Demuxer::new();
-        self.pace_origin = None;
     }
 
-    /// Feeds input bytes.
-    pub fn feed(&mut self, data: &[u8]) -> Result<(), FeedError> {
+    /// Media time (ticks) of the newest access unit.
+    pub fn media_time(&self) -> Option<i64> {
+        self.seg.media_time()
+    }
+
+    /// Feeds input bytes; a segment that outgrew the byte limit is an error (it was closed
+    /// and the input skips to the next keyframe).
+    pub fn feed(&mut self, data: &[u8]) -> Result<(), TooLarge> {
         self.metrics
             .input_bytes
             .with_label_values(&[&self.stream.name, self.rendition()])
@@ -99,10 +89,9 @@ impl Pipeline {
         let _ = self.drain();
         self.seg.finish(clean, &mut self.outs);
         let _ = self.publish_outputs();
-        self.pace_origin = None;
     }
 
-    fn drain(&mut self) -> Result<(), FeedError> {
+    fn drain(&mut self) -> Result<(), TooLarge> {
         let now = Instant::now();
         let mut result = Ok(());
         let events = std::mem::take(&mut self.events);
@@ -116,18 +105,10 @@ impl Pipeline {
                 }
             }
         }
-        if let (Some(max), Some(t)) = (self.max_lead, self.seg.media_time()) {
-            let (t0, w0) = *self.pace_origin.get_or_insert((t, now));
-            let lead =
-                (t - t0) as f64 / TICKS_PER_SECOND as f64 - now.duration_since(w0).as_secs_f64();
-            if lead > max.as_secs_f64() {
-                return Err(FeedError::TooFast(lead));
-            }
-        }
         result
     }
 
-    fn publish_outputs(&mut self) -> Result<(), FeedError> {
+    fn publish_outputs(&mut self) -> Result<(), TooLarge> {
         let mut result = Ok(());
         let mut outs = std::mem::take(&mut self.outs);
         for o in outs.drain(..) {
@@ -141,7 +122,7 @@ impl Pipeline {
                 Output::Audio(a) => self.stream.set_info(self.idx, None, Some(a)),
                 Output::Error(e) => {
                     if let SegmentError::TooLarge(n) = e {
-                        result = Err(FeedError::TooLarge(n));
+                        result = Err(TooLarge(n));
                     }
                     self.report(e);
                 }

@@ -6,8 +6,7 @@ use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 
-use crate::pipeline::Pipeline;
-use crate::store::Stream;
+use crate::input::{Input, Session};
 
 /// Binds the socket for `addr`, joining the group when it is multicast.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
@@ -21,48 +20,30 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     }
 }
 
-/// Receives datagrams into `pipe` forever. Silence for `idle` closes the partial segment
-/// (the next datagram starts a new connection); silence for `endlist_after` ends the stream.
-pub async fn run(
-    sock: UdpSocket,
-    pipe: Arc<tokio::sync::Mutex<Pipeline>>,
-    stream: Arc<Stream>,
-    idx: usize,
-    idle: Duration,
-    endlist_after: Option<Duration>,
-) {
+/// Receives datagrams into `input` forever. UDP has no connections: the first datagram
+/// attaches a session, and after the input drops it (silence) the next one attaches anew.
+pub async fn run(sock: UdpSocket, input: Arc<Input>) {
     let mut buf = vec![0u8; 65_536];
-    let mut active = false;
-    let mut last_data = Instant::now();
+    let mut session: Option<Session> = None;
     loop {
-        match tokio::time::timeout(idle.min(Duration::from_secs(1)), sock.recv(&mut buf)).await {
-            Ok(Ok(n)) => {
-                let mut p = pipe.lock().await;
-                if !active {
-                    active = true;
-                    tracing::info!(stream = %stream.name, rendition = %p.rendition(), "udp input started");
-                    p.begin();
-                }
-                last_data = Instant::now();
-                // UDP cannot be slowed down; pacing errors are counted by the pipeline only.
-                let _ = p.feed(&buf[..n]);
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(stream = %stream.name, error = %e, "udp receive failed");
+        let n = match sock.recv(&mut buf).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(stream = %input.stream_name(), error = %e, "udp receive failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
             }
-            Err(_) => {
-                let silent = last_data.elapsed();
-                if active && silent >= idle {
-                    active = false;
-                    let mut p = pipe.lock().await;
-                    tracing::warn!(stream = %stream.name, rendition = %p.rendition(), silent = ?silent, "udp input silent; closing the partial segment");
-                    p.end(false);
-                }
-                if !active && endlist_after.is_some_and(|d| silent >= d) && !stream.has_ended(idx) {
-                    stream.end(idx);
-                }
-            }
+        };
+        let now = Instant::now();
+        if !session.as_ref().is_some_and(Session::is_live) {
+            // Refusals (the rendition has ended) are counted by the input; the datagram goes.
+            session = input.attach(now).ok();
+        }
+        if let Some(s) = &mut session
+            && s.feed(&buf[..n], now).is_err()
+        {
+            // Cut off (counted and logged by the input); the next datagram starts anew.
+            session = None;
         }
     }
 }

@@ -1,0 +1,294 @@
+//! The life of one rendition's input as a pure state machine: a source attaches, feeds, goes
+//! quiet or too fast, detaches, and after a long enough absence the rendition ends. Times come
+//! in as arguments, so every rule is testable without a clock or a socket; [`super::Input`]
+//! is the thin owner that applies the decisions to the pipeline and the store.
+
+use std::time::{Duration, Instant};
+
+use crate::timeline::TICKS_PER_SECOND;
+
+/// The limits one input lives under.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Silence after which a feeding source counts as gone (none: never, the loop source).
+    pub idle_timeout: Option<Duration>,
+    /// How far media time may run ahead of the wall clock (none: not checked).
+    pub max_lead: Option<Duration>,
+    /// Absence after which the rendition ends with EXT-X-ENDLIST (none: never).
+    pub endlist_after: Option<Duration>,
+}
+
+/// Where an input is in its life.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum State {
+    /// Nothing feeds it; `since` the last source left (none: never fed since start-up, so the
+    /// end-of-stream timer does not run).
+    Idle {
+        /// When the last source left.
+        since: Option<Instant>,
+    },
+    /// A source is attached and feeding.
+    Feeding(Feed),
+    /// EXT-X-ENDLIST is written; nothing may feed it again.
+    Ended,
+}
+
+/// The attached source's bookkeeping.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Feed {
+    /// Which attachment this is (a detached session's late calls must not touch a newer one).
+    pub session: u64,
+    /// When bytes last arrived.
+    pub last_data: Instant,
+    /// Media time and wall time at the session's first access unit, for the lead check.
+    pub pace: Option<(i64, Instant)>,
+}
+
+/// Why a source may not attach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// Another source is feeding the rendition.
+    #[error("another source is already feeding this rendition")]
+    Busy,
+    /// The rendition has ended.
+    #[error("this rendition has ended (EXT-X-ENDLIST published); use a new stream name")]
+    Ended,
+}
+
+impl Refusal {
+    /// The metrics label (`origin_ingest_rejected_total{reason}`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Busy => "busy",
+            Refusal::Ended => "ended",
+        }
+    }
+}
+
+/// Why an attached source was cut off.
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+pub enum Cutoff {
+    /// Nothing arrived for the idle timeout (this long).
+    #[error("no data for {}", humantime::format_duration(*.0))]
+    Idle(Duration),
+    /// Media time ran ahead of the wall clock by this many seconds.
+    #[error("input runs {0:.1} s ahead of real time; send it at real-time pace (ffmpeg -re)")]
+    TooFast(f64),
+    /// A segment outgrew this many bytes.
+    #[error("a segment exceeded {0} bytes; the input has no usable keyframes")]
+    TooLarge(usize),
+}
+
+impl Cutoff {
+    /// The metrics label (`origin_ingest_rejected_total{reason}`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cutoff::Idle(_) => "idle",
+            Cutoff::TooFast(_) => "too_fast",
+            Cutoff::TooLarge(_) => "too_large",
+        }
+    }
+}
+
+/// What a timer tick decided.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Tick {
+    /// Nothing is due.
+    Nothing,
+    /// The feeding session was dropped.
+    Dropped(u64, Cutoff),
+    /// The rendition ends now.
+    End,
+}
+
+/// One input's state machine.
+#[derive(Debug)]
+pub struct Lifecycle {
+    limits: Limits,
+    state: State,
+    sessions: u64,
+}
+
+impl Lifecycle {
+    /// An input nothing has fed yet.
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            state: State::Idle { since: None },
+            sessions: 0,
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// A source asks to feed at `now`; on success, its session number.
+    pub fn attach(&mut self, now: Instant) -> Result<u64, Refusal> {
+        match self.state {
+            State::Feeding(_) => Err(Refusal::Busy),
+            State::Ended => Err(Refusal::Ended),
+            State::Idle { .. } => {
+                self.sessions += 1;
+                self.state = State::Feeding(Feed {
+                    session: self.sessions,
+                    last_data: now,
+                    pace: None,
+                });
+                Ok(self.sessions)
+            }
+        }
+    }
+
+    /// Whether `session` is the one feeding.
+    pub fn is_feeding(&self, session: u64) -> bool {
+        matches!(self.state, State::Feeding(f) if f.session == session)
+    }
+
+    /// Bytes arrived for `session` at `now`.
+    pub fn data(&mut self, session: u64, now: Instant) {
+        if let State::Feeding(f) = &mut self.state
+            && f.session == session
+        {
+            f.last_data = now;
+        }
+    }
+
+    /// The pipeline's media time after feeding `session`; a lead beyond the limit cuts it off.
+    pub fn media(
+        &mut self,
+        session: u64,
+        media_time: Option<i64>,
+        now: Instant,
+    ) -> Result<(), Cutoff> {
+        let (Some(max), Some(t)) = (self.limits.max_lead, media_time) else {
+            return Ok(());
+        };
+        let State::Feeding(f) = &mut self.state else {
+            return Ok(());
+        };
+        if f.session != session {
+            return Ok(());
+        }
+        let (t0, w0) = *f.pace.get_or_insert((t, now));
+        let lead = t.saturating_sub(t0) as f64 / TICKS_PER_SECOND as f64
+            - now.saturating_duration_since(w0).as_secs_f64();
+        if lead > max.as_secs_f64() {
+            let cut = Cutoff::TooFast(lead);
+            self.detach(session, now);
+            return Err(cut);
+        }
+        Ok(())
+    }
+
+    /// `session` leaves at `now` (its input ended, broke or was cut off); false if it had
+    /// already been dropped.
+    pub fn detach(&mut self, session: u64, now: Instant) -> bool {
+        if self.is_feeding(session) {
+            self.state = State::Idle { since: Some(now) };
+            true
+        } else {
+            false
+        }
+    }
+
+    /// When [`Lifecycle::tick`] next has something to do.
+    pub fn deadline(&self) -> Option<Instant> {
+        match self.state {
+            State::Feeding(f) => self.limits.idle_timeout.map(|d| f.last_data + d),
+            State::Idle { since: Some(t) } => self.limits.endlist_after.map(|d| t + d),
+            State::Idle { since: None } | State::Ended => None,
+        }
+    }
+
+    /// Applies whatever is due at `now`: a silent source is dropped (the absence counts from
+    /// its last data), an absence of `endlist_after` ends the rendition.
+    pub fn tick(&mut self, now: Instant) -> Tick {
+        match self.deadline() {
+            Some(d) if d <= now => {}
+            _ => return Tick::Nothing,
+        }
+        match self.state {
+            State::Feeding(f) => {
+                self.state = State::Idle {
+                    since: Some(f.last_data),
+                };
+                let limit = self.limits.idle_timeout.unwrap_or_default();
+                Tick::Dropped(f.session, Cutoff::Idle(limit))
+            }
+            State::Idle { .. } => {
+                self.state = State::Ended;
+                Tick::End
+            }
+            State::Ended => Tick::Nothing,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    fn limits() -> Limits {
+        Limits {
+            idle_timeout: Some(2 * S),
+            max_lead: Some(8 * S),
+            endlist_after: Some(5 * S),
+        }
+    }
+
+    #[test]
+    fn one_feeder_at_a_time_and_ended_is_final() {
+        let t0 = Instant::now();
+        let mut l = Lifecycle::new(limits());
+        let a = l.attach(t0).unwrap();
+        assert_eq!(l.attach(t0), Err(Refusal::Busy));
+        assert!(l.detach(a, t0 + S));
+        assert!(!l.detach(a, t0 + S), "a second detach is a no-op");
+        let b = l.attach(t0 + 2 * S).unwrap();
+        assert_ne!(a, b);
+        assert!(l.detach(b, t0 + 3 * S));
+        assert_eq!(l.tick(t0 + 7 * S), Tick::Nothing);
+        assert_eq!(l.tick(t0 + 8 * S), Tick::End);
+        assert_eq!(l.attach(t0 + 9 * S), Err(Refusal::Ended));
+        assert_eq!(l.deadline(), None);
+    }
+
+    #[test]
+    fn silence_drops_the_feeder_and_starts_the_end_timer_from_its_last_data() {
+        let t0 = Instant::now();
+        let mut l = Lifecycle::new(limits());
+        let a = l.attach(t0).unwrap();
+        l.data(a, t0 + S);
+        assert_eq!(l.deadline(), Some(t0 + 3 * S));
+        assert_eq!(l.tick(t0 + 2 * S), Tick::Nothing);
+        assert_eq!(l.tick(t0 + 3 * S), Tick::Dropped(a, Cutoff::Idle(2 * S)));
+        assert_eq!(l.deadline(), Some(t0 + 6 * S));
+        assert_eq!(l.tick(t0 + 6 * S), Tick::End);
+    }
+
+    #[test]
+    fn never_fed_never_ends() {
+        let mut l = Lifecycle::new(limits());
+        assert_eq!(l.deadline(), None);
+        assert_eq!(l.tick(Instant::now() + 3600 * S), Tick::Nothing);
+    }
+
+    #[test]
+    fn lead_beyond_the_limit_cuts_off() {
+        let t0 = Instant::now();
+        let mut l = Lifecycle::new(limits());
+        let a = l.attach(t0).unwrap();
+        assert_eq!(l.media(a, Some(0), t0), Ok(()));
+        // 9 s of media in 0.5 s: 8.5 s ahead.
+        let r = l.media(a, Some(9 * TICKS_PER_SECOND), t0 + S / 2);
+        assert!(
+            matches!(r, Err(Cutoff::TooFast(x)) if (x - 8.5).abs() < 1e-9),
+            "{r:?}"
+        );
+        assert!(!l.is_feeding(a));
+    }
+}
