@@ -5,47 +5,16 @@
 #![allow(clippy::expect_used)] // a benchmark that cannot set up should stop loudly
 
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use origin::config::Config;
-use origin::loopsrc::{EMBEDDED_NAMES, Fixture, embedded, epoch_ticks};
-use origin::metrics::Metrics;
-use origin::pipeline::Pipeline;
-use origin::segmenter::SegmenterConfig;
-use origin::store::{Stream, TimeBase};
+use origin::bench::{EMBEDDED_NAMES, ingest, loop_input};
 
 const ITERATIONS: usize = 30; // 30 × 8 s = 4 minutes of media per rendition
 
 fn ours(inputs: &[(String, Vec<u8>)]) -> Duration {
-    let cfg = Config::demo();
-    let metrics = Arc::new(Metrics::new().expect("metrics"));
-    let names: Vec<String> = inputs.iter().map(|(n, _)| n.clone()).collect();
-    let sc = &cfg.streams[0];
-    let stream = Arc::new(Stream::new(
-        &sc.name,
-        sc.segment_duration,
-        sc.window,
-        TimeBase::Epoch,
-        &names,
-        metrics.clone(),
-    ));
     let start = Instant::now();
-    for (idx, (_, data)) in inputs.iter().enumerate() {
-        let mut seg = SegmenterConfig::for_target(stream.target, 32 << 20);
-        seg.time_hint = Some(epoch_ticks());
-        let mut p = Pipeline::new(stream.clone(), idx, seg, metrics.clone());
-        p.begin();
-        for chunk in data.chunks(64 * 1024) {
-            let _ = p.feed(chunk);
-        }
-        p.end(true);
-    }
+    let published = ingest(inputs).expect("metrics");
     let took = start.elapsed();
-    let published: u64 = metrics
-        .segments_published
-        .with_label_values(&["demo", &names[0]])
-        .get();
     assert!(
         published as usize >= ITERATIONS * 4 - 1,
         "published {published}"
@@ -100,11 +69,7 @@ fn ffmpeg(inputs: &[(String, Vec<u8>)]) -> Option<Duration> {
 fn main() {
     let inputs: Vec<(String, Vec<u8>)> = EMBEDDED_NAMES
         .iter()
-        .map(|n| {
-            let f = Fixture::parse(embedded(n).expect("fixture")).expect("parse");
-            let k = epoch_ticks() / f.duration - ITERATIONS as i64;
-            (n.to_string(), f.render(k, ITERATIONS))
-        })
+        .map(|n| (n.to_string(), loop_input(n, ITERATIONS).expect("fixture")))
         .collect();
     let bytes: usize = inputs.iter().map(|(_, d)| d.len()).sum();
     let mb = bytes as f64 / 1e6;

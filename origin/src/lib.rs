@@ -8,19 +8,19 @@ pub mod config;
 pub mod demux;
 mod fixtures;
 pub mod h264;
-pub mod http;
-pub mod input;
-pub mod loopsrc;
-pub mod metrics;
-pub mod pipeline;
+mod http;
+mod input;
+mod loopsrc;
+mod metrics;
+mod pipeline;
 mod push;
 pub mod segmenter;
-pub mod store;
-pub mod timeline;
-pub mod ts;
+mod store;
+mod timeline;
+mod ts;
 pub mod tsmux;
-pub mod udp;
-pub mod window;
+mod udp;
+mod window;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -95,13 +95,13 @@ pub enum StartError {
 }
 
 /// Shared state of a running origin.
-pub struct App {
+struct App {
     /// Streams by name.
-    pub streams: HashMap<String, Arc<Stream>>,
+    streams: HashMap<String, Arc<Stream>>,
     /// Inputs by (stream, rendition).
-    pub inputs: HashMap<(String, String), Arc<Input>>,
+    inputs: HashMap<(String, String), Arc<Input>>,
     /// Metrics.
-    pub metrics: Arc<Metrics>,
+    metrics: Arc<Metrics>,
 }
 
 /// What moves bytes into an input.
@@ -276,4 +276,56 @@ pub async fn run(
     tasks.abort_all();
     tracing::info!("origin stopped");
     Ok(())
+}
+
+/// The input path without a server, for the segmenter benchmark (`benches/segmenter.rs`).
+#[doc(hidden)]
+pub mod bench {
+    use std::sync::Arc;
+
+    use crate::loopsrc::{Fixture, embedded, epoch_ticks};
+    use crate::metrics::Metrics;
+    use crate::pipeline::Pipeline;
+    use crate::segmenter::SegmenterConfig;
+    use crate::store::{Stream, TimeBase};
+
+    /// Names of the embedded loop renditions.
+    pub use crate::fixtures::EMBEDDED_NAMES;
+
+    /// `iterations` loops of the embedded rendition `name`, ending now, as one TS byte string.
+    pub fn loop_input(name: &str, iterations: usize) -> Option<Vec<u8>> {
+        let f = Fixture::parse(embedded(name)?).ok()?;
+        let k = epoch_ticks() / f.duration - iterations as i64;
+        Some(f.render(k, iterations))
+    }
+
+    /// Demuxes, segments and publishes `inputs` (rendition name, TS bytes) as one 2 s-segment
+    /// stream; returns how many segments the first rendition published.
+    pub fn ingest(inputs: &[(String, Vec<u8>)]) -> prometheus::Result<u64> {
+        let metrics = Arc::new(Metrics::new()?);
+        let names: Vec<String> = inputs.iter().map(|(n, _)| n.clone()).collect();
+        let stream = Arc::new(Stream::new(
+            "demo",
+            std::time::Duration::from_secs(2),
+            6,
+            TimeBase::Epoch,
+            &names,
+            metrics.clone(),
+        ));
+        for (idx, (_, data)) in inputs.iter().enumerate() {
+            let mut seg = SegmenterConfig::for_target(stream.target, 32 << 20);
+            seg.time_hint = Some(epoch_ticks());
+            let mut p = Pipeline::new(stream.clone(), idx, seg, metrics.clone());
+            p.begin();
+            for chunk in data.chunks(64 * 1024) {
+                let _ = p.feed(chunk);
+            }
+            p.end(true);
+        }
+        let first = names.first().map(String::as_str).unwrap_or("");
+        Ok(metrics
+            .segments_published
+            .with_label_values(&["demo", first])
+            .get())
+    }
 }

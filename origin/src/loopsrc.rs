@@ -179,11 +179,6 @@ impl Fixture {
         })
     }
 
-    /// Number of packets per loop.
-    pub fn packet_count(&self) -> usize {
-        self.packets.len()
-    }
-
     /// `n` consecutive iterations starting at iteration `first`, as one continuous stream
     /// (what [`run`] would send, without the pacing): input for benchmarks and tests.
     pub fn render(&self, first: i64, n: usize) -> Vec<u8> {

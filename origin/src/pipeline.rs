@@ -48,11 +48,6 @@ impl Pipeline {
         }
     }
 
-    /// The stream this pipeline feeds.
-    pub fn stream(&self) -> &Arc<Stream> {
-        &self.stream
-    }
-
     /// The rendition name.
     pub fn rendition(&self) -> &str {
         self.stream

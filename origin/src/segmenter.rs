@@ -167,11 +167,6 @@ impl Segmenter {
         self.media_time
     }
 
-    /// The number the next segment will get, once known.
-    pub fn next_msn(&self) -> Option<u64> {
-        self.next_msn
-    }
-
     /// Handles one demuxer event that arrived at `now`.
     pub fn handle(&mut self, ev: Event, now: Instant, out: &mut Vec<Output>) {
         self.now = now;

@@ -218,7 +218,6 @@ impl Stream {
         };
         let stored = Arc::new(Segment {
             msn: seg.msn,
-            start: seg.start,
             duration: seg.duration,
             pdt_ms,
             discontinuity: seg.discontinuity,

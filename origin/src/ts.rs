@@ -28,6 +28,7 @@ impl<'a> Packet<'a> {
         self.0[1] & 0x40 != 0
     }
     /// Continuity counter.
+    #[cfg(test)]
     pub fn cc(&self) -> u8 {
         self.0[3] & 0x0f
     }
@@ -118,13 +119,6 @@ pub struct PesHeader {
     pub dts: Option<u64>,
     /// Offset of the elementary-stream data from the start of the PES packet.
     pub payload_offset: usize,
-}
-
-impl PesHeader {
-    /// DTS if present, else PTS.
-    pub fn decode_ts(&self) -> Option<u64> {
-        self.dts.or(self.pts)
-    }
 }
 
 fn read_ts(b: &[u8]) -> u64 {

@@ -12,8 +12,6 @@ use bytes::Bytes;
 pub struct Segment {
     /// Media sequence number (also its name).
     pub msn: u64,
-    /// Media time of its first frame, 90 kHz ticks.
-    pub start: i64,
     /// Duration in 90 kHz ticks.
     pub duration: i64,
     /// PROGRAM-DATE-TIME of its first frame, Unix milliseconds.
@@ -156,6 +154,7 @@ impl Window {
     }
 
     /// Segments held, listed and retired.
+    #[cfg(test)]
     pub fn held(&self) -> usize {
         self.listed.len() + self.retired.len()
     }
@@ -169,7 +168,6 @@ mod tests {
     fn seg(msn: u64, disc: bool) -> Arc<Segment> {
         Arc::new(Segment {
             msn,
-            start: msn as i64 * 180_000,
             duration: 180_000,
             pdt_ms: msn as i64 * 2000,
             discontinuity: disc,

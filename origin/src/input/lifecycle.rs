@@ -119,11 +119,6 @@ impl Lifecycle {
         }
     }
 
-    /// The current state.
-    pub fn state(&self) -> State {
-        self.state
-    }
-
     /// A source asks to feed at `now`; on success, its session number.
     pub fn attach(&mut self, now: Instant) -> Result<u64, Refusal> {
         match self.state {

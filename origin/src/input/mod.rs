@@ -178,11 +178,6 @@ pub struct Session {
 }
 
 impl Session {
-    /// The input this session feeds.
-    pub fn input(&self) -> &Arc<Input> {
-        &self.input
-    }
-
     /// Why this session is no longer feeding, if it is not.
     fn gone(&self, inner: &mut Inner) -> Option<Cutoff> {
         if inner.life.is_feeding(self.id) {
