@@ -55,6 +55,8 @@ listen = "127.0.0.1:$EDGE"
 [server]
 max_connections = 20000
 worker_threads = 1
+max_connections_per_client = 0   # the whole load comes from 127.0.0.1
+max_requests_per_client = 0
 [cache]
 capacity_bytes = $CAPACITY
 [upstream]

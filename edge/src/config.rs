@@ -196,9 +196,10 @@ pub struct OverloadConfig {
 
 impl Default for OverloadConfig {
     fn default() -> Self {
+        // Below the default server.max_connections (10,000), so HTTP/1.1 can trigger both.
         Self {
-            max_active: 50_000,
-            new_joins_above: 40_000,
+            max_active: 8_000,
+            new_joins_above: 6_000,
             retry_after: Duration::from_secs(1),
         }
     }
@@ -326,10 +327,18 @@ impl Validate for Config {
         if o.max_active == 0 {
             p.push(Problem::new("overload.max_active", "must be at least 1"));
         }
-        if o.new_joins_above > o.max_active {
+        if o.new_joins_above >= o.max_active {
             p.push(Problem::new(
                 "overload.new_joins_above",
-                "must be at most overload.max_active",
+                "must be below overload.max_active (new joins are shed first)",
+            ));
+        }
+        // Over HTTP/1.1 a connection carries one request at a time: a limit at or above the
+        // connection cap could never trigger.
+        if o.max_active >= self.server.max_connections {
+            p.push(Problem::new(
+                "overload.max_active",
+                "must be below server.max_connections, or HTTP/1.1 clients (one request per connection) can never trigger shedding",
             ));
         }
         p
@@ -346,6 +355,32 @@ mod tests {
             Config::parse("e.toml", "[upstream]\nurls = [\"http://127.0.0.1:8080\"]\n").unwrap();
         assert_eq!(c.listen, default_listen());
         assert_eq!(c.cache.negative_ttl, Duration::from_secs(1));
+    }
+
+    /// Regression: the shipped config had max_connections 20000 below new_joins_above 40000
+    /// and max_active 50000, so shedding could never trigger over HTTP/1.1, and --check
+    /// accepted it. The shipped file and the defaults must pass the consistency rules.
+    #[test]
+    fn shipped_and_default_limits_are_consistent() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/edge.toml");
+        let shipped = Config::load(std::path::Path::new(path)).unwrap();
+        assert!(shipped.overload.max_active < shipped.server.max_connections);
+        let src = "[server]\nmax_connections = 20000\n[overload]\nmax_active = 50000\nnew_joins_above = 40000\n[upstream]\nurls = [\"http://127.0.0.1:8080\"]\n";
+        let e = Config::parse("e.toml", src).unwrap_err().to_string();
+        assert!(e.contains("key `overload.max_active`"), "{e}");
+        let src = "[overload]\nmax_active = 100\nnew_joins_above = 100\n[upstream]\nurls = [\"http://127.0.0.1:8080\"]\n";
+        let e = Config::parse("e.toml", src).unwrap_err().to_string();
+        assert!(e.contains("key `overload.new_joins_above`"), "{e}");
+        Config::parse("e.toml", "[upstream]\nurls = [\"http://127.0.0.1:8080\"]\n").unwrap();
+    }
+
+    /// Regression: max_header_bytes = 4294967296 passed --check and was cast `as u32` into
+    /// HTTP/2's header list size, advertising 0. Now it is refused with its key.
+    #[test]
+    fn header_bytes_beyond_what_http2_can_carry_are_refused() {
+        let src = "[server]\nmax_header_bytes = 4294967296\n[upstream]\nurls = [\"http://127.0.0.1:8080\"]\n";
+        let e = Config::parse("e.toml", src).unwrap_err().to_string();
+        assert!(e.contains("line 2: key `server.max_header_bytes`"), "{e}");
     }
 
     #[test]

@@ -134,10 +134,11 @@ pub async fn run(
         "edge serving"
     );
     let h = app.clone();
-    service::serve(
+    service::serve_observed(
         listener,
         move |req, _peer| proxy::handle(h.clone(), req),
         limits,
+        Some(app.metrics.conns.clone()),
         shutdown,
     )
     .await;

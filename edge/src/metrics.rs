@@ -39,6 +39,9 @@ pub struct Metrics {
     pub breaker_state: IntGaugeVec,
     /// Retries by result (`retried`, `budget_exhausted`).
     pub retries: IntCounterVec,
+    /// Open client connections and the ones the server's limits cut
+    /// (`edge_connections_open`, `edge_connections_cut_total{reason}`).
+    pub conns: service::conn::ConnMetrics,
 }
 
 impl Metrics {
@@ -128,6 +131,7 @@ impl Metrics {
                 Opts::new("edge_retries_total", "Upstream retries by result."),
                 &["result"],
             )?,
+            conns: service::conn::ConnMetrics::register(&registry, "edge")?,
             registry,
         };
         for c in [

@@ -49,7 +49,10 @@ impl Stack {
         let origin = origin_p.addr;
         let ecfg = edge::config::Config::parse(
             "player-sim demo (edge)",
-            &format!("[upstream]\nurls = [\"http://{origin}\"]\n"),
+            // Every simulated viewer comes from 127.0.0.1: no per-address caps.
+            &format!(
+                "[server]\nmax_connections_per_client = 0\nmax_requests_per_client = 0\n[upstream]\nurls = [\"http://{origin}\"]\n"
+            ),
         )?;
         let edge_p = InProcess::spawn("demo edge", |l, stop| edge::run(l, ecfg, stop)).await?;
         let stack = Stack {

@@ -5,6 +5,7 @@ pub mod body;
 pub mod client;
 pub mod conditional;
 pub mod config;
+pub mod conn;
 pub mod delta;
 pub mod metrics;
 pub mod server;
@@ -13,4 +14,4 @@ pub mod telemetry;
 
 pub use body::Body;
 pub use config::{ConfigError, Problem};
-pub use server::{InProcess, ServerConfig, ServerLimits, bind, serve, serve_main};
+pub use server::{InProcess, ServerConfig, ServerLimits, bind, serve, serve_main, serve_observed};

@@ -17,18 +17,33 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::Body;
+use crate::conn::{Clients, Conn, ConnMetrics, Cut, RequestGuard, Timeouts, Tracked};
+use http_body_util::BodyExt;
 
 /// Limits applied to every accepted connection.
 #[derive(Debug, Clone)]
 pub struct ServerLimits {
     /// Connections served at once; further ones wait in the listen backlog.
     pub max_connections: usize,
-    /// Time a client gets to send a request head (slowloris defence).
+    /// Time a client gets to send a request head (slowloris defence), and to send its first
+    /// request at all after connecting (a silent socket is closed then).
     pub header_read_timeout: Duration,
     /// Largest request head accepted, in bytes (HTTP/1 buffer, HTTP/2 header list).
     pub max_header_bytes: usize,
     /// How long in-flight requests may run after shutdown is signalled.
     pub drain_timeout: Duration,
+    /// A connection with no request in progress for this long is closed (keep-alive idle,
+    /// HTTP/1.1 and HTTP/2).
+    pub idle_timeout: Duration,
+    /// A response whose data the client does not take for this long (a full TCP window, an
+    /// HTTP/2 stream without flow-control window) closes its connection.
+    pub send_timeout: Duration,
+    /// Connections one client address may hold at once (0: no cap).
+    pub max_connections_per_client: usize,
+    /// Requests one client address may have in progress at once (0: no cap); more get 429.
+    pub max_requests_per_client: usize,
+    /// Concurrent streams one HTTP/2 connection may open.
+    pub h2_max_concurrent_streams: u32,
 }
 
 impl Default for ServerLimits {
@@ -38,9 +53,18 @@ impl Default for ServerLimits {
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 16 * 1024,
             drain_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(30),
+            max_connections_per_client: 1024,
+            max_requests_per_client: 1024,
+            h2_max_concurrent_streams: 100,
         }
     }
 }
+
+/// Largest `max_header_bytes` accepted: far above any real request head, and it must fit
+/// HTTP/2's 32-bit SETTINGS_MAX_HEADER_LIST_SIZE.
+pub const MAX_HEADER_BYTES: usize = 1 << 20;
 
 /// The `[server]` table every program's config shares.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -62,6 +86,18 @@ pub struct ServerConfig {
     /// kernel caps it at `net.core.somaxconn`). A kickoff's connection storm overflows a small
     /// queue, and every connection that overflows it waits a SYN retransmit (1 s and up).
     pub listen_backlog: u32,
+    /// A connection with no request in progress for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A response whose data the client does not take for this long closes its connection.
+    #[serde(with = "humantime_serde")]
+    pub send_timeout: Duration,
+    /// Connections one client address may hold (0: no cap).
+    pub max_connections_per_client: usize,
+    /// Requests one client address may have in progress (0: no cap).
+    pub max_requests_per_client: usize,
+    /// Concurrent streams per HTTP/2 connection.
+    pub h2_max_concurrent_streams: u32,
 }
 
 /// Default listen backlog: room for a flash crowd's connects between two accept rounds
@@ -90,6 +126,11 @@ impl Default for ServerConfig {
             drain_timeout: d.drain_timeout,
             worker_threads: 0,
             listen_backlog: DEFAULT_LISTEN_BACKLOG,
+            idle_timeout: d.idle_timeout,
+            send_timeout: d.send_timeout,
+            max_connections_per_client: d.max_connections_per_client,
+            max_requests_per_client: d.max_requests_per_client,
+            h2_max_concurrent_streams: d.h2_max_concurrent_streams,
         }
     }
 }
@@ -123,22 +164,45 @@ impl ServerConfig {
             header_read_timeout: self.header_read_timeout,
             max_header_bytes: self.max_header_bytes,
             drain_timeout: self.drain_timeout,
+            idle_timeout: self.idle_timeout,
+            send_timeout: self.send_timeout,
+            max_connections_per_client: self.max_connections_per_client,
+            max_requests_per_client: self.max_requests_per_client,
+            h2_max_concurrent_streams: self.h2_max_concurrent_streams,
         }
     }
 
     /// Problems with these values, keyed under `prefix` (e.g. `server`).
     pub fn problems(&self, prefix: &str) -> Vec<crate::Problem> {
         let mut p = Vec::new();
-        if self.max_connections == 0 {
+        if !(1..=1_000_000).contains(&self.max_connections) {
             p.push(crate::Problem::new(
                 format!("{prefix}.max_connections"),
-                "must be at least 1",
+                "must be from 1 to 1000000",
             ));
         }
-        if self.max_header_bytes < 1024 {
+        if !(1024..=MAX_HEADER_BYTES).contains(&self.max_header_bytes) {
             p.push(crate::Problem::new(
                 format!("{prefix}.max_header_bytes"),
-                "must be at least 1024",
+                format!("must be from 1024 to {MAX_HEADER_BYTES}"),
+            ));
+        }
+        for (key, d) in [
+            ("header_read_timeout", self.header_read_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("send_timeout", self.send_timeout),
+        ] {
+            if d.is_zero() || d > Duration::from_secs(86_400) {
+                p.push(crate::Problem::new(
+                    format!("{prefix}.{key}"),
+                    "must be more than 0s and at most 1 day",
+                ));
+            }
+        }
+        if !(1..=10_000).contains(&self.h2_max_concurrent_streams) {
+            p.push(crate::Problem::new(
+                format!("{prefix}.h2_max_concurrent_streams"),
+                "must be from 1 to 10000",
             ));
         }
         if self.worker_threads > 1024 {
@@ -153,18 +217,12 @@ impl ServerConfig {
                 "must be from 1 to 65535",
             ));
         }
-        if self.header_read_timeout.is_zero() {
-            p.push(crate::Problem::new(
-                format!("{prefix}.header_read_timeout"),
-                "must be more than 0s",
-            ));
-        }
         p
     }
 }
 
 /// Serves `handler` on `listener` until `shutdown` resolves, then drains open connections for
-/// at most `limits.drain_timeout`.
+/// at most `limits.drain_timeout`. Exports no connection metrics; see [`serve_observed`].
 pub async fn serve<H, F>(
     listener: TcpListener,
     handler: H,
@@ -174,8 +232,43 @@ pub async fn serve<H, F>(
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
+    serve_observed(listener, handler, limits, None, shutdown).await
+}
+
+/// [`serve`], counting open connections and the ones its limits cut in `metrics`.
+///
+/// Every connection gets a watchdog (see [`crate::conn`]): no request within
+/// `header_read_timeout` of accept or `idle_timeout` of the last one, or a response whose
+/// data the client does not take for `send_timeout`, closes it. Per client address, at
+/// most `max_connections_per_client` connections (more are closed at accept) and
+/// `max_requests_per_client` requests in progress (more get 429).
+pub async fn serve_observed<H, F>(
+    listener: TcpListener,
+    handler: H,
+    limits: ServerLimits,
+    metrics: Option<ConnMetrics>,
+    shutdown: impl Future<Output = ()>,
+) where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
     let graceful = GracefulShutdown::new();
-    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let permits = Arc::new(Semaphore::new(limits.max_connections.clamp(1, 1_000_000)));
+    let clients = Clients::new(
+        limits.max_connections_per_client,
+        limits.max_requests_per_client,
+    );
+    let timeouts = Timeouts {
+        first_request: limits.header_read_timeout,
+        idle: limits.idle_timeout,
+        send: limits.send_timeout,
+    };
+    let open = metrics.as_ref().map(|m| m.open.clone());
+    let cut = move |why: Cut| {
+        if let Some(m) = &metrics {
+            m.cut.with_label_values(&[why.as_str()]).inc();
+        }
+    };
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -186,8 +279,12 @@ pub async fn serve<H, F>(
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(limits.max_header_bytes as u32)
-        .max_concurrent_streams(256);
+        // Validated to at most MAX_HEADER_BYTES; never a truncating cast.
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(limits.h2_max_concurrent_streams)
+        // A peer that stops answering pings is gone: its streams' slots come back.
+        .keep_alive_interval(Some(limits.idle_timeout.min(Duration::from_secs(20))))
+        .keep_alive_timeout(Duration::from_secs(20));
     let mut accept_backoff = Duration::from_millis(5);
     tokio::pin!(shutdown);
     loop {
@@ -210,21 +307,55 @@ pub async fn serve<H, F>(
             },
             _ = &mut shutdown => break,
         };
+        let Some(client) = clients.attach(peer.ip()) else {
+            // Closed at once: one address cannot take the server's connections.
+            cut(Cut::ClientConnections);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
+        let conn_state = Conn::new();
         let h = handler.clone();
+        let state = conn_state.clone();
+        let cut_req = cut.clone();
+        let client = Arc::new(client);
+        let svc_client = client.clone();
         let svc = service_fn(move |req| {
-            let fut = h(req, peer);
-            async move { Ok::<_, Infallible>(fut.await) }
+            let guard = RequestGuard::start(&state, &svc_client);
+            let fut = guard.as_ref().map(|_| h(req, peer));
+            if guard.is_none() {
+                cut_req(Cut::ClientRequests);
+            }
+            async move {
+                let resp = match (guard, fut) {
+                    (Some(g), Some(fut)) => fut.await.map(|b| Tracked::new(b, g).boxed_unsync()),
+                    _ => too_many_requests(),
+                };
+                Ok::<_, Infallible>(resp)
+            }
         });
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), svc)
             .into_owned();
         let conn = graceful.watch(conn);
+        let cut_conn = cut.clone();
+        let open = open.clone();
+        if let Some(g) = &open {
+            g.inc();
+        }
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, %peer, "connection ended with error");
+            tokio::select! {
+                r = conn => if let Err(e) = r {
+                    tracing::debug!(error = %e, %peer, "connection ended with error");
+                },
+                why = conn_state.watchdog(timeouts) => {
+                    tracing::debug!(%peer, reason = why.as_str(), "connection cut");
+                    cut_conn(why);
+                }
             }
-            drop(permit);
+            if let Some(g) = &open {
+                g.dec();
+            }
+            drop((permit, client));
         });
     }
     drop(listener);
@@ -234,6 +365,19 @@ pub async fn serve<H, F>(
             tracing::warn!(timeout = ?limits.drain_timeout, "drain deadline passed; closing remaining connections");
         }
     }
+}
+
+/// The answer to a request over its address's `max_requests_per_client`.
+fn too_many_requests() -> Response<Body> {
+    let mut r = crate::body::text(
+        http::StatusCode::TOO_MANY_REQUESTS,
+        "too many requests in progress from your address; retry shortly",
+    );
+    r.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from_static("1"),
+    );
+    r
 }
 
 /// The shutdown signal a program's `run` gets: resolves when it should drain and stop.
@@ -252,6 +396,7 @@ where
     E: std::fmt::Display + Send + 'static,
 {
     use std::process::ExitCode;
+    raise_fd_limit();
     let rt = match server.runtime() {
         Ok(rt) => rt,
         Err(e) => {
@@ -282,6 +427,15 @@ where
         eprintln!("error: the server task failed: {e}");
         ExitCode::FAILURE
     })
+}
+
+/// Raises the soft limit on open files to the hard limit: every viewer is a socket, and the
+/// usual soft limit (1024) would stop a server long before `max_connections` does.
+pub fn raise_fd_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(limit = n, "open-file limit raised"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
 }
 
 /// A program serving on a loopback port of this process (tests, the player-sim demo);

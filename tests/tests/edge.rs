@@ -16,6 +16,10 @@ use service::client::{Fetched, HttpClient, fetch, new_client};
 
 const EDGE: &str = "[upstream]\nurls = [\"http://127.0.0.1:9\"]\nhead_timeout = \"2s\"\ndeadline = \"3s\"\n[upstream.health]\ninterval = \"200ms\"\n";
 
+/// For tests whose whole audience comes from 127.0.0.1: lifts the per-address caps.
+const ONE_ADDRESS_CROWD: &str =
+    "[server]\nmax_connections_per_client = 0\nmax_requests_per_client = 0\n";
+
 fn body_of(n: usize, seed: u8) -> Bytes {
     Bytes::from(
         (0..n)
@@ -73,7 +77,8 @@ async fn herd_of_2000_makes_one_upstream_fetch() {
     );
     s.head_delay = Duration::from_millis(300);
     origin.route("/live/x/1.ts", s);
-    let edge = start_edge(EDGE, &[origin.url()]).await;
+    // 2,000 viewers, all from 127.0.0.1: no per-address caps.
+    let edge = start_edge(&format!("{ONE_ADDRESS_CROWD}{EDGE}"), &[origin.url()]).await;
     let url = edge.url("/live/x/1.ts");
     let c = new_client(Duration::from_secs(30));
     let tasks: Vec<_> = (0..2000)

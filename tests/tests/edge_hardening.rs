@@ -237,3 +237,242 @@ async fn stale_if_error_by_default_when_the_upstream_said_nothing() {
     );
     assert!(r.header("cache-status").contains("stale-if-error"));
 }
+
+/// The edge's Prometheus text.
+async fn metrics(c: &HttpClient, edge: &e2e::Running) -> String {
+    String::from_utf8_lossy(&get(c, &edge.url("/metrics")).await.body).into_owned()
+}
+
+/// The value of the sample whose line starts with `prefix` (0 when absent).
+fn sample(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A client whose connections come from `ip` (another loopback address than the attacker's
+/// 127.0.0.1, as a viewer on another host would).
+fn client_from(ip: [u8; 4]) -> HttpClient {
+    let mut conn = hyper_util::client::legacy::connect::HttpConnector::new();
+    conn.set_local_address(Some(std::net::IpAddr::from(ip)));
+    conn.set_nodelay(true);
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(conn)
+}
+
+/// An origin serving one cached 100 KB segment at `/live/x/1.ts`, and an edge with `server`
+/// and `overload` tables in front of it.
+async fn edge_with(extra: &str) -> (FakeOrigin, e2e::Running) {
+    let origin = FakeOrigin::start().await;
+    origin.route(
+        "/live/x/1.ts",
+        Script::ok(body_of(100_000, 3), "video/mp2t", "max-age=600"),
+    );
+    let edge = start_edge(&format!("{extra}\n{EDGE}"), &[origin.url()]).await;
+    (origin, edge)
+}
+
+/// Item 1: sockets that connect and send nothing were never closed (`header_read_timeout`
+/// starts at the first byte), so they took every connection slot and new viewers timed out.
+/// Now a connection must send its first request within `header_read_timeout`, and one
+/// address holds at most `max_connections_per_client` connections: a viewer from another
+/// address is served at once, and the silent sockets are closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_sockets_are_cut_and_other_viewers_are_served() {
+    service::server::raise_fd_limit();
+    let (_origin, edge) = edge_with(
+        "[server]\nheader_read_timeout = \"1s\"\nmax_connections = 300\nmax_connections_per_client = 100\n[overload]\nmax_active = 200\nnew_joins_above = 100\n",
+    )
+    .await;
+    let mut silent = Vec::new();
+    for _ in 0..500 {
+        silent.push(tokio::net::TcpStream::connect(edge.addr).await.unwrap());
+    }
+    let viewer = client_from([127, 0, 0, 2]);
+    let started = std::time::Instant::now();
+    let r = tokio::time::timeout(
+        Duration::from_secs(3),
+        get(&viewer, &edge.url("/live/x/1.ts")),
+    )
+    .await
+    .expect("a viewer from another address is served despite 500 silent sockets");
+    assert_eq!(r.status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    // Within header_read_timeout (1 s) plus a watchdog round, every silent socket is closed.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let mut closed = 0;
+    for s in &mut silent {
+        let mut b = [0u8; 1];
+        use tokio::io::AsyncReadExt;
+        match tokio::time::timeout(Duration::from_millis(50), s.read(&mut b)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => closed += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(closed, 500, "every silent socket closed by the edge");
+    let m = metrics(&viewer, &edge).await;
+    assert_eq!(
+        sample(
+            &m,
+            "edge_connections_cut_total{reason=\"client_connections\"}"
+        ),
+        400.0,
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, "edge_connections_cut_total{reason=\"idle\"}"),
+        100.0,
+        "{m}"
+    );
+}
+
+/// Opens `n` HTTP/2 streams for `path` on one prior-knowledge connection that never grants
+/// flow-control window, so no response body can make progress. Returns how many got each
+/// status, and the connection (kept open while the caller looks).
+async fn zero_window_streams(
+    edge: &e2e::Running,
+    path: &str,
+    n: usize,
+) -> (
+    std::collections::BTreeMap<u16, usize>,
+    tokio::task::JoinHandle<()>,
+    Vec<h2::RecvStream>,
+) {
+    let tcp = tokio::net::TcpStream::connect(edge.addr).await.unwrap();
+    let (mut client, conn) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, Bytes>(tcp)
+        .await
+        .unwrap();
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut pending = Vec::new();
+    for _ in 0..n {
+        let req = http::Request::get(format!("http://{}{path}", edge.addr))
+            .body(())
+            .unwrap();
+        client = client.ready().await.unwrap();
+        let (resp, _) = client.send_request(req, true).unwrap();
+        pending.push(resp);
+    }
+    let mut statuses = std::collections::BTreeMap::new();
+    let mut bodies = Vec::new();
+    for p in pending {
+        let r = p.await.unwrap();
+        *statuses.entry(r.status().as_u16()).or_default() += 1;
+        bodies.push(r.into_body());
+    }
+    (statuses, driver, bodies)
+}
+
+/// Item 2: HTTP/2 streams that never open their flow-control window held admission slots
+/// forever (two connections filled `max_active = 400`, everyone got 503). Now a response
+/// whose data is not taken for `send_timeout` closes its connection and gives the slots back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_window_http2_streams_give_their_slots_back() {
+    let (_origin, edge) = edge_with(
+        "[server]\nsend_timeout = \"2s\"\nmax_connections = 1000\n[overload]\nmax_active = 40\nnew_joins_above = 30\n",
+    )
+    .await;
+    let viewer = client_from([127, 0, 0, 2]);
+    assert_eq!(get(&viewer, &edge.url("/live/x/1.ts")).await.status, 200);
+    let (statuses, _conn, _bodies) = zero_window_streams(&edge, "/live/x/1.ts", 60).await;
+    assert_eq!(statuses.get(&200), Some(&40), "{statuses:?}");
+    assert_eq!(
+        get(&viewer, &edge.url("/live/x/1.ts")).await.status,
+        503,
+        "the stalled streams hold every slot for now"
+    );
+    let started = std::time::Instant::now();
+    loop {
+        let r = get(&viewer, &edge.url("/live/x/1.ts")).await;
+        if r.status == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "slots never came back: {}",
+            r.status
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let m = metrics(&viewer, &edge).await;
+    assert_eq!(
+        sample(&m, "edge_connections_cut_total{reason=\"send_stall\"}"),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(sample(&m, "edge_active_requests "), 0.0, "{m}");
+}
+
+/// Item 2: one client address may have at most `max_requests_per_client` requests in
+/// progress; more get 429 at once, and other viewers are not shed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_take_every_admission_slot() {
+    let (_origin, edge) = edge_with(
+        "[server]\nmax_requests_per_client = 20\nmax_connections = 1000\n[overload]\nmax_active = 40\nnew_joins_above = 30\n",
+    )
+    .await;
+    let (statuses, _conn, _bodies) = zero_window_streams(&edge, "/live/x/1.ts", 60).await;
+    assert_eq!(statuses.get(&200), Some(&20), "{statuses:?}");
+    assert_eq!(statuses.get(&429), Some(&40), "{statuses:?}");
+    let viewer = client_from([127, 0, 0, 2]);
+    for _ in 0..5 {
+        assert_eq!(get(&viewer, &edge.url("/live/x/1.ts")).await.status, 200);
+    }
+    let m = metrics(&viewer, &edge).await;
+    assert_eq!(
+        sample(&m, "edge_connections_cut_total{reason=\"client_requests\"}"),
+        40.0,
+        "{m}"
+    );
+}
+
+/// Item 12: a slow reader of a cached object stopped counting as active as soon as its whole
+/// body was handed to the connection (the README says a request counts until its body is
+/// sent). Now cached bodies go out in frames: the request counts while the client is still
+/// reading, and a client that stops reading is cut after `send_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_of_a_cached_object_counts_as_active() {
+    let origin = FakeOrigin::start().await;
+    let big = body_of(32 << 20, 5);
+    origin.route(
+        "/live/x/big.ts",
+        Script::ok(big.clone(), "video/mp2t", "max-age=600"),
+    );
+    let edge = start_edge(
+        &format!("[server]\nsend_timeout = \"2s\"\n{EDGE}"),
+        &[origin.url()],
+    )
+    .await;
+    let c = new_client(Duration::from_secs(30));
+    assert_eq!(
+        get(&c, &edge.url("/live/x/big.ts")).await.body.len(),
+        big.len()
+    );
+    use tokio::io::AsyncWriteExt;
+    let mut slow = tokio::net::TcpStream::connect(edge.addr).await.unwrap();
+    slow.write_all(b"GET /live/x/big.ts HTTP/1.1\r\nhost: edge\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let m = metrics(&c, &edge).await;
+    assert_eq!(
+        sample(&m, "edge_active_requests "),
+        1.0,
+        "a reader mid-body is active:\n{m}"
+    );
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let m = metrics(&c, &edge).await;
+    assert_eq!(sample(&m, "edge_active_requests "), 0.0, "{m}");
+    assert_eq!(
+        sample(&m, "edge_connections_cut_total{reason=\"send_stall\"}"),
+        1.0,
+        "{m}"
+    );
+}

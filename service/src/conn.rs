@@ -1,0 +1,462 @@
+//! What the serve loop knows about each connection and each client address, so that no
+//! client can hold the server's resources for nothing:
+//!
+//! - a connection that has no request in progress is closed after `header_read_timeout` from
+//!   accept (a socket that never sends a byte) and after `idle_timeout` between requests
+//!   (HTTP/1.1 keep-alive and HTTP/2 alike);
+//! - a response whose data the client does not take (a full TCP window, or an HTTP/2 stream
+//!   that never grants flow-control window) for `send_timeout` closes its connection, which
+//!   releases every slot its requests held;
+//! - one client address may hold at most `max_connections_per_client` connections and
+//!   `max_requests_per_client` requests in progress.
+//!
+//! The decision ([`verdict`]) is pure; the serve loop's per-connection watchdog asks it.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+use tokio::time::Instant;
+
+use crate::Body;
+
+/// Why the serve loop cut a connection or refused a request; the metrics label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// No request within `header_read_timeout` of accept, or within `idle_timeout` of the
+    /// last one.
+    Idle,
+    /// A response's data was not taken for `send_timeout`.
+    SendStall,
+    /// The client address already holds `max_connections_per_client` connections.
+    ClientConnections,
+    /// The client address already has `max_requests_per_client` requests in progress (the
+    /// request gets 429).
+    ClientRequests,
+}
+
+impl Cut {
+    /// The metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cut::Idle => "idle",
+            Cut::SendStall => "send_stall",
+            Cut::ClientConnections => "client_connections",
+            Cut::ClientRequests => "client_requests",
+        }
+    }
+}
+
+/// The serve loop's connection metrics, registered under a program's prefix
+/// (`{prefix}_connections_open`, `{prefix}_connections_cut_total{reason}`).
+#[derive(Debug, Clone)]
+pub struct ConnMetrics {
+    /// Connections open now.
+    pub open: IntGauge,
+    /// Connections closed or requests refused by the serve loop, by [`Cut`].
+    pub cut: IntCounterVec,
+}
+
+impl ConnMetrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn register(registry: &Registry, prefix: &str) -> prometheus::Result<Self> {
+        let m = Self {
+            open: IntGauge::new(
+                format!("{prefix}_connections_open"),
+                "Client connections open now.",
+            )?,
+            cut: IntCounterVec::new(
+                Opts::new(
+                    format!("{prefix}_connections_cut_total"),
+                    "Connections closed (idle, send_stall, client_connections) or requests refused (client_requests) by the server's own limits.",
+                ),
+                &["reason"],
+            )?,
+        };
+        registry.register(Box::new(m.open.clone()))?;
+        registry.register(Box::new(m.cut.clone()))?;
+        Ok(m)
+    }
+}
+
+/// The time limits a connection's watchdog applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// From accept to the first request.
+    pub first_request: Duration,
+    /// From the end of one request to the next.
+    pub idle: Duration,
+    /// Longest a response may wait for the client to take its data.
+    pub send: Duration,
+}
+
+/// What a connection looks like to its watchdog at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Requests in progress (handler running or body not finished).
+    pub requests: usize,
+    /// Whether any request has been seen.
+    pub served_any: bool,
+    /// When the connection was accepted or its last request ended.
+    pub last_active: Instant,
+    /// Since when the longest-waiting response has had data the client did not take.
+    pub oldest_waiting: Option<Instant>,
+}
+
+/// Whether to cut the connection now, or when to look again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Close it.
+    Cut(Cut),
+    /// Check again at this moment (sooner if nothing can change before).
+    RecheckAt(Instant),
+}
+
+/// The watchdog's decision for a connection in state `s` at `now`.
+pub fn verdict(s: &Snapshot, now: Instant, t: &Timeouts) -> Verdict {
+    // Without a wake-up from every state change, look at least this often while requests
+    // run (a response may start waiting at any moment).
+    let mut next = now + t.send / 2;
+    if let Some(w) = s.oldest_waiting {
+        let due = w + t.send;
+        if now >= due {
+            return Verdict::Cut(Cut::SendStall);
+        }
+        next = next.min(due);
+    }
+    if s.requests == 0 {
+        let limit = if s.served_any {
+            t.idle
+        } else {
+            t.first_request
+        };
+        let due = s.last_active + limit;
+        if now >= due {
+            return Verdict::Cut(Cut::Idle);
+        }
+        next = next.min(due);
+    }
+    Verdict::RecheckAt(next)
+}
+
+/// Marker in a response's waiting slot: its body is not waiting for the client.
+const NOT_WAITING: u64 = u64::MAX;
+
+/// One connection's shared state: updated by its requests, read by its watchdog.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    epoch: Instant,
+    requests: AtomicUsize,
+    served_any: std::sync::atomic::AtomicBool,
+    last_active_ms: AtomicU64,
+    /// One slot per open response body: ms (since `epoch`) since which it has been waiting
+    /// for the client to take its data, or [`NOT_WAITING`].
+    waiting: Mutex<Vec<Arc<AtomicU64>>>,
+}
+
+impl Conn {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self {
+            epoch: Instant::now(),
+            requests: AtomicUsize::new(0),
+            served_any: std::sync::atomic::AtomicBool::new(false),
+            last_active_ms: AtomicU64::new(0),
+            waiting: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn ms(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX - 1)
+    }
+
+    fn at(&self, ms: u64) -> Instant {
+        self.epoch + Duration::from_millis(ms)
+    }
+
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        let oldest = self
+            .waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|w| w.load(Ordering::Relaxed))
+            .min()
+            .filter(|&m| m != NOT_WAITING);
+        Snapshot {
+            requests: self.requests.load(Ordering::Acquire),
+            served_any: self.served_any.load(Ordering::Relaxed),
+            last_active: self.at(self.last_active_ms.load(Ordering::Relaxed)),
+            oldest_waiting: oldest.map(|m| self.at(m)),
+        }
+    }
+
+    /// Runs until the connection should be cut, and says why.
+    pub(crate) async fn watchdog(self: Arc<Self>, t: Timeouts) -> Cut {
+        loop {
+            match verdict(&self.snapshot(), Instant::now(), &t) {
+                Verdict::Cut(c) => return c,
+                Verdict::RecheckAt(at) => tokio::time::sleep_until(at).await,
+            }
+        }
+    }
+}
+
+/// The connections and requests in progress of one client address.
+#[derive(Debug, Default)]
+pub(crate) struct Client {
+    conns: AtomicUsize,
+    requests: AtomicUsize,
+}
+
+/// Every client address with a connection open.
+#[derive(Debug)]
+pub(crate) struct Clients {
+    map: Mutex<HashMap<IpAddr, Arc<Client>>>,
+    max_conns: usize,
+    max_requests: usize,
+}
+
+impl Clients {
+    /// Caps of 0 mean no cap.
+    pub(crate) fn new(max_conns: usize, max_requests: usize) -> Arc<Self> {
+        Arc::new(Self {
+            map: Mutex::new(HashMap::new()),
+            max_conns: if max_conns == 0 {
+                usize::MAX
+            } else {
+                max_conns
+            },
+            max_requests: if max_requests == 0 {
+                usize::MAX
+            } else {
+                max_requests
+            },
+        })
+    }
+
+    /// Registers a connection from `ip`, or `None` when the address is at its cap.
+    pub(crate) fn attach(self: &Arc<Self>, ip: IpAddr) -> Option<ClientGuard> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let c = map.entry(ip).or_default().clone();
+        if c.conns.load(Ordering::Relaxed) >= self.max_conns {
+            return None;
+        }
+        c.conns.fetch_add(1, Ordering::Relaxed);
+        Some(ClientGuard {
+            clients: self.clone(),
+            ip,
+            client: c,
+        })
+    }
+}
+
+/// A connection's registration with its client address; dropping it deregisters.
+#[derive(Debug)]
+pub(crate) struct ClientGuard {
+    clients: Arc<Clients>,
+    ip: IpAddr,
+    client: Arc<Client>,
+}
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        let mut map = self.clients.map.lock().unwrap_or_else(|p| p.into_inner());
+        if self.client.conns.fetch_sub(1, Ordering::Relaxed) == 1 {
+            map.remove(&self.ip);
+        }
+    }
+}
+
+/// One request in progress on a connection, counted for its connection and its client
+/// address until dropped (with the response body, or with the handler if it never answers).
+pub(crate) struct RequestGuard {
+    conn: Arc<Conn>,
+    client: Arc<Client>,
+}
+
+impl RequestGuard {
+    /// Starts counting a request, or `None` when its client address is at its cap.
+    pub(crate) fn start(conn: &Arc<Conn>, client: &ClientGuard) -> Option<Self> {
+        let c = &client.client;
+        if c.requests.fetch_add(1, Ordering::AcqRel) >= client.clients.max_requests {
+            c.requests.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        conn.requests.fetch_add(1, Ordering::AcqRel);
+        conn.served_any.store(true, Ordering::Relaxed);
+        Some(Self {
+            conn: conn.clone(),
+            client: c.clone(),
+        })
+    }
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        let now = self.conn.ms(Instant::now());
+        self.conn.last_active_ms.store(now, Ordering::Relaxed);
+        self.conn.requests.fetch_sub(1, Ordering::AcqRel);
+        self.client.requests.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that tells its connection's watchdog when it waits for the client: from
+/// the moment it hands out data until the connection asks for more. It also holds its
+/// request's [`RequestGuard`].
+pub(crate) struct Tracked {
+    inner: Body,
+    slot: Arc<AtomicU64>,
+    guard: RequestGuard,
+}
+
+impl Tracked {
+    pub(crate) fn new(inner: Body, guard: RequestGuard) -> Self {
+        // The response head goes out first: until the connection first asks for data, the
+        // body counts as waiting (an HTTP/2 stream without window is never asked).
+        let slot = Arc::new(AtomicU64::new(guard.conn.ms(Instant::now())));
+        guard
+            .conn
+            .waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(slot.clone());
+        Self { inner, slot, guard }
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        let mut w = self
+            .guard
+            .conn
+            .waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = w.iter().position(|s| Arc::ptr_eq(s, &self.slot)) {
+            w.swap_remove(i);
+        }
+    }
+}
+
+impl http_body::Body for Tracked {
+    type Data = Bytes;
+    type Error = crate::body::BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        this.slot.store(NOT_WAITING, Ordering::Relaxed);
+        let r = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(f))) = &r
+            && f.is_data()
+        {
+            let now = this.guard.conn.ms(Instant::now());
+            this.slot.store(now, Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Timeouts = Timeouts {
+        first_request: Duration::from_secs(10),
+        idle: Duration::from_secs(60),
+        send: Duration::from_secs(30),
+    };
+
+    fn snap(t0: Instant) -> Snapshot {
+        Snapshot {
+            requests: 0,
+            served_any: false,
+            last_active: t0,
+            oldest_waiting: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_socket_is_cut_after_the_first_request_timeout() {
+        let t0 = Instant::now();
+        let s = snap(t0);
+        assert_eq!(
+            verdict(&s, t0, &T),
+            Verdict::RecheckAt(t0 + T.first_request)
+        );
+        assert_eq!(
+            verdict(&s, t0 + T.first_request, &T),
+            Verdict::Cut(Cut::Idle)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keep_alive_idles_out_but_a_running_request_never_does() {
+        let t0 = Instant::now();
+        let mut s = snap(t0);
+        s.served_any = true;
+        assert!(matches!(
+            verdict(&s, t0 + Duration::from_secs(59), &T),
+            Verdict::RecheckAt(_)
+        ));
+        assert_eq!(
+            verdict(&s, t0 + Duration::from_secs(60), &T),
+            Verdict::Cut(Cut::Idle)
+        );
+        s.requests = 1; // a long blocking request or an upload
+        assert!(matches!(
+            verdict(&s, t0 + Duration::from_secs(3600), &T),
+            Verdict::RecheckAt(_)
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn data_not_taken_for_the_send_timeout_cuts() {
+        let t0 = Instant::now();
+        let mut s = snap(t0);
+        s.requests = 3;
+        s.oldest_waiting = Some(t0 + Duration::from_secs(5));
+        assert_eq!(
+            verdict(&s, t0 + Duration::from_secs(20), &T),
+            Verdict::RecheckAt(t0 + Duration::from_secs(35))
+        );
+        assert_eq!(
+            verdict(&s, t0 + Duration::from_secs(35), &T),
+            Verdict::Cut(Cut::SendStall)
+        );
+    }
+
+    #[test]
+    fn client_caps_hold_and_release() {
+        let clients = Clients::new(2, 1);
+        let ip: IpAddr = [10, 0, 0, 1].into();
+        let a = clients.attach(ip).unwrap();
+        let b = clients.attach(ip).unwrap();
+        assert!(clients.attach(ip).is_none(), "third connection refused");
+        assert!(clients.attach([10, 0, 0, 2].into()).is_some());
+        let conn = Conn::new();
+        let r = RequestGuard::start(&conn, &a).unwrap();
+        assert!(RequestGuard::start(&conn, &b).is_none(), "per address");
+        drop(r);
+        assert!(RequestGuard::start(&conn, &b).is_some());
+        drop((a, b));
+        assert!(clients.map.lock().unwrap().get(&ip).is_none(), "forgotten");
+    }
+}
