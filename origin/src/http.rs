@@ -45,6 +45,21 @@ impl Kind {
     }
 }
 
+/// Marks a response already counted in `origin_http_requests_total`.
+#[derive(Clone, Copy)]
+struct Counted;
+
+fn count(app: &App, kind: Kind, status: StatusCode, start: Instant) {
+    app.metrics
+        .http_requests
+        .with_label_values(&[kind.as_str(), status.as_str()])
+        .inc();
+    app.metrics
+        .http_duration
+        .with_label_values(&[kind.as_str()])
+        .observe(start.elapsed().as_secs_f64());
+}
+
 /// Handles one request.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     let start = Instant::now();
@@ -61,14 +76,10 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
         HeaderValue::from_static("Content-Length, Content-Range, ETag, Last-Modified"),
     );
     let status = resp.status();
-    app.metrics
-        .http_requests
-        .with_label_values(&[kind.as_str(), status.as_str()])
-        .inc();
-    app.metrics
-        .http_duration
-        .with_label_values(&[kind.as_str()])
-        .observe(start.elapsed().as_secs_f64());
+    // A push counts itself when its ingest completes (see `ingest`).
+    if resp.extensions_mut().remove::<Counted>().is_none() {
+        count(&app, kind, status, start);
+    }
     tracing::debug!(%method, %path, kind = kind.as_str(), status = status.as_u16(), "request");
     resp
 }
@@ -365,15 +376,27 @@ async fn ingest(app: &Arc<App>, rest: &str, req: Request<Incoming>) -> Response<
     };
     app.metrics.ingest_connections.inc();
     let gauge = ConnectionGauge(app.metrics.ingest_connections.clone());
-    // The push runs in its own task: hyper drops a handler future whose client hung up, and
-    // the input must still be fed to its end.
+    // The push runs in its own task, which also counts the request: hyper drops a handler
+    // future whose client hung up (ffmpeg closes right after its last chunk without reading
+    // the reply), and the input must still be fed to its end and the push counted.
+    let start = Instant::now();
+    let task_app = app.clone();
     let task = tokio::spawn(async move {
         let _gauge = gauge;
-        push::run(session, req.into_body()).await
+        let outcome = push::run(session, req.into_body()).await;
+        let mut resp = push_response(outcome);
+        count(&task_app, Kind::Ingest, resp.status(), start);
+        resp.extensions_mut().insert(Counted);
+        resp
     });
-    let Ok(outcome) = task.await else {
-        return text(StatusCode::INTERNAL_SERVER_ERROR, "ingest task failed");
-    };
+    match task.await {
+        Ok(resp) => resp,
+        Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "ingest task failed"),
+    }
+}
+
+/// The reply to a push that ran to its end.
+fn push_response(outcome: Outcome) -> Response<Body> {
     match outcome {
         Outcome::Done => {
             let mut r = Response::new(empty());

@@ -453,3 +453,56 @@ async fn shutdown_returns_and_closes_the_port() {
         .unwrap();
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+/// Item 13: ffmpeg closes its connection right after the last chunk without reading the
+/// reply; the push still completed, so it must still be counted in
+/// `origin_http_requests_total{kind="ingest"}`.
+#[tokio::test]
+async fn push_whose_client_leaves_without_the_reply_is_counted() {
+    use tokio::io::AsyncWriteExt;
+    let o = start(PUSH).await;
+    let c = new_client(Duration::from_secs(30));
+    let data = synthetic(0, 3, 25, 3600, 400);
+    let mut sock = tokio::net::TcpStream::connect(o.addr).await.unwrap();
+    let head = format!(
+        "PUT /ingest/in/a HTTP/1.1\r\nhost: {}\r\ntransfer-encoding: chunked\r\n\r\n",
+        o.addr
+    );
+    sock.write_all(head.as_bytes()).await.unwrap();
+    for chunk in data.chunks(188 * 7) {
+        sock.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await
+            .unwrap();
+        sock.write_all(chunk).await.unwrap();
+        sock.write_all(b"\r\n").await.unwrap();
+    }
+    sock.write_all(b"0\r\n\r\n").await.unwrap();
+    drop(sock); // like ffmpeg: gone without reading the reply
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let metrics = String::from_utf8_lossy(
+            &get(&c, &format!("http://{}/metrics", o.addr), &[])
+                .await
+                .body,
+        )
+        .into_owned();
+        if metrics.contains("origin_http_requests_total{kind=\"ingest\",status=\"204\"} 1") {
+            assert!(
+                metrics.contains("origin_http_request_duration_seconds_count{kind=\"ingest\"} 1"),
+                "{metrics}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the completed push was never counted:\n{}",
+            metrics
+                .lines()
+                .filter(|l| l.starts_with("origin_http_requests_total")
+                    || l.starts_with("origin_segments_published_total"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
