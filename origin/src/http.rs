@@ -16,7 +16,7 @@ use service::conditional::{
 
 use crate::App;
 use crate::config::SourceKind;
-use crate::input::lifecycle::Cutoff;
+use crate::input::lifecycle::{Cutoff, Refusal};
 use crate::push::{self, Outcome};
 use crate::store::{Rendered, Stream};
 use hls::HlsPath;
@@ -372,7 +372,7 @@ async fn ingest(app: &Arc<App>, rest: &str, req: Request<Incoming>) -> Response<
     }
     let session = match input.attach(Instant::now()) {
         Ok(s) => s,
-        Err(r) => return text(StatusCode::CONFLICT, r.to_string()),
+        Err(r) => return refused(r),
     };
     app.metrics.ingest_connections.inc();
     let gauge = ConnectionGauge(app.metrics.ingest_connections.clone());
@@ -395,6 +395,23 @@ async fn ingest(app: &Arc<App>, rest: &str, req: Request<Incoming>) -> Response<
     }
 }
 
+/// The reply to a push the input would not take.
+fn refused(r: Refusal) -> Response<Body> {
+    match r {
+        Refusal::Busy | Refusal::Ended => text(StatusCode::CONFLICT, r.to_string()),
+        Refusal::TooFast(wait) => too_fast(r.to_string(), wait.as_secs_f64()),
+    }
+}
+
+/// 429 with a Retry-After of `wait_secs` (whole seconds, at least 1).
+fn too_fast(reason: String, wait_secs: f64) -> Response<Body> {
+    let mut r = text(StatusCode::TOO_MANY_REQUESTS, reason);
+    let secs = wait_secs.ceil().clamp(1.0, 86_400.0) as u64;
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    r
+}
+
 /// The reply to a push that ran to its end.
 fn push_response(outcome: Outcome) -> Response<Body> {
     match outcome {
@@ -404,18 +421,10 @@ fn push_response(outcome: Outcome) -> Response<Body> {
             r
         }
         Outcome::Broken(reason) => text(StatusCode::BAD_REQUEST, reason),
-        Outcome::Cut(cut) => {
-            let status = match cut {
-                Cutoff::Idle(_) => StatusCode::REQUEST_TIMEOUT,
-                Cutoff::TooFast(_) => StatusCode::TOO_MANY_REQUESTS,
-                Cutoff::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            };
-            let mut r = text(status, cut.to_string());
-            if status == StatusCode::TOO_MANY_REQUESTS {
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
-            }
-            r
-        }
+        Outcome::Cut(cut) => match cut {
+            Cutoff::Idle(_) => text(StatusCode::REQUEST_TIMEOUT, cut.to_string()),
+            Cutoff::TooFast(lead) => too_fast(cut.to_string(), lead),
+            Cutoff::TooLarge(_) => text(StatusCode::PAYLOAD_TOO_LARGE, cut.to_string()),
+        },
     }
 }

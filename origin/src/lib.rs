@@ -4,6 +4,7 @@
 //! [`run`] takes a bound listener, a config and a shutdown future, so tests start the real
 //! server in-process on port 0.
 
+mod anchor;
 pub mod config;
 pub mod demux;
 mod fixtures;
@@ -30,14 +31,15 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
+use crate::anchor::Anchors;
 use crate::config::{Config, SourceKind};
 use crate::input::Input;
 use crate::input::lifecycle::Limits;
 use crate::loopsrc::Fixture;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
-use crate::segmenter::SegmenterConfig;
-use crate::store::{Stream, TimeBase};
+use crate::segmenter::{SegmenterConfig, Timing};
+use crate::store::Stream;
 use crate::timeline::TICKS_PER_SECOND;
 
 /// Why the origin could not start.
@@ -125,22 +127,20 @@ async fn build(config: &Config) -> Result<(Arc<App>, Vec<(Arc<Input>, Driver)>),
         } else {
             sc.renditions.iter().map(|r| r.name.clone()).collect()
         };
-        let time_base = match sc.source {
-            SourceKind::Loop => TimeBase::Epoch,
-            SourceKind::Push | SourceKind::Udp => TimeBase::anchored(),
-        };
         let stream = Arc::new(Stream::new(
             &sc.name,
             sc.segment_duration,
             sc.window,
-            time_base,
             &names,
             metrics.clone(),
         ));
+        // Live renditions of one stream share their wall-clock anchors, so they stay aligned.
+        let anchors = Arc::new(Anchors::default());
         for (idx, name) in names.iter().enumerate() {
             let rc = sc.renditions.iter().find(|r| &r.name == name);
             let mut seg_cfg =
                 SegmenterConfig::for_target(stream.target, config.ingest.max_segment_bytes);
+            seg_cfg.timing = Timing::Arrival(anchors.clone());
             let limits = match sc.source {
                 // The loop source paces itself and never stops.
                 SourceKind::Loop => Limits {
@@ -150,7 +150,7 @@ async fn build(config: &Config) -> Result<(Arc<App>, Vec<(Arc<Input>, Driver)>),
                 },
                 SourceKind::Udp => Limits {
                     idle_timeout: Some(config.ingest.idle_timeout),
-                    max_lead: None,
+                    max_lead: Some(config.ingest.max_lead),
                     endlist_after: sc.endlist_after,
                 },
                 SourceKind::Push => Limits {
@@ -185,7 +185,7 @@ async fn build(config: &Config) -> Result<(Arc<App>, Vec<(Arc<Input>, Driver)>),
                             segment_secs: stream.target as f64 / TICKS_PER_SECOND as f64,
                         });
                     }
-                    seg_cfg.time_hint = Some(loopsrc::epoch_ticks());
+                    seg_cfg.timing = Timing::Epoch(loopsrc::epoch_ticks());
                     // Enough history that the playlist is full (and stays so) at start-up.
                     let backfill = sc.segment_duration * (sc.window as u32 + 2);
                     Driver::Loop(Arc::new(fixture), backfill)
@@ -282,12 +282,13 @@ pub async fn run(
 #[doc(hidden)]
 pub mod bench {
     use std::sync::Arc;
+    use std::time::Instant;
 
     use crate::loopsrc::{Fixture, embedded, epoch_ticks};
     use crate::metrics::Metrics;
     use crate::pipeline::Pipeline;
     use crate::segmenter::SegmenterConfig;
-    use crate::store::{Stream, TimeBase};
+    use crate::store::Stream;
 
     /// Names of the embedded loop renditions.
     pub use crate::fixtures::EMBEDDED_NAMES;
@@ -308,17 +309,16 @@ pub mod bench {
             "demo",
             std::time::Duration::from_secs(2),
             6,
-            TimeBase::Epoch,
             &names,
             metrics.clone(),
         ));
         for (idx, (_, data)) in inputs.iter().enumerate() {
             let mut seg = SegmenterConfig::for_target(stream.target, 32 << 20);
-            seg.time_hint = Some(epoch_ticks());
+            seg.timing = crate::segmenter::Timing::Epoch(epoch_ticks());
             let mut p = Pipeline::new(stream.clone(), idx, seg, metrics.clone());
             p.begin();
             for chunk in data.chunks(64 * 1024) {
-                let _ = p.feed(chunk);
+                let _ = p.feed(chunk, Instant::now().into());
             }
             p.end(true);
         }

@@ -7,9 +7,10 @@
 //! counters rewritten so the output never jumps.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::input::Input;
+use crate::segmenter::Arrival;
 use crate::timeline::TICKS_PER_SECOND;
 use crate::ts::{self, PACKET_SIZE, PTS_MOD, Packet};
 
@@ -190,14 +191,7 @@ impl Fixture {
     }
 }
 
-/// Current media time on the epoch timeline, ticks.
-pub fn epoch_ticks() -> i64 {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    d.as_secs() as i64 * TICKS_PER_SECOND
-        + i64::from(d.subsec_nanos()) * TICKS_PER_SECOND / 1_000_000_000
-}
+pub use crate::timeline::epoch_ticks;
 
 /// Writes iteration `k` of the loop, packets `[from, to)`, with rewritten timestamps and
 /// continuity counters, into `out`.
@@ -245,7 +239,7 @@ pub async fn run(fixture: Arc<Fixture>, input: Arc<Input>, backfill: Duration) {
                 // Feed in modest pieces, as a network input would arrive (start-up backfill
                 // is megabytes at once). The loop's input has no limits that could cut it off.
                 for piece in batch.chunks(64 * 1024) {
-                    session.feed(piece, Instant::now()).ok();
+                    session.feed(piece, Arrival::now()).ok();
                 }
                 batch.clear();
                 i = due;

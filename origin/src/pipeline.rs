@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::demux::{Demuxer, Event};
 use crate::metrics::Metrics;
-use crate::segmenter::{Output, SegmentError, Segmenter, SegmenterConfig};
+use crate::segmenter::{Arrival, Output, SegmentError, Segmenter, SegmenterConfig};
 use crate::store::Stream;
 
 /// A segment outgrew the byte limit (this many bytes).
@@ -69,29 +69,28 @@ impl Pipeline {
 
     /// Feeds input bytes; a segment that outgrew the byte limit is an error (it was closed
     /// and the input skips to the next keyframe).
-    pub fn feed(&mut self, data: &[u8]) -> Result<(), TooLarge> {
+    pub fn feed(&mut self, data: &[u8], at: Arrival) -> Result<(), TooLarge> {
         self.metrics
             .input_bytes
             .with_label_values(&[&self.stream.name, self.rendition()])
             .inc_by(data.len() as u64);
         self.demux.push(data, &mut self.events);
-        self.drain()
+        self.drain(at)
     }
 
     /// Ends the current connection; `clean` when the input ended on a boundary.
     pub fn end(&mut self, clean: bool) {
         self.demux.finish(&mut self.events);
-        let _ = self.drain();
+        let _ = self.drain(Arrival::now());
         self.seg.finish(clean, &mut self.outs);
         let _ = self.publish_outputs();
     }
 
-    fn drain(&mut self) -> Result<(), TooLarge> {
-        let now = Instant::now();
+    fn drain(&mut self, at: Arrival) -> Result<(), TooLarge> {
         let mut result = Ok(());
         let events = std::mem::take(&mut self.events);
         for ev in events {
-            self.seg.handle(ev, now, &mut self.outs);
+            self.seg.handle(ev, at, &mut self.outs);
             // Publish the moment a segment closes, not after the rest of the chunk.
             if !self.outs.is_empty() {
                 let r = self.publish_outputs();

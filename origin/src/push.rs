@@ -8,6 +8,7 @@ use hyper::body::Incoming;
 
 use crate::input::Session;
 use crate::input::lifecycle::Cutoff;
+use crate::segmenter::Arrival;
 
 /// How a push ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,7 +52,7 @@ pub async fn run(mut session: Session, mut body: Incoming) -> Outcome {
                 let Ok(data) = frame.into_data() else {
                     continue;
                 };
-                if let Err(cut) = session.feed(&data, Instant::now()) {
+                if let Err(cut) = session.feed(&data, Arrival::now()) {
                     return Outcome::Cut(cut);
                 }
             }

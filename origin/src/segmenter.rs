@@ -6,13 +6,15 @@
 //! to the target produce the same numbers on every origin, and renditions of one ladder stay
 //! aligned. Each segment opens with copies of the latest PAT and PMT so it decodes on its own.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::anchor::Anchors;
 use crate::demux::{AudioCodec, Event, InputError, PacketKind};
 use crate::h264::Sps;
-use crate::timeline::{Mapped, TICKS_PER_SECOND, Timeline};
+use crate::timeline::{Mapped, TICKS_PER_SECOND, Timeline, epoch_ticks};
 use crate::ts::PACKET_SIZE;
 
 /// How a rendition is cut.
@@ -25,8 +27,52 @@ pub struct SegmenterConfig {
     pub max_duration: i64,
     /// Largest segment allowed, in bytes.
     pub max_bytes: usize,
-    /// Where the first PTS should land on the 64-bit timeline (the loop source's epoch time).
-    pub time_hint: Option<i64>,
+    /// How media time is placed on the 64-bit timeline.
+    pub timing: Timing,
+}
+
+/// How a rendition's PTS become media time.
+#[derive(Debug, Clone, Default)]
+pub enum Timing {
+    /// The first PTS as is (tests, fuzzing, benchmarks).
+    #[default]
+    Pts,
+    /// The PTS count ticks since the Unix epoch modulo 2^33 (the loop source); the first one
+    /// lands on the wrap nearest this media time (now, at start-up).
+    Epoch(i64),
+    /// Live input: media time is the wall clock at the first access unit's arrival, and is
+    /// re-anchored to the arrival (forward only) at every discontinuity, through the stream's
+    /// shared anchors so all renditions agree.
+    Arrival(Arc<Anchors>),
+}
+
+/// When input arrived: a monotonic instant and the wall clock, in 90 kHz ticks since the Unix
+/// epoch (injected, so the timing rules are testable without a clock).
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival {
+    /// The monotonic instant.
+    pub at: Instant,
+    /// The wall clock at that instant, ticks since the Unix epoch.
+    pub wall: i64,
+}
+
+impl Arrival {
+    /// Now.
+    pub fn now() -> Self {
+        Instant::now().into()
+    }
+}
+
+impl From<Instant> for Arrival {
+    /// The arrival at `at`, with the wall clock of that instant.
+    fn from(at: Instant) -> Self {
+        let ago = Instant::now().saturating_duration_since(at);
+        let ago = (ago.as_secs_f64() * TICKS_PER_SECOND as f64) as i64;
+        Self {
+            at,
+            wall: epoch_ticks().saturating_sub(ago),
+        }
+    }
 }
 
 impl SegmenterConfig {
@@ -37,7 +83,7 @@ impl SegmenterConfig {
             target,
             max_duration: td as i64 * TICKS_PER_SECOND + TICKS_PER_SECOND / 2,
             max_bytes,
-            time_hint: None,
+            timing: Timing::Pts,
         }
     }
 }
@@ -135,8 +181,10 @@ pub struct Segmenter {
     last_dts: Option<i64>,
     frame_dur: i64,
     psi: [Option<Box<[u8; PACKET_SIZE]>>; 2],
-    /// Arrival time of the input being handled.
+    /// Arrival of the input being handled.
     now: Instant,
+    /// Its wall clock, ticks since the Unix epoch.
+    wall: i64,
     media_time: Option<i64>,
 }
 
@@ -146,7 +194,11 @@ impl Segmenter {
     /// A segmenter that has seen nothing yet.
     pub fn new(cfg: SegmenterConfig) -> Self {
         let forward = (cfg.max_duration * 2).max(5 * TICKS_PER_SECOND);
-        let timeline = Timeline::new(cfg.time_hint, forward, TICKS_PER_SECOND);
+        let hint = match cfg.timing {
+            Timing::Epoch(t) => Some(t),
+            Timing::Pts | Timing::Arrival(_) => None,
+        };
+        let timeline = Timeline::new(hint, forward, TICKS_PER_SECOND);
         Self {
             cfg,
             timeline,
@@ -158,6 +210,7 @@ impl Segmenter {
             frame_dur: DEFAULT_FRAME,
             psi: [None, None],
             now: Instant::now(),
+            wall: 0,
             media_time: None,
         }
     }
@@ -167,9 +220,11 @@ impl Segmenter {
         self.media_time
     }
 
-    /// Handles one demuxer event that arrived at `now`.
-    pub fn handle(&mut self, ev: Event, now: Instant, out: &mut Vec<Output>) {
-        self.now = now;
+    /// Handles one demuxer event that arrived at `at` (an [`Arrival`] or an `Instant`).
+    pub fn handle(&mut self, ev: Event, at: impl Into<Arrival>, out: &mut Vec<Output>) {
+        let at = at.into();
+        self.now = at.at;
+        self.wall = at.wall;
         match ev {
             Event::Packet(pkt, kind) => self.packet(pkt, kind, out),
             Event::AccessUnit(au) => self.access_unit(au.pts, au.dts, au.keyframe, out),
@@ -225,21 +280,48 @@ impl Segmenter {
         open.data.extend_from_slice(&pkt[..]);
     }
 
+    /// Where live input's `pts` lands, arriving now, never before `floor` (none for other
+    /// timings: they keep their own timeline).
+    fn place(&self, pts: u64, floor: Option<i64>) -> Option<i64> {
+        match &self.cfg.timing {
+            Timing::Arrival(anchors) => Some(anchors.place(pts, self.wall, floor)),
+            Timing::Pts | Timing::Epoch(_) => None,
+        }
+    }
+
     fn access_unit(&mut self, pts: u64, dts: u64, keyframe: bool, out: &mut Vec<Output>) {
-        let t = match self.timeline.map(pts) {
+        if !self.timeline.is_placed()
+            && let Some(t) = self.place(pts, None)
+        {
+            self.timeline.rebase(pts, t);
+        }
+        let mut t = match self.timeline.map(pts) {
             Mapped::Continuous(t) => t,
             Mapped::Jump { delta } => {
                 out.push(Output::Error(SegmentError::TimestampJump(
                     delta as f64 / TICKS_PER_SECOND as f64,
                 )));
                 self.close_clean(out);
-                let t = self.last_end.unwrap_or(0);
+                let floor = self.last_end.unwrap_or(0);
+                let t = self.place(pts, Some(floor)).unwrap_or(floor);
                 self.timeline.rebase(pts, t);
                 self.last_dts = None;
                 self.discontinuity_pending = true;
                 t
             }
         };
+        // A discontinuity re-anchors live input to its arrival: after an outage, the first new
+        // segment is stamped with the time it arrived, not where the old media ended.
+        if keyframe
+            && self.open.is_none()
+            && self.discontinuity_pending
+            && let Some(placed) = self.place(pts, Some(t))
+            && placed > t
+        {
+            self.timeline.rebase(pts, placed);
+            self.last_dts = None;
+            t = placed;
+        }
         if let Some(d) = self.timeline.peek(dts) {
             if let Some(prev) = self.last_dts {
                 let step = d - prev;
@@ -330,6 +412,7 @@ impl Segmenter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::anchor::Anchors;
     use crate::demux::Demuxer;
     use crate::ts;
     use crate::tsmux::{TsWriter, synthetic};
@@ -507,6 +590,77 @@ mod tests {
         let last = segs.last().unwrap();
         assert_eq!(last.frames, 49);
         assert_eq!(last.duration, 49 * FRAME as i64);
+    }
+
+    /// Feeds `data` to a live (arrival-timed) segmenter as if it all arrived at wall-clock
+    /// tick `wall`.
+    fn feed_at(s: &mut Segmenter, data: &[u8], wall: i64, out: &mut Vec<Output>) {
+        let mut d = Demuxer::new();
+        let mut ev = Vec::new();
+        d.push(data, &mut ev);
+        d.finish(&mut ev);
+        let at = Arrival {
+            at: Instant::now(),
+            wall,
+        };
+        for e in ev.drain(..) {
+            s.handle(e, at, out);
+        }
+    }
+
+    fn segments(out: &[Output]) -> Vec<(u64, i64, bool)> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Segment(s) => Some((s.msn, s.start, s.discontinuity)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Item 8: live media time is the wall clock of the input's arrival, and after an outage
+    /// (the encoder restarting from PTS 0, or a dropped connection resuming its timestamps)
+    /// the first new segment is re-anchored to its arrival, with a discontinuity, while the
+    /// numbers carry on forward.
+    #[test]
+    fn live_timeline_is_re_anchored_to_the_arrival_after_a_gap() {
+        const W: i64 = 1_795_000_000 * TICKS_PER_SECOND;
+        for restart_pts in [0u64, 4 * T2 as u64] {
+            let anchors = Arc::new(Anchors::default());
+            let mut cfg = SegmenterConfig::for_target(T2, 8 << 20);
+            cfg.timing = Timing::Arrival(anchors);
+            let mut s = Segmenter::new(cfg);
+            let mut out = Vec::new();
+            feed_at(
+                &mut s,
+                &synthetic(2 * T2 as u64, 2, 50, FRAME, 300),
+                W,
+                &mut out,
+            );
+            s.finish(false, &mut out);
+            // 10 s later, the input is back: from PTS 0 (encoder restart) or continuing
+            // its timestamps where they were (connection dropped and resumed).
+            let back = W + 10 * TICKS_PER_SECOND;
+            feed_at(
+                &mut s,
+                &synthetic(restart_pts, 2, 50, FRAME, 300),
+                back,
+                &mut out,
+            );
+            s.finish(true, &mut out);
+            let segs = segments(&out);
+            let w_msn = (W / T2) as u64;
+            assert_eq!(segs[0], (w_msn, W, false), "anchored at the arrival");
+            let gap = segs.iter().position(|s| s.2).expect("a discontinuity");
+            assert_eq!(
+                segs[gap].1, back,
+                "re-anchored, restart pts {restart_pts}: {segs:?}"
+            );
+            assert!(
+                segs.windows(2)
+                    .all(|w| w[1].0 == w[0].0 + 1 && w[1].1 > w[0].1),
+                "{segs:?}"
+            );
+        }
     }
 
     proptest! {

@@ -1,7 +1,7 @@
 //! Published state of every stream: per-rendition windows, the rendered playlists (kept as
 //! `Bytes` so serving one is a reference-count bump), and PROGRAM-DATE-TIME anchoring.
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -13,23 +13,6 @@ use crate::metrics::Metrics;
 use crate::segmenter::{ClosedSegment, target_duration_secs};
 use crate::timeline::TICKS_PER_SECOND;
 use crate::window::{Segment, Window, WindowError};
-
-/// How media time maps to wall-clock time (PROGRAM-DATE-TIME).
-#[derive(Debug)]
-pub enum TimeBase {
-    /// Media time counts 90 kHz ticks since the Unix epoch (the loop source).
-    Epoch,
-    /// The first published segment of the stream anchors media time to the wall clock; all
-    /// renditions share the anchor so their PDTs agree.
-    Anchored(Mutex<Option<(i64, i64)>>),
-}
-
-impl TimeBase {
-    /// A time base that anchors at the first published segment.
-    pub fn anchored() -> Self {
-        TimeBase::Anchored(Mutex::new(None))
-    }
-}
 
 /// A body with its strong ETag.
 #[derive(Debug, Clone)]
@@ -101,7 +84,6 @@ pub struct Stream {
     pub renditions: Vec<Rendition>,
     /// The rendered master playlist (none before any segment).
     pub master: RwLock<Option<Rendered>>,
-    time_base: TimeBase,
     metrics: Arc<Metrics>,
 }
 
@@ -120,7 +102,6 @@ impl Stream {
         name: &str,
         segment_duration: Duration,
         window: usize,
-        time_base: TimeBase,
         names: &[String],
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -143,7 +124,6 @@ impl Stream {
                 })
                 .collect(),
             master: RwLock::new(None),
-            time_base,
             metrics,
         }
     }
@@ -205,17 +185,9 @@ impl Stream {
                 newest: u64::MAX,
             });
         };
-        let pdt_ms = match &self.time_base {
-            TimeBase::Epoch => seg.start.div_euclid(90),
-            TimeBase::Anchored(anchor) => {
-                let mut a = anchor.lock().unwrap_or_else(|p| p.into_inner());
-                let (ext0, ms0) = *a.get_or_insert((
-                    seg.start,
-                    hls::date::now_unix_ms() - seg.duration.div_euclid(90),
-                ));
-                ms0 + (seg.start - ext0).div_euclid(90)
-            }
-        };
+        // Media time is on the Unix epoch timeline for every source (the loop's by
+        // construction, live input's anchored to its arrival), so it is the date.
+        let pdt_ms = seg.start.div_euclid(90);
         let stored = Arc::new(Segment {
             msn: seg.msn,
             duration: seg.duration,

@@ -6,6 +6,15 @@ use crate::ts::PTS_MOD;
 /// 90 kHz ticks per second.
 pub const TICKS_PER_SECOND: i64 = 90_000;
 
+/// The wall clock on the media timeline: ticks since the Unix epoch.
+pub fn epoch_ticks() -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    d.as_secs() as i64 * TICKS_PER_SECOND
+        + i64::from(d.subsec_nanos()) * TICKS_PER_SECOND / 1_000_000_000
+}
+
 /// A PTS either continues the timeline or jumped away from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mapped {
@@ -71,6 +80,11 @@ impl Timeline {
         };
         self.last = Some((pts, ext));
         Mapped::Continuous(ext)
+    }
+
+    /// Whether a PTS has been placed yet.
+    pub fn is_placed(&self) -> bool {
+        self.last.is_some()
     }
 
     /// Declares that `pts` is at media time `ext` from now on (after a jump).

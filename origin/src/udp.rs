@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 
+use crate::input::lifecycle::Refusal;
 use crate::input::{Input, Session};
+use crate::segmenter::Arrival;
 
 /// Binds the socket for `addr`, joining the group when it is multicast.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
@@ -21,10 +23,13 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 }
 
 /// Receives datagrams into `input` forever. UDP has no connections: the first datagram
-/// attaches a session, and after the input drops it (silence) the next one attaches anew.
+/// attaches a session, and after the input drops it (silence, too fast) the next one attaches
+/// anew. A refused datagram is dropped: UDP cannot be told to wait, so the input is not asked
+/// again before the refusal's time is up (an ended rendition never).
 pub async fn run(sock: UdpSocket, input: Arc<Input>) {
     let mut buf = vec![0u8; 65_536];
     let mut session: Option<Session> = None;
+    let mut refused_until: Option<Option<Instant>> = None;
     loop {
         let n = match sock.recv(&mut buf).await {
             Ok(n) => n,
@@ -34,15 +39,29 @@ pub async fn run(sock: UdpSocket, input: Arc<Input>) {
                 continue;
             }
         };
-        let now = Instant::now();
+        let at = Arrival::now();
         if !session.as_ref().is_some_and(Session::is_live) {
-            // Refusals (the rendition has ended) are counted by the input; the datagram goes.
-            session = input.attach(now).ok();
+            session = None;
+            match refused_until {
+                Some(None) => continue,
+                Some(Some(t)) if at.at < t => continue,
+                _ => {}
+            }
+            // Refusals are counted by the input.
+            match input.attach(at.at) {
+                Ok(s) => {
+                    session = Some(s);
+                    refused_until = None;
+                }
+                Err(Refusal::TooFast(wait)) => refused_until = Some(Some(at.at + wait)),
+                Err(Refusal::Ended) => refused_until = Some(None),
+                Err(Refusal::Busy) => {}
+            }
         }
         if let Some(s) = &mut session
-            && s.feed(&buf[..n], now).is_err()
+            && s.feed(&buf[..n], at).is_err()
         {
-            // Cut off (counted and logged by the input); the next datagram starts anew.
+            // Cut off (counted and logged by the input); a later datagram starts anew.
             session = None;
         }
     }

@@ -271,7 +271,13 @@ async fn ingest_survives_bad_input_and_refuses_abuse() {
         "{}",
         String::from_utf8_lossy(&pl.body)
     );
-    assert_eq!(parsed.media_sequence, 0);
+    // Numbers follow media time, which live input places on the wall clock at its arrival.
+    let wall_msn = (now_ms() / 2000) as u64;
+    assert!(
+        parsed.media_sequence.abs_diff(wall_msn) <= 2,
+        "{} vs {wall_msn}",
+        parsed.media_sequence
+    );
 
     // Faster than real time: 60 s of media in one go.
     let r = push(&c, &ingest("b"), synthetic(0, 30, 50, 3600, 100)).await;
@@ -375,15 +381,19 @@ async fn dropped_push_reconnect_and_end() {
             .body,
     );
     let durs: Vec<f32> = pl.segments.iter().map(|s| s.duration).collect();
-    assert_eq!(pl.media_sequence, 5, "first msn = floor(10 s / 2 s)");
+    // The first number is the arrival's wall clock over 2 s (media time is anchored there).
+    let first = pl.media_sequence;
+    assert!(first.abs_diff((now_ms() / 2000) as u64) <= 4, "{first}");
     assert_eq!(durs.len(), 3, "{durs:?}");
     assert!(
         (durs[2] - 2.0).abs() > 0.01 && durs[2] > 1.0,
         "the partial segment is shorter: {durs:?}"
     );
 
-    // The encoder restarts from PTS 0: a discontinuity, numbers carry on.
-    let r = push(&c, &url, synthetic(0, 2, 50, 3600, 800)).await;
+    // The encoder restarts from PTS 0: a discontinuity, numbers carry on. (One GOP only: the
+    // first push, sent at once, left the media ~6 s ahead of the wall clock, and 4 s more
+    // right away would be stamped beyond max_lead, 8 s, in the future.)
+    let r = push(&c, &url, synthetic(0, 1, 50, 3600, 800)).await;
     assert_eq!(r.status, 204);
     let text = get(&c, &format!("http://{}/live/in/a/index.m3u8", o.addr), &[])
         .await
@@ -392,9 +402,14 @@ async fn dropped_push_reconnect_and_end() {
     let msns: Vec<u64> = (0..pl.segments.len() as u64)
         .map(|i| pl.media_sequence + i)
         .collect();
-    assert_eq!(msns, vec![7, 8, 9], "{}", String::from_utf8_lossy(&text));
+    assert_eq!(
+        msns,
+        vec![first + 1, first + 2, first + 3],
+        "{}",
+        String::from_utf8_lossy(&text)
+    );
     assert!(
-        pl.segments[1].discontinuity,
+        pl.segments[2].discontinuity,
         "{}",
         String::from_utf8_lossy(&text)
     );
@@ -505,4 +520,133 @@ async fn push_whose_client_leaves_without_the_reply_is_counted() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+async fn playlist(c: &HttpClient, o: &Origin, path: &str) -> (m3u8_rs::MediaPlaylist, String) {
+    let body = get(c, &format!("http://{}{path}", o.addr), &[]).await.body;
+    (media(&body), String::from_utf8_lossy(&body).into_owned())
+}
+
+const LIVE: &str = "[ingest]\nmax_lead = \"8s\"\nidle_timeout = \"1s\"\n\n[[streams]]\nname = \"in\"\nsource = \"push\"\nwindow = 6\n[[streams.renditions]]\nname = \"a\"\n";
+
+/// Item 8: after the encoder stops for a while and restarts (timestamps from 0), the first new
+/// segment carries EXT-X-DISCONTINUITY and a PROGRAM-DATE-TIME re-anchored to when its input
+/// arrived, not the old media's end (which left PDT behind by the whole outage); numbers
+/// carry on forward.
+#[tokio::test]
+async fn input_gap_re_anchors_program_date_time_to_the_arrival() {
+    let o = start(LIVE).await;
+    let c = new_client(Duration::from_secs(30));
+    let url = format!("http://{}/ingest/in/a", o.addr);
+    // 2 s of media (two 1 s GOPs: one segment), then a 4 s outage.
+    assert_eq!(
+        push(&c, &url, synthetic(0, 2, 25, 3600, 400)).await.status,
+        204
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let arrival = now_ms();
+    assert_eq!(
+        push(&c, &url, synthetic(0, 2, 25, 3600, 400)).await.status,
+        204
+    );
+    let (pl, text) = playlist(&c, &o, "/live/in/a/index.m3u8").await;
+    assert_eq!(pl.segments.len(), 2, "{text}");
+    let after = &pl.segments[1];
+    assert!(after.discontinuity, "{text}");
+    let pdt = after.program_date_time.unwrap().timestamp_millis();
+    assert!(
+        (pdt - arrival).abs() < 500,
+        "first segment after the gap is stamped {} ms from its arrival:\n{text}",
+        pdt - arrival
+    );
+    let before = pl.segments[0].program_date_time.unwrap().timestamp_millis();
+    assert!(pdt > before, "PDT moves forward: {text}");
+}
+
+/// Item 8: an origin restarted while its encoder also restarted (timestamps from 0 again)
+/// must not publish a name the previous run used for other content: caches hold segments
+/// `immutable` for a year (OvenMediaEngine#769). Numbers follow media time anchored to the
+/// wall clock, so they only move forward.
+#[tokio::test]
+async fn origin_restart_never_reuses_a_segment_name() {
+    let c = new_client(Duration::from_secs(30));
+    let a = start(LIVE).await;
+    let r = push(
+        &c,
+        &format!("http://{}/ingest/in/a", a.addr),
+        synthetic(0, 2, 50, 3600, 400),
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    let (pa, ta) = playlist(&c, &a, "/live/in/a/index.m3u8").await;
+    let last_a = pa.media_sequence + pa.segments.len() as u64 - 1;
+    drop(a);
+    // The previous run's input was 4 s ahead of real time when it ended (it was pushed at
+    // once); a real-time encoder is not. Restart once that lead has passed.
+    tokio::time::sleep(Duration::from_millis(4200)).await;
+    let b = start(LIVE).await;
+    let r = push(
+        &c,
+        &format!("http://{}/ingest/in/a", b.addr),
+        synthetic(0, 2, 50, 3600, 900),
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    let (pb, tb) = playlist(&c, &b, "/live/in/a/index.m3u8").await;
+    assert!(
+        pb.media_sequence > last_a,
+        "restart reused names:\nbefore:\n{ta}\nafter:\n{tb}"
+    );
+}
+
+/// Item 8: UDP input sent faster than real time gets the same `ingest.max_lead` as a push:
+/// what runs further ahead is dropped and counted, so no segment is stamped in the future
+/// (it was stamped up to 61 s ahead).
+#[tokio::test]
+async fn udp_input_ahead_of_real_time_is_dropped_and_counted() {
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let o = start(&format!(
+        "[ingest]\nmax_lead = \"4s\"\n\n[[streams]]\nname = \"sat\"\nsource = \"udp\"\nwindow = 30\n[[streams.renditions]]\nname = \"a\"\nudp = \"127.0.0.1:{port}\"\n"
+    ))
+    .await;
+    let c = new_client(Duration::from_secs(30));
+    let tx = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    // 60 s of media in well under a second.
+    let data = synthetic(0, 30, 50, 3600, 100);
+    for (i, d) in data.chunks(1316).enumerate() {
+        tx.send_to(d, ("127.0.0.1", port)).await.unwrap();
+        if i % 16 == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let sent = now_ms();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (pl, text) = playlist(&c, &o, "/live/sat/a/index.m3u8").await;
+    let last = pl.segments.last().unwrap();
+    let end = last.program_date_time.unwrap().timestamp_millis() + (last.duration * 1000.0) as i64;
+    assert!(
+        end - sent <= 4_000 + 500,
+        "media stamped {} ms in the future:\n{text}",
+        end - sent
+    );
+    let metrics = String::from_utf8_lossy(
+        &get(&c, &format!("http://{}/metrics", o.addr), &[])
+            .await
+            .body,
+    )
+    .into_owned();
+    assert!(
+        metrics.contains("origin_ingest_rejected_total{reason=\"too_fast\",stream=\"sat\"}"),
+        "{metrics}"
+    );
 }

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::segmenter::Arrival;
 use crate::timeline::TICKS_PER_SECOND;
 
 /// The limits one input lives under.
@@ -29,6 +30,14 @@ pub enum State {
     },
     /// A source is attached and feeding.
     Feeding(Feed),
+    /// The last source ran too far ahead of the wall clock: no source may attach `until` its
+    /// media is no longer ahead (UDP cannot be slowed down, so its input is dropped meanwhile).
+    Refusing {
+        /// When sources may attach again.
+        until: Instant,
+        /// When the last source left (for the end-of-stream timer).
+        since: Instant,
+    },
     /// EXT-X-ENDLIST is written; nothing may feed it again.
     Ended,
 }
@@ -40,13 +49,14 @@ pub struct Feed {
     pub session: u64,
     /// When bytes last arrived.
     pub last_data: Instant,
-    /// Media time and wall time at the session's first access unit, for the lead check.
-    pub pace: Option<(i64, Instant)>,
 }
 
 /// Why a source may not attach.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
+    /// The last source ran ahead of real time; try again after this long.
+    #[error("the input ran ahead of real time; send again in {} s at real-time pace (ffmpeg -re)", .0.as_secs_f64().ceil())]
+    TooFast(Duration),
     /// Another source is feeding the rendition.
     #[error("another source is already feeding this rendition")]
     Busy,
@@ -59,6 +69,7 @@ impl Refusal {
     /// The metrics label (`origin_ingest_rejected_total{reason}`).
     pub fn as_str(self) -> &'static str {
         match self {
+            Refusal::TooFast(_) => "too_fast",
             Refusal::Busy => "busy",
             Refusal::Ended => "ended",
         }
@@ -124,12 +135,12 @@ impl Lifecycle {
         match self.state {
             State::Feeding(_) => Err(Refusal::Busy),
             State::Ended => Err(Refusal::Ended),
-            State::Idle { .. } => {
+            State::Refusing { until, .. } if now < until => Err(Refusal::TooFast(until - now)),
+            State::Idle { .. } | State::Refusing { .. } => {
                 self.sessions += 1;
                 self.state = State::Feeding(Feed {
                     session: self.sessions,
                     last_data: now,
-                    pace: None,
                 });
                 Ok(self.sessions)
             }
@@ -150,29 +161,29 @@ impl Lifecycle {
         }
     }
 
-    /// The pipeline's media time after feeding `session`; a lead beyond the limit cuts it off.
+    /// The pipeline's media time (ticks since the Unix epoch: it is anchored to the wall
+    /// clock) after feeding `session` input that arrived at `at`. Media further ahead of the
+    /// wall clock than the limit would be stamped in the future: the source is cut off and
+    /// none may attach until the wall clock has caught up with the media.
     pub fn media(
         &mut self,
         session: u64,
         media_time: Option<i64>,
-        now: Instant,
+        at: Arrival,
     ) -> Result<(), Cutoff> {
         let (Some(max), Some(t)) = (self.limits.max_lead, media_time) else {
             return Ok(());
         };
-        let State::Feeding(f) = &mut self.state else {
-            return Ok(());
-        };
-        if f.session != session {
+        if !self.is_feeding(session) {
             return Ok(());
         }
-        let (t0, w0) = *f.pace.get_or_insert((t, now));
-        let lead = t.saturating_sub(t0) as f64 / TICKS_PER_SECOND as f64
-            - now.saturating_duration_since(w0).as_secs_f64();
+        let lead = t.saturating_sub(at.wall) as f64 / TICKS_PER_SECOND as f64;
         if lead > max.as_secs_f64() {
-            let cut = Cutoff::TooFast(lead);
-            self.detach(session, now);
-            return Err(cut);
+            self.state = State::Refusing {
+                until: at.at + Duration::from_secs_f64(lead),
+                since: at.at,
+            };
+            return Err(Cutoff::TooFast(lead));
         }
         Ok(())
     }
@@ -193,6 +204,7 @@ impl Lifecycle {
         match self.state {
             State::Feeding(f) => self.limits.idle_timeout.map(|d| f.last_data + d),
             State::Idle { since: Some(t) } => self.limits.endlist_after.map(|d| t + d),
+            State::Refusing { until, .. } => Some(until),
             State::Idle { since: None } | State::Ended => None,
         }
     }
@@ -211,6 +223,10 @@ impl Lifecycle {
                 };
                 let limit = self.limits.idle_timeout.unwrap_or_default();
                 Tick::Dropped(f.session, Cutoff::Idle(limit))
+            }
+            State::Refusing { since, .. } => {
+                self.state = State::Idle { since: Some(since) };
+                Tick::Nothing
             }
             State::Idle { .. } => {
                 self.state = State::Ended;
@@ -273,17 +289,30 @@ mod tests {
     }
 
     #[test]
-    fn lead_beyond_the_limit_cuts_off() {
+    fn lead_beyond_the_limit_cuts_off_and_refuses_until_the_wall_clock_catches_up() {
         let t0 = Instant::now();
+        let w0 = 1_795_000_000 * TICKS_PER_SECOND;
+        let at = |secs: f64| Arrival {
+            at: t0 + Duration::from_secs_f64(secs),
+            wall: w0 + (secs * TICKS_PER_SECOND as f64) as i64,
+        };
         let mut l = Lifecycle::new(limits());
         let a = l.attach(t0).unwrap();
-        assert_eq!(l.media(a, Some(0), t0), Ok(()));
-        // 9 s of media in 0.5 s: 8.5 s ahead.
-        let r = l.media(a, Some(9 * TICKS_PER_SECOND), t0 + S / 2);
+        assert_eq!(l.media(a, Some(w0), at(0.0)), Ok(()));
+        // 9 s of media in 0.5 s: 8.5 s ahead of the wall clock.
+        let r = l.media(a, Some(w0 + 9 * TICKS_PER_SECOND), at(0.5));
         assert!(
             matches!(r, Err(Cutoff::TooFast(x)) if (x - 8.5).abs() < 1e-9),
             "{r:?}"
         );
         assert!(!l.is_feeding(a));
+        // Nobody attaches until the media is no longer ahead (at 9 s).
+        assert_eq!(
+            l.attach(t0 + S),
+            Err(Refusal::TooFast(Duration::from_secs(8)))
+        );
+        assert_eq!(l.deadline(), Some(t0 + 9 * S));
+        assert_eq!(l.tick(t0 + 9 * S), Tick::Nothing);
+        assert!(l.attach(t0 + 9 * S).is_ok());
     }
 }

@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 use crate::config::SourceKind;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
+use crate::segmenter::Arrival;
 use crate::store::Stream;
 use lifecycle::{Cutoff, Lifecycle, Limits, Refusal, Tick};
 
@@ -189,8 +190,9 @@ impl Session {
         })
     }
 
-    /// Feeds bytes that arrived at `now`.
-    pub fn feed(&mut self, data: &[u8], now: Instant) -> Result<(), Cutoff> {
+    /// Feeds bytes that arrived at `at`.
+    pub fn feed(&mut self, data: &[u8], at: Arrival) -> Result<(), Cutoff> {
+        let now = at.at;
         let input = self.input.clone();
         let mut inner = input.lock();
         if let Some(cut) = self.gone(&mut inner) {
@@ -198,11 +200,11 @@ impl Session {
             return Err(cut);
         }
         inner.life.data(self.id, now);
-        let result = match inner.pipe.feed(data) {
+        let result = match inner.pipe.feed(data, at) {
             Err(crate::pipeline::TooLarge(n)) => Err(Cutoff::TooLarge(n)),
             Ok(()) => {
                 let media = inner.pipe.media_time();
-                inner.life.media(self.id, media, now)
+                inner.life.media(self.id, media, at)
             }
         };
         if let Err(cut) = result {
