@@ -82,6 +82,13 @@ pub struct UpstreamConfig {
     /// Longest pause between body chunks before the fetch counts as failed.
     #[serde(default = "d_head", with = "humantime_serde")]
     pub body_idle_timeout: Duration,
+    /// Longest an upstream body may take, head to last byte (time spent waiting for slow
+    /// readers of a body too large to store not counted).
+    #[serde(default = "d_body_deadline", with = "humantime_serde")]
+    pub body_deadline: Duration,
+    /// Slowest upstream body accepted, bytes per second over 5 s (0: no minimum).
+    #[serde(default = "d_min_body_rate")]
+    pub min_body_rate: u64,
     /// Deadline for all attempts of one fetch together.
     #[serde(default = "d_deadline", with = "humantime_serde")]
     pub deadline: Duration,
@@ -111,6 +118,12 @@ pub struct UpstreamConfig {
 
 fn d_head() -> Duration {
     Duration::from_secs(3)
+}
+fn d_body_deadline() -> Duration {
+    Duration::from_secs(60)
+}
+fn d_min_body_rate() -> u64 {
+    4096
 }
 fn d_deadline() -> Duration {
     Duration::from_secs(8)
@@ -301,6 +314,21 @@ impl Validate for Config {
                 "upstream.deadline",
                 "must be at least upstream.head_timeout (> 0)",
             ));
+        }
+        if u.body_idle_timeout.is_zero() || u.body_deadline < u.body_idle_timeout {
+            p.push(Problem::new(
+                "upstream.body_deadline",
+                "must be at least upstream.body_idle_timeout (> 0)",
+            ));
+        }
+        for (key, d) in [
+            ("upstream.head_timeout", u.head_timeout),
+            ("upstream.body_deadline", u.body_deadline),
+            ("upstream.deadline", u.deadline),
+        ] {
+            if d > Duration::from_secs(86_400) {
+                p.push(Problem::new(key, "must be at most 1 day"));
+            }
         }
         if !u.health.path.starts_with('/') {
             p.push(Problem::new("upstream.health.path", "must start with /"));

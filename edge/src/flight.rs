@@ -111,8 +111,14 @@ impl WaitError {
 #[derive(Default)]
 struct State {
     head: Option<Arc<Head>>,
-    chunks: Vec<Bytes>,
+    /// Body chunks not yet dropped; `chunks[i]` is chunk number `base + i`.
+    chunks: std::collections::VecDeque<Bytes>,
+    /// Chunks dropped from the front (pass-through flights only).
+    base: usize,
+    /// Bytes received in all.
     len: usize,
+    /// Bytes held in `chunks`.
+    buffered: usize,
     outcome: Option<Outcome>,
 }
 
@@ -130,7 +136,18 @@ pub struct Flight {
     heads_done: Notify,
     /// Set [`HEADS_FIRST_MAX`] after the head is published: bodies stop waiting for heads.
     barrier_open: AtomicBool,
+    /// The object will not be stored (too large): chunks every reader has passed are
+    /// dropped, and the writer waits while more than [`PASS_THROUGH_BUFFER`] is held.
+    pass_through: AtomicBool,
+    /// Each reader's next chunk number (read only in pass-through mode).
+    positions: Mutex<Vec<Arc<AtomicUsize>>>,
+    /// Signalled when a pass-through reader advances or leaves.
+    drained: Notify,
 }
+
+/// Most bytes a pass-through flight holds for its slowest reader before it stops reading
+/// from the upstream (backpressure instead of buffering a huge body whole).
+pub const PASS_THROUGH_BUFFER: usize = 4 << 20;
 
 /// Held by a request from joining a flight until its response head exists (dropped then, or
 /// when the request is abandoned).
@@ -140,6 +157,9 @@ impl Drop for HeadTicket {
     fn drop(&mut self) {
         if self.0.pending_heads.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.0.heads_done.notify_waiters();
+            if self.0.is_pass_through() {
+                self.0.drained.notify_waiters();
+            }
         }
     }
 }
@@ -186,6 +206,44 @@ impl Flight {
         self.lock().len
     }
 
+    /// Bytes held for readers now.
+    pub fn buffered(&self) -> usize {
+        self.lock().buffered
+    }
+
+    /// Whether this flight streams its body through without keeping it.
+    pub fn is_pass_through(&self) -> bool {
+        self.pass_through.load(Ordering::Acquire)
+    }
+
+    /// Drops the chunks every reader (and every request still waiting for its head) has
+    /// passed; returns the bytes still held.
+    fn trim(&self) -> usize {
+        let min = if self.pending_heads.load(Ordering::Acquire) > 0 {
+            None
+        } else {
+            self.positions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .map(|p| p.load(Ordering::Acquire))
+                .min()
+        };
+        let mut s = self.lock();
+        // With no reader left everything may go.
+        let upto = min.unwrap_or(if self.pending_heads.load(Ordering::Acquire) > 0 {
+            s.base
+        } else {
+            usize::MAX
+        });
+        while s.base < upto {
+            let Some(c) = s.chunks.pop_front() else { break };
+            s.base += 1;
+            s.buffered -= c.len();
+        }
+        s.buffered
+    }
+
     /// Waits until `check` yields, re-checking on every change. Registering before checking
     /// means no wake-up can fall between the check and the wait.
     async fn wait_for<T>(&self, mut check: impl FnMut(&State) -> Option<T>) -> T {
@@ -223,7 +281,11 @@ impl Flight {
     /// Chunk `idx`, waiting for it; `None` after the last chunk of a complete body.
     pub async fn chunk(&self, idx: usize) -> Option<Result<Bytes, WaitError>> {
         self.wait_for(|s| {
-            if let Some(c) = s.chunks.get(idx) {
+            if idx < s.base {
+                // Only a reader that registered late can find its chunk gone.
+                return Some(Some(Err(WaitError::Dangling)));
+            }
+            if let Some(c) = s.chunks.get(idx - s.base) {
                 return Some(Some(Ok(c.clone())));
             }
             match &s.outcome {
@@ -242,6 +304,10 @@ impl Flight {
         let wait = self.wait_for(|s| match &s.outcome {
             None => None,
             Some(Outcome::Done) => Some(match &s.head {
+                Some(_) if s.base > 0 => Err(WaitError::Failed(FetchError::Body(
+                    "streamed through without keeping it (larger than cache.max_object_bytes)"
+                        .into(),
+                ))),
                 Some(h) => Ok((h.clone(), concat(&s.chunks, s.len))),
                 None => Err(WaitError::Dangling),
             }),
@@ -253,18 +319,14 @@ impl Flight {
     }
 }
 
-fn concat(chunks: &[Bytes], len: usize) -> Bytes {
-    match chunks {
-        [] => Bytes::new(),
-        [one] => one.clone(),
-        many => {
-            let mut b = BytesMut::with_capacity(len);
-            for c in many {
-                b.extend_from_slice(c);
-            }
-            b.freeze()
-        }
+fn concat(chunks: &std::collections::VecDeque<Bytes>, len: usize) -> Bytes {
+    // Always a copy of exactly `len` bytes, even for one chunk: a chunk is a slice of the
+    // client's read buffer, and storing the slice would keep the whole buffer alive.
+    let mut b = BytesMut::with_capacity(len);
+    for c in chunks {
+        b.extend_from_slice(c);
     }
+    b.freeze()
 }
 
 /// The in-flight table: key → flight.
@@ -353,9 +415,43 @@ impl Writer {
         {
             let mut s = self.flight.lock();
             s.len += chunk.len();
-            s.chunks.push(chunk);
+            s.buffered += chunk.len();
+            s.chunks.push_back(chunk);
         }
         self.flight.notify.notify_waiters();
+    }
+
+    /// Turns the flight into a pass-through: it leaves the table (later requests start their
+    /// own fetch, since the start of the body will be gone), and from now on holds only what
+    /// its slowest reader has not read yet.
+    pub fn pass_through(&self) {
+        if self.flight.pass_through.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.leave_table();
+        self.flight.trim();
+    }
+
+    /// Waits until a pass-through flight holds at most [`PASS_THROUGH_BUFFER`] bytes (at once
+    /// for other flights). Returns `false` when no reader is left to send to.
+    pub async fn room(&self) -> bool {
+        let f = &self.flight;
+        if !f.is_pass_through() {
+            return true;
+        }
+        loop {
+            let drained = f.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            let held = f.trim();
+            if f.waiters() == 0 && f.pending_heads.load(Ordering::Acquire) == 0 {
+                return false;
+            }
+            if held <= PASS_THROUGH_BUFFER {
+                return true;
+            }
+            drained.await;
+        }
     }
 
     /// The body so far as one buffer (to store once complete).
@@ -376,16 +472,18 @@ impl Writer {
         }
         self.finished = true;
         self.flight.lock().outcome = Some(outcome);
-        {
-            let mut map = self.table.lock();
-            if map
-                .get(&self.key)
-                .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
-            {
-                map.remove(&self.key);
-            }
-        }
+        self.leave_table();
         self.flight.notify.notify_waiters();
+    }
+
+    fn leave_table(&self) {
+        let mut map = self.table.lock();
+        if map
+            .get(&self.key)
+            .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
+        {
+            map.remove(&self.key);
+        }
     }
 }
 
@@ -410,6 +508,8 @@ pub const MAX_FRAME: usize = 64 * 1024;
 pub struct FlightBody {
     flight: Arc<Flight>,
     idx: usize,
+    /// `idx` as the flight sees it (for dropping chunks every reader has passed).
+    position: Arc<AtomicUsize>,
     pending: Option<ChunkFuture>,
     rest: Option<Bytes>,
     yielded: bool,
@@ -420,9 +520,16 @@ impl FlightBody {
     /// A reader of `flight`; `content_length` sizes the body for clients.
     pub fn new(flight: Arc<Flight>, content_length: Option<u64>) -> Self {
         flight.waiters.fetch_add(1, Ordering::Relaxed);
+        let position = Arc::new(AtomicUsize::new(0));
+        flight
+            .positions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(position.clone());
         Self {
             flight,
             idx: 0,
+            position,
             pending: None,
             rest: None,
             // The barrier orders the first frame; a yield there would cost every waiter of
@@ -446,6 +553,18 @@ impl FlightBody {
 impl Drop for FlightBody {
     fn drop(&mut self) {
         self.flight.waiters.fetch_sub(1, Ordering::Relaxed);
+        let mut p = self
+            .flight
+            .positions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = p.iter().position(|x| Arc::ptr_eq(x, &self.position)) {
+            p.swap_remove(i);
+        }
+        drop(p);
+        if self.flight.is_pass_through() {
+            self.flight.drained.notify_waiters();
+        }
     }
 }
 
@@ -485,6 +604,10 @@ impl Body for FlightBody {
                     None => Poll::Ready(None),
                     Some(Ok(b)) => {
                         this.idx += 1;
+                        this.position.store(this.idx, Ordering::Release);
+                        if this.flight.is_pass_through() {
+                            this.flight.drained.notify_waiters();
+                        }
                         this.yielded = false;
                         Poll::Ready(Some(Ok(Frame::data(this.split(b)))))
                     }
@@ -619,6 +742,89 @@ mod tests {
         assert_eq!(&frame[..], b"abcdef");
         assert!(t0.elapsed() >= HEADS_FIRST_MAX, "{:?}", t0.elapsed());
         assert!(t0.elapsed() < HEADS_FIRST_MAX * 2, "{:?}", t0.elapsed());
+    }
+}
+
+#[cfg(test)]
+mod pass_through_tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    /// Regression: a body larger than the cache would take was held whole for its readers
+    /// (eight slow clients of 200 MiB objects: 1.84 GB RSS). A pass-through flight holds at
+    /// most PASS_THROUGH_BUFFER (plus one chunk) for its slowest reader, makes the writer
+    /// wait, and tells it when every reader has gone.
+    #[tokio::test]
+    async fn holds_only_what_the_slowest_reader_has_not_read() {
+        let t = Arc::new(FlightTable::default());
+        let k = crate::key::normalize("/huge.ts", &[]).unwrap();
+        let Role::Writer(w) = t.join_or_start(&k) else {
+            panic!()
+        };
+        let f = w.flight().clone();
+        let mut slow = FlightBody::new(f.clone(), None);
+        let mut fast = FlightBody::new(f.clone(), None);
+        w.pass_through();
+        assert!(t.is_empty(), "later requests start their own fetch");
+        w.head(Head {
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            content_length: None,
+        });
+        let chunk = Bytes::from(vec![7u8; 256 * 1024]);
+        let mut pushed = 0;
+        // The writer fills up to the limit, then has to wait.
+        while tokio::time::timeout(Duration::from_millis(20), w.room())
+            .await
+            .is_ok_and(|more| more)
+        {
+            w.push(chunk.clone());
+            pushed += 1;
+            assert!(pushed < 100, "room() never pushed back");
+        }
+        assert!(f.buffered() <= PASS_THROUGH_BUFFER + chunk.len());
+        // The fast reader reads everything; the slow one still holds the buffer.
+        for _ in 0..pushed * 4 {
+            fast.frame().await.unwrap().unwrap();
+        }
+        assert!(f.buffered() > PASS_THROUGH_BUFFER);
+        // The slow reader reads a little: room again, and what both passed is gone.
+        for _ in 0..8 {
+            slow.frame().await.unwrap().unwrap();
+        }
+        assert!(w.room().await);
+        assert!(f.buffered() <= PASS_THROUGH_BUFFER);
+        drop((slow, fast));
+        assert!(!w.room().await, "no reader left");
+        assert_eq!(f.buffered(), 0, "memory returns when the readers leave");
+        w.finish(Outcome::Done);
+    }
+
+    #[tokio::test]
+    async fn a_range_cannot_be_cut_from_a_body_that_was_not_kept() {
+        let t = Arc::new(FlightTable::default());
+        let k = crate::key::normalize("/huge.ts", &[]).unwrap();
+        let Role::Writer(w) = t.join_or_start(&k) else {
+            panic!()
+        };
+        let f = w.flight().clone();
+        let body = FlightBody::new(f.clone(), None);
+        w.pass_through();
+        w.head(Head {
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            content_length: None,
+        });
+        w.push(Bytes::from_static(b"abc"));
+        let mut body = body;
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(&first[..], b"abc");
+        assert!(w.room().await, "trims what the reader passed");
+        w.push(Bytes::from_static(b"def"));
+        w.finish(Outcome::Done);
+        assert!(f.complete(Duration::from_secs(1)).await.is_err());
+        let rest = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&rest[..], b"def");
     }
 }
 

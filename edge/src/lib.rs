@@ -15,6 +15,7 @@ pub mod key;
 pub mod metrics;
 pub mod object;
 pub mod overload;
+pub mod pace;
 pub mod proxy;
 pub mod retry;
 pub mod upstream;

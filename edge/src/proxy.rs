@@ -22,6 +22,7 @@ use crate::flight::{FlightBody, Head, MAX_FRAME, Outcome, Role, WaitError, Write
 use crate::key::{CacheKey, normalize};
 use crate::object::{CachedObject, Freshness, State, end_to_end, upstream_age};
 use crate::overload::Ticketed;
+use crate::pace::BodyPace;
 
 /// How a response was produced: the `X-Cache` value and the `cache` metrics label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +58,7 @@ fn hv(s: &str) -> HeaderValue {
 
 /// Handles one client request.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let (kind, phase, cache_status, mut resp) = route(&app, &req).await;
     let h = resp.headers_mut();
     h.insert("x-cache", HeaderValue::from_static(phase.as_str()));
@@ -245,7 +246,7 @@ async fn serve(
             with_headers(StatusCode::NOT_MODIFIED, headers, empty()),
         );
     }
-    if head.status == StatusCode::OK && has_range(req.headers()) {
+    if head.status == StatusCode::OK && has_range(req.headers()) && !flight.is_pass_through() {
         // Ranges on a miss are cut from the complete body (rare in HLS; keeps one code path).
         return match flight.complete(wait).await {
             Ok((_, body)) => (phase, cs, ranged(StatusCode::OK, headers, body, req)),
@@ -409,18 +410,53 @@ async fn fill(app: Arc<App>, w: Writer, key: CacheKey, kind: Kind) {
     if let Some(n) = content_length {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
     }
+    let max = app.cfg.cache.max_object_bytes;
+    if content_length.is_some_and(|n| n > max) {
+        // Will not be stored: stream it through with bounded buffering (before the head is
+        // out, so no reader asks for the whole body to cut a range from).
+        w.pass_through();
+    }
     w.head(Head {
         status: parts.status,
         headers,
         content_length,
     });
-    let idle = app.cfg.upstream.body_idle_timeout;
+    let mut pace = BodyPace::new(&app.cfg.upstream, Instant::now());
     loop {
-        match tokio::time::timeout(idle, body.frame()).await {
+        if w.flight().is_pass_through() {
+            let waited = Instant::now();
+            if !w.room().await {
+                // Every reader left and nothing will be stored: stop pulling from upstream.
+                w.finish(Outcome::TransientError(crate::flight::FetchError::Body(
+                    "every reader left a body too large to store".into(),
+                )));
+                return;
+            }
+            // Time spent waiting for slow readers is not the upstream's.
+            pace.exclude(waited.elapsed());
+        }
+        let wait = match pace.next_wait(Instant::now()) {
+            Ok(d) => d,
+            Err(why) => {
+                app.upstreams.body_failed(&upstream);
+                if let Some(suppressed) = app.log_limit.check(&format!("slow:{}", upstream.name)) {
+                    tracing::warn!(key = %key, upstream = %upstream.name, suppressed, "{why}");
+                }
+                w.finish(Outcome::TransientError(crate::flight::FetchError::Timeout(
+                    why,
+                )));
+                return;
+            }
+        };
+        match tokio::time::timeout(wait, body.frame()).await {
             Ok(None) => break,
             Ok(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data() {
+                    pace.received(data.len(), Instant::now());
                     w.push(data);
+                    if w.flight().received() as u64 > max {
+                        w.pass_through();
+                    }
                 }
             }
             Ok(Some(Err(e))) => {
@@ -433,17 +469,12 @@ async fn fill(app: Arc<App>, w: Writer, key: CacheKey, kind: Kind) {
                 )));
                 return;
             }
-            Err(_) => {
-                app.upstreams.body_failed(&upstream);
-                if let Some(suppressed) = app.log_limit.check(&format!("stall:{}", upstream.name)) {
-                    tracing::warn!(key = %key, upstream = %upstream.name, suppressed, "upstream body stalled");
-                }
-                w.finish(Outcome::TransientError(crate::flight::FetchError::Timeout(
-                    format!("no body data for {idle:?}"),
-                )));
-                return;
-            }
+            Err(_) => continue, // next_wait says which limit passed
         }
+    }
+    if w.flight().is_pass_through() {
+        w.finish(Outcome::Done);
+        return;
     }
     let bytes = w.body();
     if content_length.is_some_and(|n| n != bytes.len() as u64) {
