@@ -81,6 +81,10 @@ pub struct StreamConfig {
     /// Append EXT-X-ENDLIST when the input has been gone this long (never, when unset).
     #[serde(default, with = "humantime_serde::option")]
     pub endlist_after: Option<Duration>,
+    /// Push streams: the secret a push must present (`Authorization: Bearer SECRET` or
+    /// `?token=SECRET`); unset, anyone who can reach the origin may push.
+    #[serde(default)]
+    pub ingest_secret: Option<String>,
     /// The renditions; a loop stream without any uses the embedded 360p/240p/144p ladder.
     #[serde(default)]
     pub renditions: Vec<RenditionConfig>,
@@ -130,6 +134,7 @@ impl Config {
                 segment_duration: default_segment(),
                 window: default_window(),
                 endlist_after: None,
+                ingest_secret: None,
                 renditions: Vec::new(),
             }],
         }
@@ -177,6 +182,24 @@ impl Validate for Config {
                 ));
             } else if s.window > 10_000 {
                 p.push(Problem::new(k("window"), "must be at most 10000"));
+            }
+            if let Some(secret) = &s.ingest_secret {
+                if s.source != SourceKind::Push {
+                    p.push(Problem::new(
+                        k("ingest_secret"),
+                        "only for source = \"push\" (UDP cannot authenticate)",
+                    ));
+                } else if secret.len() < 16 || secret.len() > 256 {
+                    p.push(Problem::new(
+                        k("ingest_secret"),
+                        "must be 16 to 256 characters",
+                    ));
+                } else if !secret.bytes().all(|b| b.is_ascii_graphic()) {
+                    p.push(Problem::new(
+                        k("ingest_secret"),
+                        "must be printable ASCII without spaces (it travels in a header or URL)",
+                    ));
+                }
             }
             if s.source != SourceKind::Loop && s.renditions.is_empty() {
                 p.push(Problem::new(
@@ -262,6 +285,31 @@ mod tests {
         assert!(
             e.contains("line 10: key `streams[1].renditions[0].name`"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn ingest_secret_is_checked_with_line_and_key() {
+        let src = "[[streams]]\nname = \"a\"\nsource = \"push\"\ningest_secret = \"short\"\n[[streams.renditions]]\nname = \"r\"\n\n[[streams]]\nname = \"b\"\nsource = \"udp\"\ningest_secret = \"0123456789abcdef\"\n[[streams.renditions]]\nname = \"r\"\nudp = \"127.0.0.1:5000\"\n\n[[streams]]\nname = \"c\"\nsource = \"push\"\ningest_secret = \"0123456789 abcdef\"\n[[streams.renditions]]\nname = \"r\"\n";
+        let e = Config::parse("o.toml", src).unwrap_err().to_string();
+        assert!(
+            e.contains("line 4: key `streams[0].ingest_secret`: must be 16 to 256"),
+            "{e}"
+        );
+        assert!(
+            e.contains("line 11: key `streams[1].ingest_secret`: only for source"),
+            "{e}"
+        );
+        assert!(
+            e.contains("line 19: key `streams[2].ingest_secret`: must be printable"),
+            "{e}"
+        );
+        let ok = "[[streams]]\nname = \"a\"\nsource = \"push\"\ningest_secret = \"0123456789abcdef\"\n[[streams.renditions]]\nname = \"r\"\n";
+        assert_eq!(
+            Config::parse("o.toml", ok).unwrap().streams[0]
+                .ingest_secret
+                .as_deref(),
+            Some("0123456789abcdef")
         );
     }
 

@@ -16,6 +16,7 @@ use service::conditional::{
 
 use crate::App;
 use crate::config::SourceKind;
+use crate::input::auth;
 use crate::input::lifecycle::{Cutoff, Refusal};
 use crate::push::{self, Outcome};
 use crate::store::{Rendered, Stream};
@@ -370,7 +371,12 @@ async fn ingest(app: &Arc<App>, rest: &str, req: Request<Incoming>) -> Response<
             ),
         );
     }
-    let session = match input.attach(Instant::now()) {
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let credential = auth::presented(authorization, req.uri().query());
+    let session = match input.attach(Instant::now(), credential) {
         Ok(s) => s,
         Err(r) => return refused(r),
     };
@@ -399,6 +405,15 @@ async fn ingest(app: &Arc<App>, rest: &str, req: Request<Incoming>) -> Response<
 fn refused(r: Refusal) -> Response<Body> {
     match r {
         Refusal::Busy | Refusal::Ended => text(StatusCode::CONFLICT, r.to_string()),
+        Refusal::Unauthenticated => {
+            let mut resp = text(StatusCode::UNAUTHORIZED, r.to_string());
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"ingest\""),
+            );
+            resp
+        }
+        Refusal::Forbidden => text(StatusCode::FORBIDDEN, r.to_string()),
         Refusal::TooFast(wait) => too_fast(r.to_string(), wait.as_secs_f64()),
     }
 }

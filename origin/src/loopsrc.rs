@@ -218,7 +218,7 @@ pub async fn run(fixture: Arc<Fixture>, input: Arc<Input>, backfill: Duration) {
     let backfill = (backfill.as_secs_f64() * TICKS_PER_SECOND as f64) as i64;
     let mut k = (epoch_ticks() - backfill).div_euclid(l);
     let mut batch = Vec::with_capacity(256 * 1024);
-    let mut session = match input.attach(Instant::now()) {
+    let mut session = match input.attach(Instant::now(), None) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(stream = %input.stream_name(), rendition = %input.rendition(), error = %e, "loop source cannot attach");

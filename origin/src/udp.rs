@@ -48,14 +48,13 @@ pub async fn run(sock: UdpSocket, input: Arc<Input>) {
                 _ => {}
             }
             // Refusals are counted by the input.
-            match input.attach(at.at) {
+            match input.attach(at.at, None) {
                 Ok(s) => {
                     session = Some(s);
                     refused_until = None;
                 }
                 Err(Refusal::TooFast(wait)) => refused_until = Some(Some(at.at + wait)),
-                Err(Refusal::Ended) => refused_until = Some(None),
-                Err(Refusal::Busy) => {}
+                Err(_) => refused_until = Some(None),
             }
         }
         if let Some(s) = &mut session

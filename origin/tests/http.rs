@@ -650,3 +650,119 @@ async fn udp_input_ahead_of_real_time_is_dropped_and_counted() {
         "{metrics}"
     );
 }
+
+async fn push_with(c: &HttpClient, url: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Fetched {
+    let mut req = Request::builder().method(Method::PUT).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = c
+        .request(req.body(service::body::full(body)).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = resp.into_parts();
+    Fetched {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes(),
+    }
+}
+
+/// Item 14: a stream with an ingest secret takes pushes only with it, as a bearer token or a
+/// `token` query parameter; missing is 401, wrong is 403, each counted with its reason.
+#[tokio::test]
+async fn ingest_secret_is_required_when_configured() {
+    let o = start("[[streams]]\nname = \"in\"\nsource = \"push\"\ningest_secret = \"0123456789abcdef\"\n[[streams.renditions]]\nname = \"a\"\n").await;
+    let c = new_client(Duration::from_secs(30));
+    let url = format!("http://{}/ingest/in/a", o.addr);
+    let data = || synthetic(0, 1, 25, 3600, 400);
+    let r = push_with(&c, &url, &[], data()).await;
+    assert_eq!(r.status, 401, "{:?}", r.body);
+    assert!(r.header("www-authenticate").starts_with("Bearer"));
+    let r = push_with(
+        &c,
+        &url,
+        &[("authorization", "Bearer 0123456789abcdeX")],
+        data(),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let r = push_with(&c, &format!("{url}?token=nope"), &[], data()).await;
+    assert_eq!(r.status, 403);
+    let r = push_with(
+        &c,
+        &url,
+        &[("authorization", "Bearer 0123456789abcdef")],
+        data(),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    let r = push_with(
+        &c,
+        &format!("{url}?token=0123456789abcdef"),
+        &[],
+        synthetic(90_000, 1, 25, 3600, 400),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    let metrics = String::from_utf8_lossy(
+        &get(&c, &format!("http://{}/metrics", o.addr), &[])
+            .await
+            .body,
+    )
+    .into_owned();
+    assert!(
+        metrics
+            .contains("origin_ingest_rejected_total{reason=\"unauthenticated\",stream=\"in\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("origin_ingest_rejected_total{reason=\"forbidden\",stream=\"in\"} 2"),
+        "{metrics}"
+    );
+}
+
+/// Item 14: a push that trickles bytes without media progress (188 bytes every 300 ms, under
+/// `idle_timeout` of 1 s apart) is dropped after `idle_timeout` like a silent one, with 408,
+/// instead of holding the rendition so the real encoder gets 409.
+#[tokio::test]
+async fn a_trickle_cannot_hold_a_rendition() {
+    let o = start(LIVE).await;
+    let c = new_client(Duration::from_secs(30));
+    let url = format!("http://{}/ingest/in/a", o.addr);
+    let (mut tx, body) = http_body_util::channel::Channel::<Bytes, std::io::Error>::new(4);
+    let body = body
+        .map_err(|e| Box::new(e) as service::body::BodyError)
+        .boxed_unsync();
+    let req = Request::builder()
+        .method(Method::PUT)
+        .uri(&url)
+        .body(body)
+        .unwrap();
+    let c2 = c.clone();
+    let started = Instant::now();
+    let squatter = tokio::spawn(async move { c2.request(req).await.map(|r| r.status()) });
+    let trickle = tokio::spawn(async move {
+        for _ in 0..20 {
+            if tx
+                .send_data(Bytes::from_static(&[0x47; 188]))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    let status = squatter.await.unwrap().unwrap();
+    trickle.abort();
+    assert_eq!(status, 408);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "held the rendition for {:?}",
+        started.elapsed()
+    );
+    // The real encoder gets in.
+    let r = push(&c, &url, synthetic(0, 1, 25, 3600, 400)).await;
+    assert_eq!(r.status, 204);
+}

@@ -47,13 +47,24 @@ pub enum State {
 pub struct Feed {
     /// Which attachment this is (a detached session's late calls must not touch a newer one).
     pub session: u64,
-    /// When bytes last arrived.
-    pub last_data: Instant,
+    /// The wall time the media delivered so far pays for: it starts at the attachment and
+    /// advances by twice every step of media time, never past the present. Silence, garbage
+    /// and a trickle too slow to play (under half real time) leave it behind; `idle_timeout`
+    /// behind, the source is dropped.
+    pub due: Instant,
+    /// The newest media time seen.
+    pub media: Option<i64>,
 }
 
 /// Why a source may not attach.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
+    /// The stream needs a credential and none was presented.
+    #[error("this stream needs its ingest secret (Authorization: Bearer SECRET or ?token=SECRET)")]
+    Unauthenticated,
+    /// The credential presented is not the stream's.
+    #[error("wrong ingest secret")]
+    Forbidden,
     /// The last source ran ahead of real time; try again after this long.
     #[error("the input ran ahead of real time; send again in {} s at real-time pace (ffmpeg -re)", .0.as_secs_f64().ceil())]
     TooFast(Duration),
@@ -69,6 +80,8 @@ impl Refusal {
     /// The metrics label (`origin_ingest_rejected_total{reason}`).
     pub fn as_str(self) -> &'static str {
         match self {
+            Refusal::Unauthenticated => "unauthenticated",
+            Refusal::Forbidden => "forbidden",
             Refusal::TooFast(_) => "too_fast",
             Refusal::Busy => "busy",
             Refusal::Ended => "ended",
@@ -140,7 +153,8 @@ impl Lifecycle {
                 self.sessions += 1;
                 self.state = State::Feeding(Feed {
                     session: self.sessions,
-                    last_data: now,
+                    due: now,
+                    media: None,
                 });
                 Ok(self.sessions)
             }
@@ -150,15 +164,6 @@ impl Lifecycle {
     /// Whether `session` is the one feeding.
     pub fn is_feeding(&self, session: u64) -> bool {
         matches!(self.state, State::Feeding(f) if f.session == session)
-    }
-
-    /// Bytes arrived for `session` at `now`.
-    pub fn data(&mut self, session: u64, now: Instant) {
-        if let State::Feeding(f) = &mut self.state
-            && f.session == session
-        {
-            f.last_data = now;
-        }
     }
 
     /// The pipeline's media time (ticks since the Unix epoch: it is anchored to the wall
@@ -171,12 +176,27 @@ impl Lifecycle {
         media_time: Option<i64>,
         at: Arrival,
     ) -> Result<(), Cutoff> {
-        let (Some(max), Some(t)) = (self.limits.max_lead, media_time) else {
+        let Some(t) = media_time else {
             return Ok(());
         };
-        if !self.is_feeding(session) {
+        let State::Feeding(f) = &mut self.state else {
+            return Ok(());
+        };
+        if f.session != session {
             return Ok(());
         }
+        match f.media {
+            None => f.due = at.at,
+            Some(prev) if t > prev => {
+                let step = Duration::from_secs_f64((t - prev) as f64 / TICKS_PER_SECOND as f64);
+                f.due = (f.due + 2 * step).min(at.at);
+            }
+            Some(_) => {}
+        }
+        f.media = Some(f.media.map_or(t, |m| m.max(t)));
+        let Some(max) = self.limits.max_lead else {
+            return Ok(());
+        };
         let lead = t.saturating_sub(at.wall) as f64 / TICKS_PER_SECOND as f64;
         if lead > max.as_secs_f64() {
             self.state = State::Refusing {
@@ -202,15 +222,16 @@ impl Lifecycle {
     /// When [`Lifecycle::tick`] next has something to do.
     pub fn deadline(&self) -> Option<Instant> {
         match self.state {
-            State::Feeding(f) => self.limits.idle_timeout.map(|d| f.last_data + d),
+            State::Feeding(f) => self.limits.idle_timeout.map(|d| f.due + d),
             State::Idle { since: Some(t) } => self.limits.endlist_after.map(|d| t + d),
             State::Refusing { until, .. } => Some(until),
             State::Idle { since: None } | State::Ended => None,
         }
     }
 
-    /// Applies whatever is due at `now`: a silent source is dropped (the absence counts from
-    /// its last data), an absence of `endlist_after` ends the rendition.
+    /// Applies whatever is due at `now`: a source whose media has not progressed for the idle
+    /// timeout is dropped (the absence counts from its last progress), an absence of
+    /// `endlist_after` ends the rendition.
     pub fn tick(&mut self, now: Instant) -> Tick {
         match self.deadline() {
             Some(d) if d <= now => {}
@@ -218,9 +239,7 @@ impl Lifecycle {
         }
         match self.state {
             State::Feeding(f) => {
-                self.state = State::Idle {
-                    since: Some(f.last_data),
-                };
+                self.state = State::Idle { since: Some(f.due) };
                 let limit = self.limits.idle_timeout.unwrap_or_default();
                 Tick::Dropped(f.session, Cutoff::Idle(limit))
             }
@@ -268,17 +287,72 @@ mod tests {
         assert_eq!(l.deadline(), None);
     }
 
+    fn arrival(t0: Instant, secs: f64) -> Arrival {
+        Arrival {
+            at: t0 + Duration::from_secs_f64(secs),
+            wall: 1_795_000_000 * TICKS_PER_SECOND + (secs * TICKS_PER_SECOND as f64) as i64,
+        }
+    }
+
     #[test]
-    fn silence_drops_the_feeder_and_starts_the_end_timer_from_its_last_data() {
+    fn no_media_progress_drops_the_feeder_and_starts_the_end_timer_from_its_last_progress() {
         let t0 = Instant::now();
+        let w = arrival(t0, 0.0).wall;
         let mut l = Lifecycle::new(limits());
         let a = l.attach(t0).unwrap();
-        l.data(a, t0 + S);
+        // Real-time media for 1 s keeps it alive.
+        l.media(a, Some(w), arrival(t0, 0.0)).unwrap();
+        l.media(a, Some(w + TICKS_PER_SECOND), arrival(t0, 1.0))
+            .unwrap();
         assert_eq!(l.deadline(), Some(t0 + 3 * S));
         assert_eq!(l.tick(t0 + 2 * S), Tick::Nothing);
         assert_eq!(l.tick(t0 + 3 * S), Tick::Dropped(a, Cutoff::Idle(2 * S)));
         assert_eq!(l.deadline(), Some(t0 + 6 * S));
         assert_eq!(l.tick(t0 + 6 * S), Tick::End);
+    }
+
+    /// Item 14: bytes that trickle in without playable media progress do not keep a source
+    /// attached: one 40 ms frame every 0.9 s buys 80 ms, and the source is dropped once it
+    /// is `idle_timeout` behind.
+    #[test]
+    fn a_trickle_cannot_hold_the_rendition() {
+        let t0 = Instant::now();
+        let w = arrival(t0, 0.0).wall;
+        let mut l = Lifecycle::new(limits());
+        let a = l.attach(t0).unwrap();
+        let mut dropped = None;
+        for i in 0..20 {
+            let secs = 0.9 * f64::from(i);
+            let now = t0 + Duration::from_secs_f64(secs);
+            if let Tick::Dropped(s, Cutoff::Idle(_)) = l.tick(now) {
+                dropped = Some((s, secs));
+                break;
+            }
+            l.media(a, Some(w + i64::from(i) * 3600), arrival(t0, secs))
+                .unwrap();
+        }
+        let (s, at) = dropped.expect("the trickle was never dropped");
+        assert_eq!(s, a);
+        assert!(at < 4.0, "dropped only at {at} s");
+    }
+
+    /// A source slightly slower than real time (clock drift) is not dropped.
+    #[test]
+    fn a_slightly_slow_clock_survives() {
+        let t0 = Instant::now();
+        let w = arrival(t0, 0.0).wall;
+        let mut l = Lifecycle::new(limits());
+        let a = l.attach(t0).unwrap();
+        for i in 0..10_000 {
+            let secs = f64::from(i) * 0.1;
+            let media = w + (f64::from(i) * 0.1 * 0.95 * TICKS_PER_SECOND as f64) as i64;
+            l.media(a, Some(media), arrival(t0, secs)).unwrap();
+            assert_eq!(
+                l.tick(t0 + Duration::from_secs_f64(secs)),
+                Tick::Nothing,
+                "{secs}"
+            );
+        }
     }
 
     #[test]
@@ -291,11 +365,8 @@ mod tests {
     #[test]
     fn lead_beyond_the_limit_cuts_off_and_refuses_until_the_wall_clock_catches_up() {
         let t0 = Instant::now();
-        let w0 = 1_795_000_000 * TICKS_PER_SECOND;
-        let at = |secs: f64| Arrival {
-            at: t0 + Duration::from_secs_f64(secs),
-            wall: w0 + (secs * TICKS_PER_SECOND as f64) as i64,
-        };
+        let w0 = arrival(t0, 0.0).wall;
+        let at = |secs: f64| arrival(t0, secs);
         let mut l = Lifecycle::new(limits());
         let a = l.attach(t0).unwrap();
         assert_eq!(l.media(a, Some(w0), at(0.0)), Ok(()));

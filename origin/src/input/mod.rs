@@ -5,6 +5,7 @@
 //! to the pipeline and the store, counts them and logs them, and runs the one timer task per
 //! input ([`Input::supervise`]) that drops silent sources and ends absent ones.
 
+pub mod auth;
 pub mod lifecycle;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -24,6 +25,8 @@ pub struct Input {
     stream: Arc<Stream>,
     idx: usize,
     source: SourceKind,
+    /// The credential a source must present (none: any source may feed).
+    secret: Option<String>,
     metrics: Arc<Metrics>,
     inner: Mutex<Inner>,
     /// Wakes [`Input::supervise`] when the next deadline may have moved.
@@ -38,11 +41,13 @@ struct Inner {
 }
 
 impl Input {
-    /// The input of rendition `idx` of `stream`, fed by a `source` through `pipe`.
+    /// The input of rendition `idx` of `stream`, fed by a `source` through `pipe`; sources
+    /// must present `secret` when there is one.
     pub fn new(
         stream: Arc<Stream>,
         idx: usize,
         source: SourceKind,
+        secret: Option<String>,
         pipe: Pipeline,
         limits: Limits,
         metrics: Arc<Metrics>,
@@ -51,6 +56,7 @@ impl Input {
             stream,
             idx,
             source,
+            secret,
             metrics,
             inner: Mutex::new(Inner {
                 life: Lifecycle::new(limits),
@@ -91,8 +97,17 @@ impl Input {
             .inc();
     }
 
-    /// A source asks to feed at `now`. Refusals are counted here.
-    pub fn attach(self: &Arc<Self>, now: Instant) -> Result<Session, Refusal> {
+    /// A source presenting `credential` asks to feed at `now`. Refusals are counted here.
+    pub fn attach(
+        self: &Arc<Self>,
+        now: Instant,
+        credential: Option<&str>,
+    ) -> Result<Session, Refusal> {
+        if let Err(r) = auth::check(self.secret.as_deref(), credential) {
+            self.reject(r.as_str());
+            tracing::warn!(stream = %self.stream.name, rendition = %self.rendition(), reason = %r, "ingest refused");
+            return Err(r);
+        }
         let mut inner = self.lock();
         match inner.life.attach(now) {
             Ok(id) => {
@@ -199,7 +214,6 @@ impl Session {
             self.live = false;
             return Err(cut);
         }
-        inner.life.data(self.id, now);
         let result = match inner.pipe.feed(data, at) {
             Err(crate::pipeline::TooLarge(n)) => Err(Cutoff::TooLarge(n)),
             Ok(()) => {
