@@ -399,11 +399,16 @@ impl Writer {
     pub fn head(&self, head: Head) {
         self.flight.lock().head = Some(Arc::new(head));
         self.flight.notify.notify_waiters();
-        let f = self.flight.clone();
+        // Weak: a strong reference kept every finished flight's chunks (its whole body, in
+        // the client's read buffers) alive for the timer's 150 ms — at a few hundred misses
+        // a second, hundreds of MiB beyond the cache's capacity.
+        let f = Arc::downgrade(&self.flight);
         tokio::spawn(async move {
             tokio::time::sleep(HEADS_FIRST_MAX).await;
-            f.barrier_open.store(true, Ordering::Release);
-            f.heads_done.notify_waiters();
+            if let Some(f) = f.upgrade() {
+                f.barrier_open.store(true, Ordering::Release);
+                f.heads_done.notify_waiters();
+            }
         });
     }
 
@@ -730,6 +735,22 @@ mod tests {
         let frame = reader.await.unwrap().into_data().unwrap();
         assert_eq!(&frame[..], b"abcdef");
         assert!(t0.elapsed() < HEADS_FIRST_MAX, "{:?}", t0.elapsed());
+    }
+
+    /// Regression: the barrier's timer task held the flight (its whole body) for 150 ms
+    /// after it ended; a finished flight nobody reads is freed at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_finished_flight_is_freed_at_once() {
+        let t = Arc::new(FlightTable::default());
+        let Role::Writer(w) = t.join_or_start(&key("/a")) else {
+            panic!()
+        };
+        let weak = Arc::downgrade(w.flight());
+        w.head(head());
+        w.push(Bytes::from_static(b"abcdef"));
+        w.finish(Outcome::Done);
+        tokio::task::yield_now().await;
+        assert!(weak.upgrade().is_none(), "the timer still holds the flight");
     }
 
     /// A request that never produces its head holds the bodies back for at most

@@ -505,6 +505,10 @@ async fn fill(app: Arc<App>, w: Writer, key: CacheKey, kind: Kind) {
                 kind,
             }),
         );
+        // Evict now: moka otherwise applies inserts in batches, and until it does the
+        // objects it will evict stay alive, beyond capacity_bytes (a miss is rare next to
+        // hits, so paying for it here is cheap).
+        app.cache.run_pending_tasks();
     }
     w.finish(Outcome::Done);
 }

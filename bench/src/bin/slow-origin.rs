@@ -2,7 +2,7 @@
 //! of the edge benchmark) and counts requests per path at `/__hits`.
 //!
 //! Objects: `/herd/{n}.ts` (1 MiB, n in 0..200), `/herd-small/{n}.ts` (1 KB), `/hit.ts`
-//! (1 MiB), `/hit.m3u8` (1 KB),
+//! (1 MiB), `/hit.m3u8` (1 KB), `/fill/{n}.ts` (100 KB..2 MB, with `--fill`),
 //! all `Cache-Control: public, max-age=600`.
 
 use std::net::SocketAddr;
@@ -21,6 +21,16 @@ struct Cli {
     /// Delay before every response head, in milliseconds.
     #[arg(long, default_value_t = 200)]
     delay_ms: u64,
+    /// Also serve `/fill/{n}.ts` for n in 0..FILL, without delay: segments of realistic
+    /// sizes (100 KB to 2 MB, as 2 s segments of 0.4 to 8 Mbit/s), for filling a cache.
+    #[arg(long, default_value_t = 0)]
+    fill: usize,
+}
+
+/// Size of fill object `n`: spread over 100 KB..2 MB by a fixed hash (no RNG to seed).
+fn fill_size(n: usize) -> usize {
+    let h = (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+    100_000 + (h as usize % 1_900_000)
 }
 
 #[tokio::main]
@@ -41,6 +51,17 @@ async fn main() -> anyhow::Result<()> {
     for n in 0..200 {
         origin.route(&format!("/herd/{n}.ts"), seg.clone());
         origin.route(&format!("/herd-small/{n}.ts"), small.clone());
+    }
+    let two = Bytes::from(bench::payload(2 << 20));
+    for n in 0..cli.fill {
+        origin.route(
+            &format!("/fill/{n}.ts"),
+            Script::ok(
+                two.slice(..fill_size(n)),
+                "video/mp2t",
+                "public, max-age=600",
+            ),
+        );
     }
     origin.route("/hit.ts", seg);
     origin.route("/hit.m3u8", pl);
