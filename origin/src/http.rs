@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use service::Body;
 use service::body::{empty, full, text};
 use service::conditional::{
-    RangeReq, content_range, etag_matches, parse_range, range_not_satisfiable,
+    RangeReq, Validators, content_range, etag_matches, range_for, range_not_satisfiable,
 };
 
 use crate::App;
@@ -272,12 +272,17 @@ fn media_object(
     head: bool,
 ) -> Response<Body> {
     let len = data.len() as u64;
+    let modified = hls::date::format_http_date(i64::try_from(modified_unix).unwrap_or(i64::MAX));
     let mut r = if etag_matches(headers, etag) {
         let mut r = Response::new(empty());
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         r
     } else {
-        match parse_range(headers, len) {
+        let v = Validators {
+            etag: Some(etag),
+            last_modified: Some(&modified),
+        };
+        match range_for(headers, len, v) {
             RangeReq::Full => {
                 let mut r = Response::new(if head { empty() } else { full(data) });
                 r.headers_mut()
@@ -309,10 +314,7 @@ fn media_object(
         HeaderValue::from_static("public, max-age=31536000, immutable"),
     );
     h.insert(header::ETAG, hv(etag));
-    h.insert(
-        header::LAST_MODIFIED,
-        hv(&hls::date::format_http_date(modified_unix as i64)),
-    );
+    h.insert(header::LAST_MODIFIED, hv(&modified));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     r
 }

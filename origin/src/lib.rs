@@ -267,10 +267,11 @@ pub async fn run(
     }
     tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), streams = app.streams.len(), "origin serving");
     let handler_app = app.clone();
-    service::serve(
+    service::serve_observed(
         listener,
         move |req, _peer| http::handle(handler_app.clone(), req),
         config.server.limits(),
+        Some(app.metrics.conns.clone()),
         shutdown,
     )
     .await;

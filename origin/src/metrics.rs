@@ -9,6 +9,9 @@ use prometheus::{
 pub struct Metrics {
     /// The registry they live in (rendered at `/metrics`).
     pub registry: Registry,
+    /// Open client connections and the ones the server's limits cut
+    /// (`origin_connections_open`, `origin_connections_cut_total{reason}`).
+    pub conns: service::conn::ConnMetrics,
     /// HTTP requests by object kind and status.
     pub http_requests: IntCounterVec,
     /// Time to produce a response head, by object kind.
@@ -110,6 +113,7 @@ impl Metrics {
                 ),
                 sr,
             )?,
+            conns: service::conn::ConnMetrics::register(&registry, "origin")?,
             registry,
         };
         m.registry.register(Box::new(m.http_requests.clone()))?;

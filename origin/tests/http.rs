@@ -131,6 +131,21 @@ async fn loop_stream_serves_conformant_playlists_and_segments() {
     );
     let r = get(&c, &url, &[("range", "bytes=99999999-")]).await;
     assert_eq!(r.status, 416);
+    // If-Range (RFC 9110 §13.1.5): a matching validator keeps the range; one that does not
+    // match gets the whole 200 (regression: it got 206).
+    let lm = s.header("last-modified").to_string();
+    for (cond, status) in [
+        (etag.as_str(), 206),
+        (lm.as_str(), 206),
+        ("\"stale\"", 200),
+        ("Thu, 01 Jan 1970 00:00:00 GMT", 200),
+    ] {
+        let r = get(&c, &url, &[("range", "bytes=188-375"), ("if-range", cond)]).await;
+        assert_eq!(r.status, status, "If-Range: {cond}");
+        if status == 200 {
+            assert_eq!(r.body, s.body);
+        }
+    }
 
     let r = get(&c, &url, &[("if-none-match", &etag)]).await;
     assert_eq!(r.status, 304);

@@ -102,10 +102,10 @@ pub fn range_for(headers: &HeaderMap, len: u64, v: Validators<'_>) -> RangeReq {
     parse_range(headers, len)
 }
 
-/// Resolves the `Range` header against `len` bytes, ignoring `If-Range` (use [`range_for`]).
+/// Resolves the `Range` header against `len` bytes, ignoring `If-Range` ([`range_for`] checks it).
 /// Multiple ranges and invalid syntax are answered with the whole body, which RFC 9110 §14.2
 /// allows.
-pub fn parse_range(headers: &HeaderMap, len: u64) -> RangeReq {
+fn parse_range(headers: &HeaderMap, len: u64) -> RangeReq {
     let Some(v) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
         return RangeReq::Full;
     };
