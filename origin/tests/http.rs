@@ -781,3 +781,45 @@ async fn a_trickle_cannot_hold_a_rendition() {
     let r = push(&c, &url, synthetic(0, 1, 25, 3600, 400)).await;
     assert_eq!(r.status, 204);
 }
+
+/// Regression (hardening item 1): sockets that connect and never send a byte were never
+/// closed, so 10,000 of them locked the origin out (`max_connections`). Now a connection
+/// must send a request within `header_read_timeout`, and one address holds at most
+/// `max_connections_per_client`: a client from another address is served at once.
+#[tokio::test]
+async fn silent_sockets_cannot_lock_the_origin_out() {
+    let o = start(&format!(
+        "[server]\nmax_connections = 40\nmax_connections_per_client = 20\nheader_read_timeout = \"1s\"\n{DEMO}"
+    ))
+    .await;
+    let mut silent = Vec::new();
+    for _ in 0..60 {
+        silent.push(tokio::net::TcpStream::connect(o.addr).await.unwrap());
+    }
+    let mut conn = hyper_util::client::legacy::connect::HttpConnector::new();
+    conn.set_local_address(Some([127, 0, 0, 2].into()));
+    let other: HttpClient =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(conn);
+    let r = fetch(
+        &other,
+        Method::GET,
+        &format!("http://{}/healthz", o.addr),
+        &[],
+        Duration::from_secs(2),
+    )
+    .await
+    .expect("served despite 60 silent sockets");
+    assert_eq!(r.status, 200);
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let m = get(&other, &format!("http://{}/metrics", o.addr), &[]).await;
+    let text = String::from_utf8_lossy(&m.body);
+    assert!(
+        text.contains("origin_connections_cut_total{reason=\"idle\"} 20"),
+        "{text}"
+    );
+    assert!(
+        text.contains("origin_connections_cut_total{reason=\"client_connections\"} 40"),
+        "{text}"
+    );
+}
