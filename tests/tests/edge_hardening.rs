@@ -624,3 +624,39 @@ async fn a_dripping_upstream_body_is_cut_by_the_minimum_rate() {
     );
     dripper.abort();
 }
+
+/// Counts WARN events from the edge's own modules.
+struct Warnings(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
+    fn on_event(&self, e: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if *e.metadata().level() == tracing::Level::WARN
+            && e.metadata().target().starts_with("edge")
+        {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// Item 15: with the upstream down and the breaker open, the edge logged one warning per
+/// failed fetch (5,151 in one session). Now repeated warnings are logged at most once per
+/// 5 s per kind, with the count suppressed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_upstream_does_not_flood_the_log() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let subscriber = tracing_subscriber::registry().with(Warnings(count.clone()));
+    // nextest runs each test in its own process, so this sees only this test's edge.
+    let _ = tracing::subscriber::set_global_default(subscriber);
+    let mut origin = FakeOrigin::start().await;
+    let url = origin.url();
+    origin.kill();
+    let edge = start_edge(EDGE, &[url]).await;
+    let c = new_client(Duration::from_secs(30));
+    for i in 0..200 {
+        let r = get(&c, &edge.url(&format!("/live/x/{i}.ts"))).await;
+        assert!(r.status.is_server_error());
+    }
+    let warned = count.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(warned <= 10, "{warned} warnings for 200 failed fetches");
+}
