@@ -201,6 +201,11 @@ pub fn normalize(target: &str, allow: &[String]) -> Result<CacheKey, KeyError> {
         key.push('=');
         key.push_str(v);
     }
+    // Percent-encoding can triple a target's length: the key itself (what goes upstream)
+    // must also be within the limit, or the key would not be a valid target.
+    if key.len() > MAX_TARGET {
+        return Err(KeyError::TooLong);
+    }
     Ok(CacheKey(key))
 }
 
@@ -293,6 +298,17 @@ mod tests {
         ] {
             assert!(k(t).is_err(), "{t}");
         }
+    }
+
+    /// Found by the edge_key fuzz target: 1,071 bytes with spaces encode to a key over
+    /// the 2,048-byte limit, which was accepted (and sent upstream) but is itself refused.
+    #[test]
+    fn a_key_is_never_longer_than_a_target_may_be() {
+        let t = format!("/{}.ts", " ".repeat(1000));
+        assert_eq!(normalize(&t, &allow()), Err(KeyError::TooLong));
+        let t = format!("/{}.ts", " ".repeat(600));
+        let k = normalize(&t, &allow()).unwrap();
+        assert_eq!(normalize(k.as_str(), &allow()).unwrap(), k);
     }
 
     proptest! {
