@@ -502,7 +502,7 @@ type ChunkFuture = Pin<Box<dyn Future<Output = Option<Result<Bytes, WaitError>>>
 
 /// Largest frame handed to the connection at once: bodies of many waiters interleave in
 /// pieces of this size instead of one client's whole body going out before another's head.
-pub const MAX_FRAME: usize = 64 * 1024;
+const MAX_FRAME: usize = 64 * 1024;
 
 /// A response body that streams a flight to one client.
 ///

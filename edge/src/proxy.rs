@@ -9,7 +9,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use service::Body;
-use service::body::{empty, framed, full, text};
+use service::body::{empty, full, text};
 use service::conditional::{
     RangeReq, Validators, content_range, etag_matches, has_range, range_for, range_not_satisfiable,
 };
@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use crate::App;
 use crate::cache_control::Directives;
 use crate::classify::Kind;
-use crate::flight::{FlightBody, Head, MAX_FRAME, Outcome, Role, WaitError, Writer};
+use crate::flight::{FlightBody, Head, Outcome, Role, WaitError, Writer};
 use crate::key::{CacheKey, normalize};
 use crate::object::{CachedObject, Freshness, State, end_to_end, upstream_age};
 use crate::overload::Ticketed;
@@ -350,16 +350,7 @@ fn ranged(
         }
     }
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    // In frames, so a slow reader stays counted as active until it has (nearly) all of it.
-    with_headers(
-        status,
-        headers,
-        if head {
-            empty()
-        } else {
-            framed(body, MAX_FRAME)
-        },
-    )
+    with_headers(status, headers, if head { empty() } else { full(body) })
 }
 
 /// Starts one background refresh of `key` unless a fetch for it is already under way.

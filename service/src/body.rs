@@ -19,48 +19,6 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
         .boxed_unsync()
 }
 
-/// A body holding `bytes`, handed to the connection in frames of at most `max_frame` bytes:
-/// the connection asks for the next frame only when it has sent most of the last, so the
-/// body lives (and whatever it holds stays counted) until the client has nearly all of it,
-/// and bodies of many clients interleave instead of one large body going out whole first.
-pub fn framed(bytes: Bytes, max_frame: usize) -> Body {
-    Framed {
-        rest: bytes,
-        max: max_frame.max(1),
-    }
-    .boxed_unsync()
-}
-
-struct Framed {
-    rest: Bytes,
-    max: usize,
-}
-
-impl http_body::Body for Framed {
-    type Data = Bytes;
-    type Error = BodyError;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BodyError>>> {
-        if self.rest.is_empty() {
-            return std::task::Poll::Ready(None);
-        }
-        let n = self.rest.len().min(self.max);
-        let frame = self.rest.split_to(n);
-        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(frame))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.rest.is_empty()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        http_body::SizeHint::with_exact(self.rest.len() as u64)
-    }
-}
-
 /// An empty body (HEAD, 304, 204).
 pub fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed_unsync()

@@ -159,6 +159,18 @@ pub(crate) struct Conn {
     /// One slot per open response body: ms (since `epoch`) since which it has been waiting
     /// for the client to take its data, or [`NOT_WAITING`].
     waiting: Mutex<Vec<Arc<AtomicU64>>>,
+    /// Bytes written to the socket.
+    written: AtomicU64,
+    /// When bytes were last written (ms since `epoch`).
+    last_write_ms: AtomicU64,
+    /// Body bytes handed to the connection, all responses together.
+    handed: AtomicU64,
+    /// Finished bodies whose last bytes are still queued for the socket, with the `written`
+    /// mark at which they will have gone out. Kept alive until then, so whatever they hold
+    /// (an admission ticket, say) counts until the client has the data, not merely until
+    /// the connection has queued it.
+    lingering: Mutex<Vec<(u64, Body)>>,
+    lingering_n: AtomicUsize,
 }
 
 impl Conn {
@@ -169,7 +181,40 @@ impl Conn {
             served_any: std::sync::atomic::AtomicBool::new(false),
             last_active_ms: AtomicU64::new(0),
             waiting: Mutex::new(Vec::new()),
+            written: AtomicU64::new(0),
+            last_write_ms: AtomicU64::new(0),
+            handed: AtomicU64::new(0),
+            lingering: Mutex::new(Vec::new()),
+            lingering_n: AtomicUsize::new(0),
         })
+    }
+
+    /// `n` bytes went to the socket: releases the lingering bodies they complete.
+    fn wrote(&self, n: usize) {
+        let total = self.written.fetch_add(n as u64, Ordering::AcqRel) + n as u64;
+        self.last_write_ms
+            .store(self.ms(Instant::now()), Ordering::Relaxed);
+        if self.lingering_n.load(Ordering::Acquire) > 0 {
+            let done: Vec<Body> = {
+                let mut l = self.lingering.lock().unwrap_or_else(|p| p.into_inner());
+                let (done, rest): (Vec<_>, Vec<_>) = l.drain(..).partition(|(m, _)| *m <= total);
+                *l = rest;
+                self.lingering_n.store(l.len(), Ordering::Release);
+                done.into_iter().map(|(_, b)| b).collect()
+            };
+            // Dropped outside the lock: a body's drop may do work of its own.
+            drop(done);
+        }
+    }
+
+    /// Keeps `body` until the socket has written `mark` bytes.
+    fn linger(&self, mark: u64, body: Body) {
+        let mut l = self.lingering.lock().unwrap_or_else(|p| p.into_inner());
+        if self.written.load(Ordering::Acquire) >= mark {
+            return;
+        }
+        l.push((mark, body));
+        self.lingering_n.store(l.len(), Ordering::Release);
     }
 
     fn ms(&self, t: Instant) -> u64 {
@@ -181,7 +226,7 @@ impl Conn {
     }
 
     pub(crate) fn snapshot(&self) -> Snapshot {
-        let oldest = self
+        let bodies = self
             .waiting
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -189,6 +234,14 @@ impl Conn {
             .map(|w| w.load(Ordering::Relaxed))
             .min()
             .filter(|&m| m != NOT_WAITING);
+        // Queued data of finished bodies waits on the socket: it stalls when nothing has
+        // been written for a while.
+        let queued = (self.lingering_n.load(Ordering::Acquire) > 0)
+            .then(|| self.last_write_ms.load(Ordering::Relaxed));
+        let oldest = match (bodies, queued) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         Snapshot {
             requests: self.requests.load(Ordering::Acquire),
             served_any: self.served_any.load(Ordering::Relaxed),
@@ -205,6 +258,66 @@ impl Conn {
                 Verdict::RecheckAt(at) => tokio::time::sleep_until(at).await,
             }
         }
+    }
+}
+
+/// The socket of one connection, counting what it writes for the connection's [`Conn`].
+pub(crate) struct CountingIo<T> {
+    inner: T,
+    conn: Arc<Conn>,
+}
+
+impl<T> CountingIo<T> {
+    pub(crate) fn new(inner: T, conn: Arc<Conn>) -> Self {
+        Self { inner, conn }
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for CountingIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for CountingIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &r {
+            self.conn.wrote(*n);
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = &r {
+            self.conn.wrote(*n);
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -333,14 +446,17 @@ impl Tracked {
 
 impl Drop for Tracked {
     fn drop(&mut self) {
-        let mut w = self
-            .guard
-            .conn
-            .waiting
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(i) = w.iter().position(|s| Arc::ptr_eq(s, &self.slot)) {
-            w.swap_remove(i);
+        let conn = &self.guard.conn;
+        {
+            let mut w = conn.waiting.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(i) = w.iter().position(|s| Arc::ptr_eq(s, &self.slot)) {
+                w.swap_remove(i);
+            }
+        }
+        let mark = conn.handed.load(Ordering::Acquire);
+        if conn.written.load(Ordering::Acquire) < mark {
+            let body = std::mem::replace(&mut self.inner, crate::body::empty());
+            conn.linger(mark, body);
         }
     }
 }
@@ -357,10 +473,11 @@ impl http_body::Body for Tracked {
         this.slot.store(NOT_WAITING, Ordering::Relaxed);
         let r = Pin::new(&mut this.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(f))) = &r
-            && f.is_data()
+            && let Some(d) = f.data_ref()
         {
-            let now = this.guard.conn.ms(Instant::now());
-            this.slot.store(now, Ordering::Relaxed);
+            let conn = &this.guard.conn;
+            conn.handed.fetch_add(d.len() as u64, Ordering::AcqRel);
+            this.slot.store(conn.ms(Instant::now()), Ordering::Relaxed);
         }
         r
     }

@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::Body;
-use crate::conn::{Clients, Conn, ConnMetrics, Cut, RequestGuard, Timeouts, Tracked};
+use crate::conn::{Clients, Conn, ConnMetrics, CountingIo, Cut, RequestGuard, Timeouts, Tracked};
 use http_body_util::BodyExt;
 
 /// Limits applied to every accepted connection.
@@ -334,7 +334,10 @@ pub async fn serve_observed<H, F>(
             }
         });
         let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+            .serve_connection_with_upgrades(
+                TokioIo::new(CountingIo::new(stream, conn_state.clone())),
+                svc,
+            )
             .into_owned();
         let conn = graceful.watch(conn);
         let cut_conn = cut.clone();
