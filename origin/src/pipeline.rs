@@ -1,9 +1,8 @@
 //! One rendition's input path: bytes → demuxer → segmenter → store, with the accounting
 //! (counters, rate-limited logs, pacing checks) every source shares.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::demux::{Demuxer, Event};
 use crate::metrics::Metrics;
@@ -23,10 +22,9 @@ pub struct Pipeline {
     events: Vec<Event>,
     outs: Vec<Output>,
     metrics: Arc<Metrics>,
-    last_logged: HashMap<&'static str, Instant>,
+    /// Bad input repeats per packet: one line per kind every 5 s.
+    log_limit: service::telemetry::LogLimit,
 }
-
-const LOG_EVERY: Duration = Duration::from_secs(5);
 
 impl Pipeline {
     /// The pipeline of rendition `idx` of `stream`.
@@ -44,7 +42,7 @@ impl Pipeline {
             events: Vec::with_capacity(1024),
             outs: Vec::with_capacity(64),
             metrics,
-            last_logged: HashMap::new(),
+            log_limit: service::telemetry::LogLimit::new(Duration::from_secs(5)),
         }
     }
 
@@ -132,14 +130,8 @@ impl Pipeline {
             .input_errors
             .with_label_values(&[&self.stream.name, self.rendition(), kind])
             .inc();
-        let now = Instant::now();
-        let due = self
-            .last_logged
-            .get(kind)
-            .is_none_or(|t| now.duration_since(*t) >= LOG_EVERY);
-        if due {
-            self.last_logged.insert(kind, now);
-            tracing::warn!(stream = %self.stream.name, rendition = %self.rendition(), kind, error = %e, "bad input survived (logged at most every 5 s per kind; see origin_input_errors_total)");
+        if let Some(suppressed) = self.log_limit.check(kind) {
+            tracing::warn!(stream = %self.stream.name, rendition = %self.rendition(), kind, error = %e, suppressed, "bad input survived (logged at most every 5 s per kind; see origin_input_errors_total)");
         }
     }
 }
