@@ -515,6 +515,14 @@ mod tests {
         assert_eq!(rt.metrics().num_workers(), 2);
     }
 
+    /// Every viewer is a socket: the soft open-file limit goes up to the hard one.
+    #[test]
+    fn the_open_file_limit_is_raised_to_the_hard_limit() {
+        raise_fd_limit();
+        let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
+        assert_eq!(soft, hard);
+    }
+
     /// The listener queues as many completed connections as asked, not std's and mio's 128:
     /// 300 connects that nobody accepts all wait in its queue (Linux shows a listener's queue
     /// length as the rx_queue column of /proc/net/tcp).
