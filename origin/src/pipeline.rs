@@ -48,11 +48,7 @@ impl Pipeline {
 
     /// The rendition name.
     pub fn rendition(&self) -> &str {
-        self.stream
-            .renditions
-            .get(self.idx)
-            .map(|r| r.name.as_str())
-            .unwrap_or("")
+        self.stream.rendition_name(self.idx)
     }
 
     /// Starts a new input connection: the byte stream restarts, the timeline carries on.

@@ -128,6 +128,14 @@ impl Stream {
         }
     }
 
+    /// The name of rendition `idx` ("" for an index out of range).
+    pub fn rendition_name(&self, idx: usize) -> &str {
+        self.renditions
+            .get(idx)
+            .map(|r| r.name.as_str())
+            .unwrap_or("")
+    }
+
     /// The rendition named `name`.
     pub fn rendition(&self, name: &str) -> Option<&Rendition> {
         self.renditions.iter().find(|r| r.name == name)

@@ -245,18 +245,7 @@ async fn two_origins_publish_identical_segments() {
 const PUSH: &str = "[ingest]\nmax_lead = \"8s\"\nidle_timeout = \"2s\"\n\n[[streams]]\nname = \"in\"\nsource = \"push\"\nwindow = 3\nendlist_after = \"1s\"\n[[streams.renditions]]\nname = \"a\"\n[[streams.renditions]]\nname = \"b\"\n\n[[streams]]\nname = \"demo\"\nsource = \"loop\"\n";
 
 async fn push(c: &HttpClient, url: &str, body: Vec<u8>) -> Fetched {
-    let req = Request::builder()
-        .method(Method::PUT)
-        .uri(url)
-        .body(service::body::full(body))
-        .unwrap();
-    let resp = c.request(req).await.unwrap();
-    let (parts, body) = resp.into_parts();
-    Fetched {
-        status: parts.status,
-        headers: parts.headers,
-        body: body.collect().await.unwrap().to_bytes(),
-    }
+    push_with(c, url, &[], body).await
 }
 
 #[tokio::test]
@@ -362,22 +351,38 @@ async fn wait_ready_stream(c: &HttpClient, o: &Origin, stream: &str) {
 /// A push that drops mid-segment publishes what it had (minus the broken frame); the encoder
 /// reconnecting with reset timestamps continues the numbering after a discontinuity; a
 /// second concurrent push is refused; the stream ends with ENDLIST once the input is gone.
-#[tokio::test]
-async fn dropped_push_reconnect_and_end() {
-    let o = start(PUSH).await;
-    let c = new_client(Duration::from_secs(30));
-    let url = format!("http://{}/ingest/in/a", o.addr);
-    let (mut tx, body) = http_body_util::channel::Channel::<Bytes, std::io::Error>::new(4);
+/// A push in progress: its response, once the server answers.
+type Pushing = tokio::task::JoinHandle<
+    Result<http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error>,
+>;
+
+/// Starts a PUT to `url` whose body the caller streams through the returned sender.
+fn streaming_push(
+    c: &HttpClient,
+    url: &str,
+) -> (
+    http_body_util::channel::Sender<Bytes, std::io::Error>,
+    Pushing,
+) {
+    let (tx, body) = http_body_util::channel::Channel::<Bytes, std::io::Error>::new(4);
     let body = body
         .map_err(|e| Box::new(e) as service::body::BodyError)
         .boxed_unsync();
     let req = Request::builder()
         .method(Method::PUT)
-        .uri(&url)
+        .uri(url)
         .body(body)
         .unwrap();
-    let c2 = c.clone();
-    let first = tokio::spawn(async move { c2.request(req).await });
+    let c = c.clone();
+    (tx, tokio::spawn(async move { c.request(req).await }))
+}
+
+#[tokio::test]
+async fn dropped_push_reconnect_and_end() {
+    let o = start(PUSH).await;
+    let c = new_client(Duration::from_secs(30));
+    let url = format!("http://{}/ingest/in/a", o.addr);
+    let (mut tx, first) = streaming_push(&c, &url);
     let data = synthetic(900_000, 3, 50, 3600, 800); // 6 s starting at PTS 10 s
     let cut = data.len() - 188 * 40; // inside the last GOP's last frames
     for chunk in data[..cut].chunks(188 * 50) {
@@ -745,18 +750,8 @@ async fn a_trickle_cannot_hold_a_rendition() {
     let o = start(LIVE).await;
     let c = new_client(Duration::from_secs(30));
     let url = format!("http://{}/ingest/in/a", o.addr);
-    let (mut tx, body) = http_body_util::channel::Channel::<Bytes, std::io::Error>::new(4);
-    let body = body
-        .map_err(|e| Box::new(e) as service::body::BodyError)
-        .boxed_unsync();
-    let req = Request::builder()
-        .method(Method::PUT)
-        .uri(&url)
-        .body(body)
-        .unwrap();
-    let c2 = c.clone();
     let started = Instant::now();
-    let squatter = tokio::spawn(async move { c2.request(req).await.map(|r| r.status()) });
+    let (mut tx, squatter) = streaming_push(&c, &url);
     let trickle = tokio::spawn(async move {
         for _ in 0..20 {
             if tx
@@ -769,7 +764,7 @@ async fn a_trickle_cannot_hold_a_rendition() {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     });
-    let status = squatter.await.unwrap().unwrap();
+    let status = squatter.await.unwrap().unwrap().status();
     trickle.abort();
     assert_eq!(status, 408);
     assert!(

@@ -76,4 +76,30 @@ pub async fn start_edge(toml: &str, upstreams: &[String]) -> Running {
         .expect("bind")
 }
 
+/// `n` bytes of a pattern that differs by `seed`: a test object whose every byte can be
+/// checked.
+pub fn body_of(n: usize, seed: u8) -> bytes::Bytes {
+    bytes::Bytes::from(
+        (0..n)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect::<Vec<u8>>(),
+    )
+}
+
+/// GET `url` and read the whole response (10 s limit; a failure panics).
+pub async fn get(c: &HttpClient, url: &str) -> service::client::Fetched {
+    get_with(c, url, &[]).await
+}
+
+/// GET `url` with `headers` and read the whole response (10 s limit; a failure panics).
+pub async fn get_with(
+    c: &HttpClient,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> service::client::Fetched {
+    service::client::fetch(c, http::Method::GET, url, headers, Duration::from_secs(10))
+        .await
+        .unwrap()
+}
+
 pub mod fake_origin;

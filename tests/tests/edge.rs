@@ -9,30 +9,16 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use e2e::fake_origin::{Chunk, FakeOrigin, Gate, Script};
-use e2e::{start_edge, start_origin, wait_ok};
+use e2e::{body_of, get, start_edge, start_origin, wait_ok};
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
-use service::client::{Fetched, HttpClient, fetch, new_client};
+use service::client::{HttpClient, fetch, new_client};
 
 const EDGE: &str = "[upstream]\nurls = [\"http://127.0.0.1:9\"]\nhead_timeout = \"2s\"\ndeadline = \"3s\"\n[upstream.health]\ninterval = \"200ms\"\n";
 
 /// For tests whose whole audience comes from 127.0.0.1: lifts the per-address caps.
 const ONE_ADDRESS_CROWD: &str =
     "[server]\nmax_connections_per_client = 0\nmax_requests_per_client = 0\n";
-
-fn body_of(n: usize, seed: u8) -> Bytes {
-    Bytes::from(
-        (0..n)
-            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-            .collect::<Vec<u8>>(),
-    )
-}
-
-async fn get(c: &HttpClient, url: &str) -> Fetched {
-    fetch(c, Method::GET, url, &[], Duration::from_secs(10))
-        .await
-        .unwrap()
-}
 
 /// Streams a GET and checks every byte against `expected` as it arrives (no 1 MiB copies
 /// per client); returns status and the cache phase.

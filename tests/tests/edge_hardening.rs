@@ -7,29 +7,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use e2e::fake_origin::{FakeOrigin, Script};
-use e2e::start_edge;
+use e2e::{body_of, get, get_with, start_edge};
 use http::Method;
-use service::client::{Fetched, HttpClient, fetch, new_client};
+use service::client::{HttpClient, fetch, new_client};
 
 const EDGE: &str = "[upstream]\nurls = [\"http://127.0.0.1:9\"]\nhead_timeout = \"2s\"\ndeadline = \"3s\"\n[upstream.health]\ninterval = \"200ms\"\n";
-
-fn body_of(n: usize, seed: u8) -> Bytes {
-    Bytes::from(
-        (0..n)
-            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-            .collect::<Vec<u8>>(),
-    )
-}
-
-async fn get(c: &HttpClient, url: &str) -> Fetched {
-    get_with(c, url, &[]).await
-}
-
-async fn get_with(c: &HttpClient, url: &str, headers: &[(&str, &str)]) -> Fetched {
-    fetch(c, Method::GET, url, headers, Duration::from_secs(10))
-        .await
-        .unwrap()
-}
 
 /// Item 7: `max-age=18446744073709551615` (and a like `Age`) made the fill task panic on
 /// "overflow when adding durations" after the body went out, so the object was never

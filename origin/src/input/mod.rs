@@ -79,11 +79,7 @@ impl Input {
 
     /// The rendition name.
     pub fn rendition(&self) -> &str {
-        self.stream
-            .renditions
-            .get(self.idx)
-            .map(|r| r.name.as_str())
-            .unwrap_or("")
+        self.stream.rendition_name(self.idx)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
