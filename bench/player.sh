@@ -60,6 +60,11 @@ cat > "$work/edge.toml" <<TOML
 listen = "127.0.0.1:$EDGE"
 [server]
 max_connections = 60000
+max_connections_per_client = 0   # every player comes from 127.0.0.1
+max_requests_per_client = 0
+[overload]
+max_active = 50000               # measure capacity, not shedding
+new_joins_above = 40000
 [upstream]
 urls = ["http://127.0.0.1:$ORIGIN"]
 TOML
