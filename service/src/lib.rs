@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 
 pub use body::Body;
 pub use config::{ConfigError, Problem};
