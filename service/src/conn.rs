@@ -62,6 +62,8 @@ pub struct ConnMetrics {
     pub open: IntGauge,
     /// Connections closed or requests refused by the serve loop, by [`Cut`].
     pub cut: IntCounterVec,
+    /// TLS handshakes by outcome (`ok`, `failed`, `timeout`).
+    pub tls_handshakes: IntCounterVec,
 }
 
 impl ConnMetrics {
@@ -79,9 +81,17 @@ impl ConnMetrics {
                 ),
                 &["reason"],
             )?,
+            tls_handshakes: IntCounterVec::new(
+                Opts::new(
+                    format!("{prefix}_tls_handshakes_total"),
+                    "TLS handshakes by outcome (ok, failed, timeout).",
+                ),
+                &["outcome"],
+            )?,
         };
         registry.register(Box::new(m.open.clone()))?;
         registry.register(Box::new(m.cut.clone()))?;
+        registry.register(Box::new(m.tls_handshakes.clone()))?;
         Ok(m)
     }
 }

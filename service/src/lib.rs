@@ -15,4 +15,7 @@ pub mod tls;
 
 pub use body::Body;
 pub use config::{ConfigError, Problem};
-pub use server::{InProcess, ServerConfig, ServerLimits, bind, serve, serve_main, serve_observed};
+pub use server::{
+    InProcess, Listener, ServerConfig, ServerLimits, bind, serve, serve_listeners, serve_main,
+    serve_observed,
+};

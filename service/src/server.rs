@@ -236,14 +236,46 @@ pub async fn serve<H, F>(
 }
 
 /// [`serve`], counting open connections and the ones its limits cut in `metrics`.
+pub async fn serve_observed<H, F>(
+    listener: TcpListener,
+    handler: H,
+    limits: ServerLimits,
+    metrics: Option<ConnMetrics>,
+    shutdown: impl Future<Output = ()>,
+) where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    let listeners = vec![Listener {
+        tcp: listener,
+        tls: None,
+    }];
+    serve_listeners(listeners, handler, limits, metrics, shutdown).await
+}
+
+/// A bound listener and, for a TLS port, its acceptor.
+pub struct Listener {
+    /// The socket.
+    pub tcp: TcpListener,
+    /// TLS on this port (see [`crate::tls`]); plain HTTP when `None`.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// Longest a client may take to complete a TLS handshake.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `handler` on every listener (plain or TLS) until `shutdown` resolves, then
+/// drains open connections for at most `limits.drain_timeout`; connection limits and
+/// metrics are shared by all listeners.
 ///
 /// Every connection gets a watchdog (see [`crate::conn`]): no request within
 /// `header_read_timeout` of accept or `idle_timeout` of the last one, or a response whose
 /// data the client does not take for `send_timeout`, closes it. Per client address, at
 /// most `max_connections_per_client` connections (more are closed at accept) and
-/// `max_requests_per_client` requests in progress (more get 429).
-pub async fn serve_observed<H, F>(
-    listener: TcpListener,
+/// `max_requests_per_client` requests in progress (more get 429). On a TLS port the
+/// handshake runs in the connection's own task, within [`TLS_HANDSHAKE_TIMEOUT`].
+pub async fn serve_listeners<H, F>(
+    listeners: Vec<Listener>,
     handler: H,
     limits: ServerLimits,
     metrics: Option<ConnMetrics>,
@@ -263,12 +295,7 @@ pub async fn serve_observed<H, F>(
         idle: limits.idle_timeout,
         send: limits.send_timeout,
     };
-    let open = metrics.as_ref().map(|m| m.open.clone());
-    let cut = move |why: Cut| {
-        if let Some(m) = &metrics {
-            m.cut.with_label_values(&[why.as_str()]).inc();
-        }
-    };
+    let metrics = metrics.map(Arc::new);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -286,6 +313,7 @@ pub async fn serve_observed<H, F>(
         .keep_alive_interval(Some(limits.idle_timeout.min(Duration::from_secs(20))))
         .keep_alive_timeout(Duration::from_secs(20));
     let mut accept_backoff = Duration::from_millis(5);
+    let mut first = 0usize;
     tokio::pin!(shutdown);
     loop {
         // Wait for a free slot before accepting: excess connections queue in the kernel
@@ -294,9 +322,20 @@ pub async fn serve_observed<H, F>(
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             _ = &mut shutdown => break,
         };
-        let (stream, peer) = tokio::select! {
-            res = listener.accept() => match res {
-                Ok(c) => { accept_backoff = Duration::from_millis(5); c }
+        // Every listener, starting from a different one each time so none starves.
+        let accepted = std::future::poll_fn(|cx| {
+            let n = listeners.len();
+            for k in 0..n {
+                let i = (first + k) % n;
+                if let std::task::Poll::Ready(r) = listeners[i].tcp.poll_accept(cx) {
+                    return std::task::Poll::Ready((i, r));
+                }
+            }
+            std::task::Poll::Pending
+        });
+        let (i, stream, peer) = tokio::select! {
+            (i, res) = accepted => match res {
+                Ok((s, p)) => { accept_backoff = Duration::from_millis(5); (i, s, p) }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
                     tracing::warn!(error = %e, "accept failed; backing off");
@@ -307,23 +346,25 @@ pub async fn serve_observed<H, F>(
             },
             _ = &mut shutdown => break,
         };
+        first = first.wrapping_add(1);
         let Some(client) = clients.attach(peer.ip()) else {
             // Closed at once: one address cannot take the server's connections.
-            cut(Cut::ClientConnections);
+            count_cut(&metrics, Cut::ClientConnections);
             continue;
         };
         let _ = stream.set_nodelay(true);
         let conn_state = Conn::new();
+        let io = CountingIo::new(stream, conn_state.clone());
         let h = handler.clone();
         let state = conn_state.clone();
-        let cut_req = cut.clone();
+        let svc_metrics = metrics.clone();
         let client = Arc::new(client);
         let svc_client = client.clone();
         let svc = service_fn(move |req| {
             let guard = RequestGuard::start(&state, &svc_client);
             let fut = guard.as_ref().map(|_| h(req, peer));
             if guard.is_none() {
-                cut_req(Cut::ClientRequests);
+                count_cut(&svc_metrics, Cut::ClientRequests);
             }
             async move {
                 let resp = match (guard, fut) {
@@ -333,40 +374,81 @@ pub async fn serve_observed<H, F>(
                 Ok::<_, Infallible>(resp)
             }
         });
-        let conn = builder
-            .serve_connection_with_upgrades(
-                TokioIo::new(CountingIo::new(stream, conn_state.clone())),
-                svc,
-            )
-            .into_owned();
-        let conn = graceful.watch(conn);
-        let cut_conn = cut.clone();
-        let open = open.clone();
-        if let Some(g) = &open {
-            g.inc();
+        let tls = listeners[i].tls.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let metrics = metrics.clone();
+        if let Some(m) = &metrics {
+            m.open.inc();
         }
         tokio::spawn(async move {
+            let served = async {
+                match tls {
+                    None => {
+                        let conn = builder
+                            .serve_connection_with_upgrades(TokioIo::new(io), svc)
+                            .into_owned();
+                        watcher.watch(conn).await
+                    }
+                    Some(acceptor) => {
+                        let tls =
+                            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(io))
+                                .await
+                            {
+                                Ok(Ok(s)) => {
+                                    count_handshake(&metrics, "ok");
+                                    s
+                                }
+                                Ok(Err(e)) => {
+                                    count_handshake(&metrics, "failed");
+                                    tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                                    return Ok(());
+                                }
+                                Err(_) => {
+                                    count_handshake(&metrics, "timeout");
+                                    return Ok(());
+                                }
+                            };
+                        let conn = builder
+                            .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                            .into_owned();
+                        watcher.watch(conn).await
+                    }
+                }
+            };
             tokio::select! {
-                r = conn => if let Err(e) = r {
+                r = served => if let Err(e) = r {
                     tracing::debug!(error = %e, %peer, "connection ended with error");
                 },
                 why = conn_state.watchdog(timeouts) => {
                     tracing::debug!(%peer, reason = why.as_str(), "connection cut");
-                    cut_conn(why);
+                    count_cut(&metrics, why);
                 }
             }
-            if let Some(g) = &open {
-                g.dec();
+            if let Some(m) = &metrics {
+                m.open.dec();
             }
             drop((permit, client));
         });
     }
-    drop(listener);
+    drop(listeners);
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("all connections drained"),
         _ = tokio::time::sleep(limits.drain_timeout) => {
             tracing::warn!(timeout = ?limits.drain_timeout, "drain deadline passed; closing remaining connections");
         }
+    }
+}
+
+fn count_cut(metrics: &Option<Arc<ConnMetrics>>, why: Cut) {
+    if let Some(m) = metrics {
+        m.cut.with_label_values(&[why.as_str()]).inc();
+    }
+}
+
+fn count_handshake(metrics: &Option<Arc<ConnMetrics>>, outcome: &str) {
+    if let Some(m) = metrics {
+        m.tls_handshakes.with_label_values(&[outcome]).inc();
     }
 }
 
