@@ -189,7 +189,13 @@ async fn plaintext_and_stalled_handshakes_are_cut_and_counted() {
     );
     assert_eq!(metrics.cut.with_label_values(&["idle"]).get(), 1);
     // A real client still gets in.
-    let tls = connect(addr, "a.test", &[c.a_der.clone()], &[b"http/1.1"]).await;
+    let tls = connect(
+        addr,
+        "a.test",
+        std::slice::from_ref(&c.a_der),
+        &[b"http/1.1"],
+    )
+    .await;
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .unwrap();
