@@ -24,6 +24,32 @@ pub struct Config {
     /// Load shedding.
     #[serde(default)]
     pub overload: OverloadConfig,
+    /// More listeners beside `listen`, each plain or TLS.
+    #[serde(default)]
+    pub listeners: Vec<ListenerConfig>,
+    /// Certificates for TLS listeners.
+    #[serde(default)]
+    pub tls: TlsConfig,
+}
+
+/// One more listener.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Address to listen on.
+    pub addr: SocketAddr,
+    /// Speak TLS (certificates from `[tls]`).
+    #[serde(default)]
+    pub tls: bool,
+}
+
+/// Certificates for the TLS listeners.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chains and keys; SNI picks among them, the first is the default.
+    #[serde(default)]
+    pub certificates: Vec<service::tls::CertSpec>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -351,6 +377,35 @@ impl Validate for Config {
                 "must be at least 1",
             ));
         }
+        let tls_listeners = self.listeners.iter().filter(|l| l.tls).count();
+        if tls_listeners > 0 && self.tls.certificates.is_empty() {
+            p.push(Problem::new(
+                "tls.certificates",
+                "a TLS listener needs at least one certificate",
+            ));
+        }
+        if tls_listeners > 0 || !self.tls.certificates.is_empty() {
+            // Loaded now so that --check names the file at fault (a missing file, not PEM,
+            // no certificate, an unusable key, a key that does not match).
+            for (i, c) in self.tls.certificates.iter().enumerate() {
+                if let Err(e) = service::tls::SniCerts::load(std::slice::from_ref(c)) {
+                    p.push(Problem::new(
+                        format!("tls.certificates[{i}]"),
+                        e.to_string(),
+                    ));
+                }
+            }
+        }
+        let mut addrs = vec![self.listen];
+        for (i, l) in self.listeners.iter().enumerate() {
+            if addrs.contains(&l.addr) {
+                p.push(Problem::new(
+                    format!("listeners[{i}].addr"),
+                    "listens on an address already in use by another listener",
+                ));
+            }
+            addrs.push(l.addr);
+        }
         let o = &self.overload;
         if o.max_active == 0 {
             p.push(Problem::new("overload.max_active", "must be at least 1"));
@@ -409,6 +464,51 @@ mod tests {
         let src = "[server]\nmax_header_bytes = 4294967296\n[upstream]\nurls = [\"http://127.0.0.1:8080\"]\n";
         let e = Config::parse("e.toml", src).unwrap_err().to_string();
         assert!(e.contains("line 2: key `server.max_header_bytes`"), "{e}");
+    }
+
+    /// A TLS listener's certificate problems are reported by --check with the key and the
+    /// file at fault; so are a TLS listener without certificates and a reused address.
+    #[test]
+    fn tls_problems_name_the_key_and_the_file() {
+        let dir = std::env::temp_dir().join(format!("edge-cfg-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let a = rcgen::generate_simple_self_signed(vec!["a.test".to_string()]).unwrap();
+        let b = rcgen::generate_simple_self_signed(vec!["b.test".to_string()]).unwrap();
+        std::fs::write(dir.join("a.crt"), a.cert.pem()).unwrap();
+        std::fs::write(dir.join("b.key"), b.signing_key.serialize_pem()).unwrap();
+        let up = "[upstream]\nurls = [\"http://127.0.0.1:8080\"]\n";
+        let with = |certs: &str| {
+            format!(
+                "{up}[[listeners]]\naddr = \"127.0.0.1:8443\"\ntls = true\n[tls]\ncertificates = [{certs}]\n"
+            )
+        };
+        let e = Config::parse("e.toml", &with("")).unwrap_err().to_string();
+        assert!(e.contains("key `tls.certificates`"), "{e}");
+        let missing = format!(
+            "{{ cert = {:?}, key = {:?} }}",
+            dir.join("none.crt"),
+            dir.join("b.key")
+        );
+        let e = Config::parse("e.toml", &with(&missing))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("tls.certificates[0]") && e.contains("none.crt"),
+            "{e}"
+        );
+        let mismatch = format!(
+            "{{ cert = {:?}, key = {:?} }}",
+            dir.join("a.crt"),
+            dir.join("b.key")
+        );
+        let e = Config::parse("e.toml", &with(&mismatch))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("does not match"), "{e}");
+        let twice =
+            format!("listen = \"127.0.0.1:8443\"\n{up}[[listeners]]\naddr = \"127.0.0.1:8443\"\n");
+        let e = Config::parse("e.toml", &twice).unwrap_err().to_string();
+        assert!(e.contains("listeners[0].addr"), "{e}");
     }
 
     #[test]

@@ -119,24 +119,97 @@ impl App {
     }
 }
 
-/// Runs the edge on `listener` until `shutdown` resolves, then drains.
+/// Why the edge could not serve.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Start-up failed.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// A listener from config could not be bound.
+    #[error("cannot listen on {addr} (`listeners`): {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TLS certificates could not be loaded.
+    #[error("tls.certificates: {0}")]
+    Tls(#[from] service::tls::TlsError),
+    /// rustls refused the TLS settings (a bug).
+    #[error("TLS settings: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// The TLS acceptor for the configured certificates, if any TLS listener needs one.
+pub fn tls_acceptor(cfg: &Config) -> Result<Option<tokio_rustls::TlsAcceptor>, RunError> {
+    if !cfg.listeners.iter().any(|l| l.tls) {
+        return Ok(None);
+    }
+    let certs = service::tls::SniCerts::load(&cfg.tls.certificates)?;
+    Ok(Some(service::tls::acceptor(certs)?))
+}
+
+/// Runs the edge on `listener` (the plain `listen` socket) and binds the config's other
+/// `listeners` itself, until `shutdown` resolves, then drains.
 pub async fn run(
     listener: TcpListener,
+    cfg: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let tls = tls_acceptor(&cfg)?;
+    let mut listeners = vec![service::Listener {
+        tcp: listener,
+        tls: None,
+    }];
+    for l in &cfg.listeners {
+        let tcp =
+            service::bind(l.addr, cfg.server.listen_backlog).map_err(|source| RunError::Bind {
+                addr: l.addr,
+                source,
+            })?;
+        listeners.push(service::Listener {
+            tcp,
+            tls: if l.tls { tls.clone() } else { None },
+        });
+    }
+    run_on(listeners, cfg, shutdown).await?;
+    Ok(())
+}
+
+/// Runs the edge on listeners bound by the caller (tests bind TLS ports on port 0).
+pub async fn run_on(
+    listeners: Vec<service::Listener>,
     cfg: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     let limits = cfg.server.limits();
     let app = App::new(cfg)?;
     let health = tokio::spawn(app.upstreams.clone().check_health());
+    let addrs: Vec<String> = listeners
+        .iter()
+        .map(|l| {
+            let a = l
+                .tcp
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            if l.tls.is_some() {
+                format!("https://{a}")
+            } else {
+                format!("http://{a}")
+            }
+        })
+        .collect();
     tracing::info!(
-        addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        listeners = ?addrs,
         upstreams = ?app.cfg.upstream.urls,
         cache_bytes = app.cfg.cache.capacity_bytes,
         "edge serving"
     );
     let h = app.clone();
-    service::serve_observed(
-        listener,
+    service::serve_listeners(
+        listeners,
         move |req, _peer| proxy::handle(h.clone(), req),
         limits,
         Some(app.metrics.conns.clone()),

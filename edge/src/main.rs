@@ -22,6 +22,15 @@ struct Cli {
     /// Upstream base URL, repeatable, in order of preference; replaces `upstream.urls`.
     #[arg(long = "upstream", value_name = "URL")]
     upstreams: Vec<String>,
+    /// One TLS listener, replacing the config's `listeners` (needs --tls-cert and --tls-key).
+    #[arg(long, value_name = "ADDR", requires_all = ["tls_cert", "tls_key"])]
+    listen_tls: Option<SocketAddr>,
+    /// PEM certificate chain for --listen-tls (replaces `tls.certificates`).
+    #[arg(long, value_name = "FILE", requires = "listen_tls")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --listen-tls.
+    #[arg(long, value_name = "FILE", requires = "listen_tls")]
+    tls_key: Option<PathBuf>,
     /// Validate the config and exit: 0 when valid, 2 with the problems otherwise.
     #[arg(long)]
     check: bool,
@@ -49,11 +58,26 @@ fn main() -> ExitCode {
     if !cli.upstreams.is_empty() {
         config.upstream.urls = cli.upstreams;
     }
+    if let (Some(addr), Some(cert), Some(key)) = (cli.listen_tls, cli.tls_cert, cli.tls_key) {
+        config.listeners = vec![edge::config::ListenerConfig { addr, tls: true }];
+        config.tls.certificates = vec![service::tls::CertSpec {
+            cert,
+            key,
+            names: Vec::new(),
+        }];
+    }
+    // Certificates from the flags are checked here; the config's were checked on load.
+    if let Err(e) = edge::tls_acceptor(&config) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     if cli.check {
         println!(
-            "config OK: {} upstream(s), cache {} bytes",
+            "config OK: {} upstream(s), cache {} bytes, {} more listener(s) ({} TLS)",
             config.upstream.urls.len(),
-            config.cache.capacity_bytes
+            config.cache.capacity_bytes,
+            config.listeners.len(),
+            config.listeners.iter().filter(|l| l.tls).count()
         );
         return ExitCode::SUCCESS;
     }
