@@ -51,6 +51,14 @@ pub enum TlsError {
         /// The key file.
         key: PathBuf,
     },
+    /// The certificate is outside its validity period now.
+    #[error("{path}: certificate {why}")]
+    NotValidNow {
+        /// The certificate file.
+        path: PathBuf,
+        /// "expired on …" or "not valid before …".
+        why: String,
+    },
     /// A server name is not a DNS name.
     #[error("{cert}: server name {name:?} is not a DNS name")]
     BadName {
@@ -77,6 +85,7 @@ pub fn load(spec: &CertSpec) -> Result<CertifiedKey, TlsError> {
     if chain.is_empty() {
         return Err(file_err(&spec.cert, "no CERTIFICATE block in the file"));
     }
+    check_validity(&spec.cert, &chain[0], std::time::SystemTime::now())?;
     let key = PrivateKeyDer::from_pem_file(&spec.key).map_err(|e| file_err(&spec.key, e))?;
     let signer = rustls::crypto::ring::sign::any_supported_type(&key)
         .map_err(|e| file_err(&spec.key, format!("unusable private key: {e}")))?;
@@ -86,6 +95,33 @@ pub fn load(spec: &CertSpec) -> Result<CertifiedKey, TlsError> {
         key: spec.key.clone(),
     })?;
     Ok(ck)
+}
+
+/// Whether the leaf certificate `der` is within its validity period at `now` (browsers
+/// refuse it otherwise, so a start or reload must not put it in service).
+pub fn check_validity(
+    path: &Path,
+    der: &CertificateDer<'_>,
+    now: std::time::SystemTime,
+) -> Result<(), TlsError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
+        .map_err(|e| file_err(path, format!("not an X.509 certificate: {e}")))?;
+    let now = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    let v = cert.validity();
+    let bad = |why: String| TlsError::NotValidNow {
+        path: path.to_path_buf(),
+        why,
+    };
+    if now > v.not_after.timestamp() {
+        return Err(bad(format!("expired on {}", v.not_after)));
+    }
+    if now < v.not_before.timestamp() {
+        return Err(bad(format!("not valid before {}", v.not_before)));
+    }
+    Ok(())
 }
 
 /// Certificates by server name, with a default.
@@ -237,6 +273,28 @@ mod tests {
                 .to_string()
                 .contains("no CERTIFICATE")
         );
+        // Expired and not yet valid certificates are refused with the file named.
+        for (tag, from, to, word) in [
+            ("old", (2000, 1, 1), (2001, 1, 1), "expired"),
+            ("new", (2090, 1, 1), (2091, 1, 1), "not valid before"),
+        ] {
+            let mut p = rcgen::CertificateParams::new(vec!["a.test".to_string()]).unwrap();
+            p.not_before = rcgen::date_time_ymd(from.0, from.1, from.2);
+            p.not_after = rcgen::date_time_ymd(to.0, to.1, to.2);
+            let k = rcgen::KeyPair::generate().unwrap();
+            let c = p.self_signed(&k).unwrap();
+            let (cp, kp) = (d.join(format!("{tag}.crt")), d.join(format!("{tag}.key")));
+            std::fs::write(&cp, c.pem()).unwrap();
+            std::fs::write(&kp, k.serialize_pem()).unwrap();
+            let e = load(&CertSpec {
+                cert: cp,
+                key: kp,
+                names: vec![],
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains(&format!("{tag}.crt")) && e.contains(word), "{e}");
+        }
         let bad_name = CertSpec {
             names: vec!["not a name".into()],
             ..a
