@@ -41,6 +41,9 @@ pub enum StartError {
     /// Metrics could not be registered (a bug).
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// The SIGHUP handler could not be installed.
+    #[error("cannot listen for SIGHUP: {0}")]
+    Signal(#[from] std::io::Error),
 }
 
 /// Shared state of a running edge.
@@ -141,13 +144,46 @@ pub enum RunError {
     Rustls(#[from] rustls::Error),
 }
 
-/// The TLS acceptor for the configured certificates, if any TLS listener needs one.
-pub fn tls_acceptor(cfg: &Config) -> Result<Option<tokio_rustls::TlsAcceptor>, RunError> {
+/// The configured certificates (replaceable on reload) and their acceptor, if any TLS
+/// listener needs them.
+pub struct Tls {
+    /// The certificates in service.
+    pub certs: Arc<service::tls::Certs>,
+    /// The acceptor serving them.
+    pub acceptor: tokio_rustls::TlsAcceptor,
+}
+
+/// Loads the TLS certificates of `cfg`, if any TLS listener needs them.
+pub fn tls_setup(cfg: &Config) -> Result<Option<Tls>, RunError> {
     if !cfg.listeners.iter().any(|l| l.tls) {
         return Ok(None);
     }
-    let certs = service::tls::SniCerts::load(&cfg.tls.certificates)?;
-    Ok(Some(service::tls::acceptor(certs)?))
+    let certs = service::tls::Certs::new(service::tls::SniCerts::load(&cfg.tls.certificates)?);
+    let acceptor = service::tls::acceptor(certs.clone())?;
+    Ok(Some(Tls { certs, acceptor }))
+}
+
+/// Re-reads the config for a reload (the file with the command line's overrides applied),
+/// or says why it cannot.
+pub type ReloadSource = Arc<dyn Fn() -> Result<Config, String> + Send + Sync>;
+
+/// Applies a reloaded config: today the TLS certificates (the next handshakes get them,
+/// open connections keep theirs). An invalid config or certificate is refused whole and
+/// the running one stays.
+pub fn reload(app: &App, certs: Option<&service::tls::Certs>, source: &ReloadSource) -> Result<(), String> {
+    let result = source().and_then(|cfg| match certs {
+        Some(c) => service::tls::SniCerts::load(&cfg.tls.certificates)
+            .map(|new| c.replace(new))
+            .map_err(|e| format!("tls.certificates: {e}")),
+        None => Ok(()),
+    });
+    let outcome = if result.is_ok() { "ok" } else { "refused" };
+    app.metrics.reloads.with_label_values(&[outcome]).inc();
+    match &result {
+        Ok(()) => tracing::info!("config reloaded (TLS certificates)"),
+        Err(e) => tracing::warn!(error = %e, "reload refused; the running config stays"),
+    }
+    result
 }
 
 /// Runs the edge on `listener` (the plain `listen` socket) and binds the config's other
@@ -155,9 +191,10 @@ pub fn tls_acceptor(cfg: &Config) -> Result<Option<tokio_rustls::TlsAcceptor>, R
 pub async fn run(
     listener: TcpListener,
     cfg: Config,
+    reload_from: Option<ReloadSource>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    let tls = tls_acceptor(&cfg)?;
+    let tls = tls_setup(&cfg)?;
     let mut listeners = vec![service::Listener {
         tcp: listener,
         tls: None,
@@ -170,22 +207,43 @@ pub async fn run(
             })?;
         listeners.push(service::Listener {
             tcp,
-            tls: if l.tls { tls.clone() } else { None },
+            tls: if l.tls {
+                tls.as_ref().map(|t| t.acceptor.clone())
+            } else {
+                None
+            },
         });
     }
-    run_on(listeners, cfg, shutdown).await?;
+    run_on(listeners, cfg, tls.map(|t| t.certs), reload_from, shutdown).await?;
     Ok(())
 }
 
-/// Runs the edge on listeners bound by the caller (tests bind TLS ports on port 0).
+/// Runs the edge on listeners bound by the caller (tests bind TLS ports on port 0), with
+/// the TLS certificates they serve; SIGHUP reloads from `reload_from`.
 pub async fn run_on(
     listeners: Vec<service::Listener>,
     cfg: Config,
+    certs: Option<Arc<service::tls::Certs>>,
+    reload_from: Option<ReloadSource>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     let limits = cfg.server.limits();
     let app = App::new(cfg)?;
     let health = tokio::spawn(app.upstreams.clone().check_health());
+    let hangups = match reload_from {
+        Some(source) => {
+            // Installed whenever a reload source exists: SIGHUP's default would kill us.
+            let mut hup =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+            let app = app.clone();
+            Some(tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    let _ = reload(&app, certs.as_deref(), &source);
+                }
+            }))
+        }
+        None => None,
+    };
     let addrs: Vec<String> = listeners
         .iter()
         .map(|l| {
@@ -217,6 +275,9 @@ pub async fn run_on(
     )
     .await;
     health.abort();
+    if let Some(h) = hangups {
+        h.abort();
+    }
     tracing::info!("edge stopped");
     Ok(())
 }

@@ -45,32 +45,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    let mut config = match Config::load(&cli.config) {
+    let config = match load(&cli) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
-    if let Some(l) = cli.listen {
-        config.listen = l;
-    }
-    if !cli.upstreams.is_empty() {
-        config.upstream.urls = cli.upstreams;
-    }
-    if let (Some(addr), Some(cert), Some(key)) = (cli.listen_tls, cli.tls_cert, cli.tls_key) {
-        config.listeners = vec![edge::config::ListenerConfig { addr, tls: true }];
-        config.tls.certificates = vec![service::tls::CertSpec {
-            cert,
-            key,
-            names: Vec::new(),
-        }];
-    }
-    // Certificates from the flags are checked here; the config's were checked on load.
-    if let Err(e) = edge::tls_acceptor(&config) {
-        eprintln!("error: {e}");
-        return ExitCode::from(2);
-    }
     if cli.check {
         println!(
             "config OK: {} upstream(s), cache {} bytes, {} more listener(s) ({} TLS)",
@@ -82,7 +63,32 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let (server, listen) = (config.server.clone(), config.listen);
+    // SIGHUP re-reads the same file with the same flags applied.
+    let reload_from: edge::ReloadSource = std::sync::Arc::new(move || load(&cli));
     service::serve_main(&server, listen, move |listener, shutdown| {
-        edge::run(listener, config, shutdown)
+        edge::run(listener, config, Some(reload_from), shutdown)
     })
+}
+
+/// The config file with the command line's overrides applied, its certificates loaded to
+/// check them: what the edge starts with, and what a reload applies.
+fn load(cli: &Cli) -> Result<Config, String> {
+    let mut config = Config::load(&cli.config).map_err(|e| e.to_string())?;
+    if let Some(l) = cli.listen {
+        config.listen = l;
+    }
+    if !cli.upstreams.is_empty() {
+        config.upstream.urls = cli.upstreams.clone();
+    }
+    if let (Some(addr), Some(cert), Some(key)) = (cli.listen_tls, &cli.tls_cert, &cli.tls_key) {
+        config.listeners = vec![edge::config::ListenerConfig { addr, tls: true }];
+        config.tls.certificates = vec![service::tls::CertSpec {
+            cert: cert.clone(),
+            key: key.clone(),
+            names: Vec::new(),
+        }];
+    }
+    // Certificates from the flags are checked here; the config's were checked on load.
+    edge::tls_setup(&config).map_err(|e| e.to_string())?;
+    Ok(config)
 }

@@ -39,6 +39,8 @@ pub struct Metrics {
     pub breaker_state: IntGaugeVec,
     /// Retries by result (`retried`, `budget_exhausted`).
     pub retries: IntCounterVec,
+    /// Config reloads by outcome (`ok`, `refused`).
+    pub reloads: IntCounterVec,
     /// Open client connections and the ones the server's limits cut
     /// (`edge_connections_open`, `edge_connections_cut_total{reason}`).
     pub conns: service::conn::ConnMetrics,
@@ -131,6 +133,10 @@ impl Metrics {
                 Opts::new("edge_retries_total", "Upstream retries by result."),
                 &["result"],
             )?,
+            reloads: IntCounterVec::new(
+                Opts::new("edge_reloads_total", "Config reloads by outcome (ok, refused)."),
+                &["outcome"],
+            )?,
             conns: service::conn::ConnMetrics::register(&registry, "edge")?,
             registry,
         };
@@ -142,6 +148,7 @@ impl Metrics {
             &m.stale_served,
             &m.shed,
             &m.retries,
+            &m.reloads,
         ] {
             m.registry.register(Box::new(c.clone()))?;
         }

@@ -178,13 +178,40 @@ impl ResolvesServerCert for SniCerts {
     }
 }
 
+/// Certificates that can be replaced while serving: handshakes after [`Self::replace`] get
+/// the new ones, connections already open keep theirs.
+#[derive(Debug)]
+pub struct Certs(std::sync::RwLock<Arc<SniCerts>>);
+
+impl Certs {
+    /// Serving `certs` until replaced.
+    pub fn new(certs: SniCerts) -> Arc<Self> {
+        Arc::new(Self(std::sync::RwLock::new(Arc::new(certs))))
+    }
+
+    /// Serves `certs` from the next handshake on.
+    pub fn replace(&self, certs: SniCerts) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(certs);
+    }
+
+    fn current(&self) -> Arc<SniCerts> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl ResolvesServerCert for Certs {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current().pick(hello.server_name()))
+    }
+}
+
 /// A TLS acceptor serving `certs`: TLS 1.2 and 1.3, ALPN h2 then http/1.1, resumption on.
-pub fn acceptor(certs: SniCerts) -> Result<tokio_rustls::TlsAcceptor, rustls::Error> {
+pub fn acceptor(certs: Arc<Certs>) -> Result<tokio_rustls::TlsAcceptor, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(certs));
+        .with_cert_resolver(certs);
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     // Resumption: a session cache for TLS 1.2 ids and 1.3 stateful resumption, and tickets.
     cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(16 * 1024);
@@ -237,7 +264,7 @@ mod tests {
             a_der,
             "case and trailing dot"
         );
-        assert!(acceptor(certs).is_ok());
+        assert!(acceptor(Certs::new(certs)).is_ok());
     }
 
     #[test]

@@ -13,11 +13,11 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls_pki_types::{CertificateDer, ServerName};
 use service::conn::ConnMetrics;
-use service::tls::{CertSpec, SniCerts, acceptor};
+use service::tls::{CertSpec, Certs, SniCerts, acceptor};
 use service::{Listener, ServerLimits, serve_listeners};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-struct Certs {
+struct TestCerts {
     a: CertSpec,
     a_der: CertificateDer<'static>,
     b_der: CertificateDer<'static>,
@@ -40,7 +40,7 @@ fn write_cert(dir: &Path, tag: &str, name: &str) -> (CertSpec, CertificateDer<'s
     (spec, c.cert.der().clone())
 }
 
-fn certs() -> Certs {
+fn certs() -> TestCerts {
     let dir: PathBuf = std::env::temp_dir().join(format!(
         "service-tls-{}-{:?}",
         std::process::id(),
@@ -49,12 +49,12 @@ fn certs() -> Certs {
     std::fs::create_dir_all(&dir).unwrap();
     let (a, a_der) = write_cert(&dir, "a", "a.test");
     let (b, b_der) = write_cert(&dir, "b", "b.test");
-    Certs { a, a_der, b, b_der }
+    TestCerts { a, a_der, b, b_der }
 }
 
 /// Serves "hello" over TLS on 127.0.0.1:0; returns the address and the metrics.
 async fn start(
-    c: &Certs,
+    c: &TestCerts,
 ) -> (
     std::net::SocketAddr,
     ConnMetrics,
@@ -62,7 +62,7 @@ async fn start(
 ) {
     let tcp = service::bind(([127, 0, 0, 1], 0).into(), 128).unwrap();
     let addr = tcp.local_addr().unwrap();
-    let tls = acceptor(SniCerts::load(&[c.a.clone(), c.b.clone()]).unwrap()).unwrap();
+    let tls = acceptor(Certs::new(SniCerts::load(&[c.a.clone(), c.b.clone()]).unwrap())).unwrap();
     let registry = prometheus::Registry::new();
     let metrics = ConnMetrics::register(&registry, "t").unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -71,7 +71,7 @@ pub async fn start_edge(toml: &str, upstreams: &[String]) -> Running {
     if !upstreams.is_empty() {
         cfg.upstream.urls = upstreams.to_vec();
     }
-    Running::spawn("edge", |l, stop| edge::run(l, cfg, stop))
+    Running::spawn("edge", |l, stop| edge::run(l, cfg, None, stop))
         .await
         .expect("bind")
 }

@@ -83,7 +83,7 @@ async fn curl_gets_h2_and_http1_over_tls_with_sni() {
         b.key
     );
     let cfg = edge::config::Config::parse("tls.toml", &toml).unwrap();
-    let tls = edge::tls_acceptor(&cfg).unwrap();
+    let tls = edge::tls_setup(&cfg).unwrap().unwrap();
     let plain = service::bind(([127, 0, 0, 1], 0).into(), 128).unwrap();
     let secure = service::bind(([127, 0, 0, 1], 0).into(), 128).unwrap();
     let (plain_addr, tls_addr) = (plain.local_addr().unwrap(), secure.local_addr().unwrap());
@@ -94,9 +94,14 @@ async fn curl_gets_h2_and_http1_over_tls_with_sni() {
                 tcp: plain,
                 tls: None,
             },
-            service::Listener { tcp: secure, tls },
+            service::Listener {
+                tcp: secure,
+                tls: Some(tls.acceptor.clone()),
+            },
         ],
         cfg,
+        Some(tls.certs.clone()),
+        None,
         async move {
             let _ = stopped.await;
         },
@@ -142,5 +147,175 @@ async fn curl_gets_h2_and_http1_over_tls_with_sni() {
         text.contains("edge_tls_handshakes_total{outcome=\"ok\"} 3"),
         "{text}"
     );
+    drop(stop);
+}
+
+/// A TLS client trusting `roots`, HTTP/1.1, connected to `addr` as `name`; returns the
+/// request sender and the certificate the edge presented.
+async fn tls_h1(
+    addr: std::net::SocketAddr,
+    name: &str,
+    roots: &[rustls_pki_types::CertificateDer<'static>],
+) -> (
+    hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    rustls_pki_types::CertificateDer<'static>,
+) {
+    let mut store = rustls::RootCertStore::empty();
+    for r in roots {
+        store.add(r.clone()).unwrap();
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(store)
+    .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+        .connect(
+            rustls_pki_types::ServerName::try_from(name.to_string()).unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let presented = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
+    let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    (send, presented)
+}
+
+/// Sends `req` on a ready HTTP/1.1 connection and reads the whole answer; its status.
+async fn status_of(
+    send: &mut hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    req: http::Request<http_body_util::Empty<bytes::Bytes>>,
+) -> http::StatusCode {
+    use http_body_util::BodyExt;
+    send.ready().await.unwrap();
+    let r = send.send_request(req).await.unwrap();
+    let status = r.status();
+    r.into_body().collect().await.unwrap();
+    status
+}
+
+/// Writes a fresh certificate for `name` over `spec`'s files; returns it (DER).
+fn rotate(spec: &CertSpec, name: &str) -> rustls_pki_types::CertificateDer<'static> {
+    let c = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
+    std::fs::write(&spec.cert, c.cert.pem()).unwrap();
+    std::fs::write(&spec.key, c.signing_key.serialize_pem()).unwrap();
+    c.cert.der().clone()
+}
+
+async fn reloads(plain: std::net::SocketAddr, outcome: &str) -> String {
+    let c = new_client(Duration::from_secs(10));
+    let m = get(&c, &format!("http://{plain}/metrics")).await;
+    String::from_utf8_lossy(&m.body)
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("edge_reloads_total{{outcome=\"{outcome}\"}} ")))
+        .unwrap_or("0")
+        .to_string()
+}
+
+/// A certificate rotated on disk and reloaded with SIGHUP is served from the next handshake
+/// on, while a connection opened before keeps working; a broken certificate at reload is
+/// refused, counted, and the one in service stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_certificate_for_new_handshakes_only() {
+    let origin = FakeOrigin::start().await;
+    origin.route(
+        "/live/x/1.ts",
+        Script::ok(body_of(10_000, 1), "video/mp2t", "max-age=60"),
+    );
+    let dir = scratch().join("rotate");
+    std::fs::create_dir_all(&dir).unwrap();
+    let spec = cert(&dir, "a.test");
+    let first: rustls_pki_types::CertificateDer<'static> =
+        rustls_pki_types::pem::PemObject::from_pem_file(&spec.cert).unwrap();
+    let toml = format!(
+        "[upstream]\nurls = [\"{}\"]\n[[listeners]]\naddr = \"127.0.0.1:0\"\ntls = true\n[tls]\ncertificates = [{{ cert = {:?}, key = {:?}, names = [\"a.test\"] }}]\n",
+        origin.url(),
+        spec.cert,
+        spec.key
+    );
+    let cfg = edge::config::Config::parse("tls.toml", &toml).unwrap();
+    let tls = edge::tls_setup(&cfg).unwrap().unwrap();
+    let plain = service::bind(([127, 0, 0, 1], 0).into(), 128).unwrap();
+    let secure = service::bind(([127, 0, 0, 1], 0).into(), 128).unwrap();
+    let (plain_addr, tls_addr) = (plain.local_addr().unwrap(), secure.local_addr().unwrap());
+    let source: edge::ReloadSource = {
+        let toml = toml.clone();
+        std::sync::Arc::new(move || {
+            edge::config::Config::parse("tls.toml", &toml).map_err(|e| e.to_string())
+        })
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(edge::run_on(
+        vec![
+            service::Listener {
+                tcp: plain,
+                tls: None,
+            },
+            service::Listener {
+                tcp: secure,
+                tls: Some(tls.acceptor.clone()),
+            },
+        ],
+        cfg,
+        Some(tls.certs.clone()),
+        Some(source),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let req = || {
+        http::Request::get("https://a.test/live/x/1.ts")
+            .header("host", "a.test")
+            .body(http_body_util::Empty::new())
+            .unwrap()
+    };
+    let hup = || {
+        std::process::Command::new("kill")
+            .args(["-HUP", &std::process::id().to_string()])
+            .status()
+            .unwrap()
+    };
+    let (mut old, presented) = tls_h1(tls_addr, "a.test", std::slice::from_ref(&first)).await;
+    assert_eq!(presented, first);
+    assert_eq!(status_of(&mut old, req()).await, 200);
+    let second = rotate(&spec, "a.test");
+    assert!(hup().success());
+    for _ in 0..50 {
+        if reloads(plain_addr, "ok").await == "1" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(reloads(plain_addr, "ok").await, "1");
+    let (mut new, presented) = tls_h1(tls_addr, "a.test", std::slice::from_ref(&second)).await;
+    assert_eq!(
+        presented, second,
+        "the next handshake gets the rotated certificate"
+    );
+    assert_eq!(status_of(&mut new, req()).await, 200);
+    assert_eq!(
+        status_of(&mut old, req()).await,
+        200,
+        "the connection opened before keeps working"
+    );
+    // A broken key at reload is refused and the rotated certificate stays in service.
+    std::fs::write(&spec.key, "broken").unwrap();
+    assert!(hup().success());
+    for _ in 0..50 {
+        if reloads(plain_addr, "refused").await == "1" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(reloads(plain_addr, "refused").await, "1");
+    let (_, presented) = tls_h1(tls_addr, "a.test", std::slice::from_ref(&second)).await;
+    assert_eq!(presented, second);
     drop(stop);
 }
