@@ -100,8 +100,12 @@ impl Default for CacheConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
-    /// Base URLs in order of preference (`http://host:port`, optionally with a path prefix).
+    /// Base URLs in order of preference (`http://` or `https://host:port`, optionally with a
+    /// path prefix).
     pub urls: Vec<String>,
+    /// PEM file of CA certificates trusted for `https://` upstreams, besides the system's.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Time to get a response head from one upstream attempt.
     #[serde(default = "d_head", with = "humantime_serde")]
     pub head_timeout: Duration,
@@ -256,11 +260,11 @@ impl Config {
     }
 }
 
-/// Checks an upstream base URL: `http://host:port[/prefix]`, no query or fragment.
+/// Checks an upstream base URL: `http[s]://host:port[/prefix]`, no query or fragment.
 pub fn check_upstream_url(u: &str) -> Result<http::Uri, String> {
     let uri: http::Uri = u.parse().map_err(|e| format!("not a URL: {e}"))?;
-    if uri.scheme_str() != Some("http") {
-        return Err("only http:// upstreams are supported".into());
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err("only http:// and https:// upstreams are supported".into());
     }
     if uri.authority().is_none() {
         return Err("needs a host".into());
@@ -316,6 +320,11 @@ impl Validate for Config {
             if let Err(e) = check_upstream_url(url) {
                 p.push(Problem::new(format!("upstream.urls[{i}]"), e));
             }
+        }
+        if let Some(ca) = &u.ca_file
+            && let Err(e) = service::client::tls_config(Some(ca))
+        {
+            p.push(Problem::new("upstream.ca_file", e.to_string()));
         }
         if u.max_attempts == 0 || u.max_attempts > 10 {
             p.push(Problem::new(

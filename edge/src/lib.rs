@@ -41,6 +41,9 @@ pub enum StartError {
     /// Metrics could not be registered (a bug).
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// The upstream TLS settings could not be built.
+    #[error("upstream.ca_file: {0}")]
+    UpstreamTls(String),
     /// The SIGHUP handler could not be installed.
     #[error("cannot listen for SIGHUP: {0}")]
     Signal(#[from] std::io::Error),
@@ -107,7 +110,10 @@ impl App {
             })
             .expire_after(UsefulFor)
             .build();
-        let client = service::client::new_client(Duration::from_secs(90));
+        // Validated with the config: a CA file that does not load never gets here.
+        let tls = service::client::tls_config(cfg.upstream.ca_file.as_deref())
+            .map_err(|e| StartError::UpstreamTls(e.to_string()))?;
+        let client = service::client::new_client_with(Duration::from_secs(90), tls);
         let upstreams = Arc::new(Upstreams::new(&cfg.upstream, client, metrics.clone()));
         let admission = Admission::new(cfg.overload.clone(), metrics.active_requests.clone());
         Ok(Arc::new(Self {
@@ -170,7 +176,11 @@ pub type ReloadSource = Arc<dyn Fn() -> Result<Config, String> + Send + Sync>;
 /// Applies a reloaded config: today the TLS certificates (the next handshakes get them,
 /// open connections keep theirs). An invalid config or certificate is refused whole and
 /// the running one stays.
-pub fn reload(app: &App, certs: Option<&service::tls::Certs>, source: &ReloadSource) -> Result<(), String> {
+pub fn reload(
+    app: &App,
+    certs: Option<&service::tls::Certs>,
+    source: &ReloadSource,
+) -> Result<(), String> {
     let result = source().and_then(|cfg| match certs {
         Some(c) => service::tls::SniCerts::load(&cfg.tls.certificates)
             .map(|new| c.replace(new))
@@ -233,8 +243,7 @@ pub async fn run_on(
     let hangups = match reload_from {
         Some(source) => {
             // Installed whenever a reload source exists: SIGHUP's default would kill us.
-            let mut hup =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
             let app = app.clone();
             Some(tokio::spawn(async move {
                 while hup.recv().await.is_some() {

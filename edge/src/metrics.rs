@@ -134,7 +134,10 @@ impl Metrics {
                 &["result"],
             )?,
             reloads: IntCounterVec::new(
-                Opts::new("edge_reloads_total", "Config reloads by outcome (ok, refused)."),
+                Opts::new(
+                    "edge_reloads_total",
+                    "Config reloads by outcome (ok, refused).",
+                ),
                 &["outcome"],
             )?,
             conns: service::conn::ConnMetrics::register(&registry, "edge")?,

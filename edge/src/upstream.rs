@@ -219,8 +219,18 @@ impl Upstreams {
                     return Ok((resp, u.clone()));
                 }
                 Ok(Err(e)) => {
-                    label("error");
-                    last = FetchError::Unavailable(format!("{}: {e}", u.name));
+                    // A certificate the edge does not trust is an upstream failure like any
+                    // other (failover, breaker), with its reason in the label and message.
+                    label(if service::client::is_tls_error(&e) {
+                        "tls_error"
+                    } else {
+                        "error"
+                    });
+                    last = FetchError::Unavailable(format!(
+                        "{}: {}",
+                        u.name,
+                        service::client::error_chain(&e)
+                    ));
                     let t = u.breaker.failure();
                     self.note(u, t);
                 }

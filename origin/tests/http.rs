@@ -791,11 +791,8 @@ async fn silent_sockets_cannot_lock_the_origin_out() {
     for _ in 0..60 {
         silent.push(tokio::net::TcpStream::connect(o.addr).await.unwrap());
     }
-    let mut conn = hyper_util::client::legacy::connect::HttpConnector::new();
-    conn.set_local_address(Some([127, 0, 0, 2].into()));
     let other: HttpClient =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build(conn);
+        service::client::new_client_from(Duration::from_secs(30), [127, 0, 0, 2].into());
     let r = fetch(
         &other,
         Method::GET,

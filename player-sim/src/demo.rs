@@ -54,7 +54,8 @@ impl Stack {
                 "[server]\nmax_connections_per_client = 0\nmax_requests_per_client = 0\n[upstream]\nurls = [\"http://{origin}\"]\n"
             ),
         )?;
-        let edge_p = InProcess::spawn("demo edge", |l, stop| edge::run(l, ecfg, None, stop)).await?;
+        let edge_p =
+            InProcess::spawn("demo edge", |l, stop| edge::run(l, ecfg, None, stop)).await?;
         let stack = Stack {
             origin,
             edge: edge_p.addr,

@@ -1,7 +1,12 @@
 //! The HTTP client every program uses (hyper-util's pooled client): one stack for the edge's
 //! upstream, the player simulator and the tests.
 
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode};
@@ -12,18 +17,138 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::Body;
 
-/// A pooled HTTP/1.1 client.
-pub type HttpClient = Client<HttpConnector, Body>;
+/// A pooled HTTP/1.1 client for `http://` and `https://` URLs (rustls; the server's name
+/// is sent by SNI and checked against its certificate).
+pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
 
-/// Builds a pooled client with TCP_NODELAY and a connect timeout.
+/// The system's trust store, read once (`/etc/ssl/certs` on Debian).
+fn system_roots() -> Arc<rustls::RootCertStore> {
+    static ROOTS: OnceLock<Arc<rustls::RootCertStore>> = OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let mut store = rustls::RootCertStore::empty();
+            let found = rustls_native_certs::load_native_certs();
+            for e in &found.errors {
+                tracing::warn!(error = %e, "a system CA certificate could not be read");
+            }
+            let (_, ignored) = store.add_parsable_certificates(found.certs);
+            if ignored > 0 {
+                tracing::warn!(ignored, "system CA certificates that could not be parsed");
+            }
+            Arc::new(store)
+        })
+        .clone()
+}
+
+/// TLS settings for a client: the system's roots, plus the PEM certificates in `ca_file`
+/// (a private CA in front of an origin, say).
+pub fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, crate::tls::TlsError> {
+    let mut roots = (*system_roots()).clone();
+    if let Some(path) = ca_file {
+        let bad = |why: String| crate::tls::TlsError::File {
+            path: path.to_path_buf(),
+            why,
+        };
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .map_err(|e| bad(e.to_string()))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| bad(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(bad("no CERTIFICATE block in the file".into()));
+        }
+        for c in certs {
+            roots
+                .add(c)
+                .map_err(|e| bad(format!("not a usable CA certificate: {e}")))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| crate::tls::TlsError::File {
+            path: ca_file.map(Path::to_path_buf).unwrap_or_default(),
+            why: e.to_string(),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(cfg)
+}
+
+/// Builds a pooled client with TCP_NODELAY, a connect timeout and the system's roots.
 pub fn new_client(pool_idle: Duration) -> HttpClient {
+    // The system's roots alone cannot fail to make a config (no file to read).
+    match tls_config(None) {
+        Ok(tls) => new_client_with(pool_idle, tls),
+        Err(e) => unreachable!("TLS settings without a CA file: {e}"),
+    }
+}
+
+/// [`new_client`] with its own TLS settings (see [`tls_config`]).
+pub fn new_client_with(pool_idle: Duration, tls: rustls::ClientConfig) -> HttpClient {
+    build(pool_idle, tls, None)
+}
+
+/// [`new_client`] whose connections come from local address `from` (a load generator
+/// posing as viewers on another host, or a player population attached by address).
+pub fn new_client_from(pool_idle: Duration, from: std::net::IpAddr) -> HttpClient {
+    match tls_config(None) {
+        Ok(tls) => build(pool_idle, tls, Some(from)),
+        Err(e) => unreachable!("TLS settings without a CA file: {e}"),
+    }
+}
+
+fn build(
+    pool_idle: Duration,
+    tls: rustls::ClientConfig,
+    from: Option<std::net::IpAddr>,
+) -> HttpClient {
     let mut conn = HttpConnector::new();
+    conn.set_local_address(from);
     conn.set_nodelay(true);
     conn.set_connect_timeout(Some(Duration::from_secs(5)));
+    conn.enforce_http(false);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(conn);
     Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(pool_idle)
-        .build(conn)
+        .build(https)
+}
+
+/// An error with its causes ("client error (Connect): invalid peer certificate: …"), since
+/// the outer message alone rarely says what went wrong.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Whether TLS (a certificate the client does not trust, a failed handshake) is among the
+/// causes of `e`.
+pub fn is_tls_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if c.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        // An io::Error wraps its cause without listing it as its source (and connectors
+        // wrap io errors in io errors): step into the wrapped error itself.
+        cur = match c.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => c.source(),
+        };
+    }
+    false
 }
 
 /// A response read in full.

@@ -62,7 +62,10 @@ async fn start(
 ) {
     let tcp = service::bind(([127, 0, 0, 1], 0).into(), 128).unwrap();
     let addr = tcp.local_addr().unwrap();
-    let tls = acceptor(Certs::new(SniCerts::load(&[c.a.clone(), c.b.clone()]).unwrap())).unwrap();
+    let tls = acceptor(Certs::new(
+        SniCerts::load(&[c.a.clone(), c.b.clone()]).unwrap(),
+    ))
+    .unwrap();
     let registry = prometheus::Registry::new();
     let metrics = ConnMetrics::register(&registry, "t").unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -204,4 +207,26 @@ async fn plaintext_and_stalled_handshakes_are_cut_and_counted() {
         send.send_request(get("a.test")).await.unwrap().status(),
         200
     );
+}
+
+/// A server whose certificate the client does not trust: the error says so, and
+/// `is_tls_error` finds the TLS cause under the connector's wrapping.
+#[tokio::test]
+async fn an_untrusted_certificate_is_a_tls_error_with_its_reason() {
+    let c = certs();
+    let (addr, _m, _stop) = start(&c).await;
+    let client = service::client::new_client(Duration::from_secs(5));
+    let req = Request::get(format!("https://127.0.0.1:{}/x", addr.port()))
+        .body(service::body::empty())
+        .unwrap();
+    let e = client.request(req).await.unwrap_err();
+    assert!(service::client::is_tls_error(&e));
+    let why = service::client::error_chain(&e);
+    assert!(why.contains("certificate"), "{why}");
+    // A refused connection is not a TLS error.
+    let req = Request::get("https://127.0.0.1:9/x")
+        .body(service::body::empty())
+        .unwrap();
+    let e = client.request(req).await.unwrap_err();
+    assert!(!service::client::is_tls_error(&e));
 }

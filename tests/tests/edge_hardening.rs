@@ -236,10 +236,7 @@ fn sample(text: &str, prefix: &str) -> f64 {
 /// A client whose connections come from `ip` (another loopback address than the attacker's
 /// 127.0.0.1, as a viewer on another host would).
 fn client_from(ip: [u8; 4]) -> HttpClient {
-    let mut conn = hyper_util::client::legacy::connect::HttpConnector::new();
-    conn.set_local_address(Some(std::net::IpAddr::from(ip)));
-    conn.set_nodelay(true);
-    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(conn)
+    service::client::new_client_from(Duration::from_secs(30), std::net::IpAddr::from(ip))
 }
 
 /// An origin serving one cached 100 KB segment at `/live/x/1.ts`, and an edge with `server`

@@ -319,3 +319,79 @@ async fn sighup_reloads_the_certificate_for_new_handshakes_only() {
     assert_eq!(presented, second);
     drop(stop);
 }
+
+/// An edge whose upstream is `https://`: with the upstream's CA in `upstream.ca_file` it
+/// fetches through TLS; without it the certificate is not trusted, which is an upstream
+/// failure with the reason in the answer and `edge_upstream_requests_total{status="tls_error"}`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_upstream_with_a_test_ca_and_a_wrong_one() {
+    let origin = FakeOrigin::start().await;
+    origin.route(
+        "/live/x/1.ts",
+        Script::ok(body_of(50_000, 9), "video/mp2t", "max-age=60"),
+    );
+    // The upstream: an edge serving TLS on 127.0.0.1 with a certificate for that address.
+    let dir = scratch().join("upstream");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ip = cert(&dir, "127.0.0.1");
+    let toml = format!(
+        "[upstream]\nurls = [\"{}\"]\n[[listeners]]\naddr = \"127.0.0.1:0\"\ntls = true\n[tls]\ncertificates = [{{ cert = {:?}, key = {:?} }}]\n",
+        origin.url(),
+        ip.cert,
+        ip.key
+    );
+    let cfg = edge::config::Config::parse("up.toml", &toml).unwrap();
+    let tls = edge::tls_setup(&cfg).unwrap().unwrap();
+    let plain = service::bind(([127, 0, 0, 1], 0).into(), 128).unwrap();
+    let secure = service::bind(([127, 0, 0, 1], 0).into(), 128).unwrap();
+    let tls_addr = secure.local_addr().unwrap();
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(edge::run_on(
+        vec![
+            service::Listener {
+                tcp: plain,
+                tls: None,
+            },
+            service::Listener {
+                tcp: secure,
+                tls: Some(tls.acceptor.clone()),
+            },
+        ],
+        cfg,
+        Some(tls.certs.clone()),
+        None,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let upstream = format!("https://{tls_addr}");
+    let trusting = e2e::start_edge(
+        &format!(
+            "[upstream]\nurls = [\"{upstream}\"]\nca_file = {:?}\n",
+            ip.cert
+        ),
+        &[],
+    )
+    .await;
+    let c = new_client(Duration::from_secs(10));
+    let r = get(&c, &trusting.url("/live/x/1.ts")).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.body, body_of(50_000, 9));
+    let distrusting = e2e::start_edge(
+        &format!("[upstream]\nurls = [\"{upstream}\"]\nmax_attempts = 1\n"),
+        &[],
+    )
+    .await;
+    let r = get(&c, &distrusting.url("/live/x/1.ts")).await;
+    assert_eq!(r.status, 502);
+    let why = String::from_utf8_lossy(&r.body);
+    assert!(why.contains("certificate"), "the reason says so: {why}");
+    let m = get(&c, &distrusting.url("/metrics")).await;
+    let text = String::from_utf8_lossy(&m.body);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("edge_upstream_requests_total{")
+                && l.contains("status=\"tls_error\"")),
+        "{text}"
+    );
+}

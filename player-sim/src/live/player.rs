@@ -250,18 +250,6 @@ struct Player<'t> {
     stalled_now: bool,
 }
 
-/// An error with its causes ("client error (Connect): tcp connect error: Connection refused").
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
 /// Sizes of the next [`LOOKAHEAD`] segments of `seg_ms` per rung, bits, estimated from the
 /// ladder (a live player cannot know them); `cache` is reused while the duration holds.
 fn estimate<'c>(cache: &'c mut Vec<Vec<f64>>, bitrates: &[f64], seg_ms: f64) -> &'c [Vec<f64>] {
@@ -439,7 +427,7 @@ impl Player<'_> {
             .map_err(|e| Failure::Transport(e.to_string()))?;
         let resp = match timeout_at(deadline, self.shared.client.request(req)).await {
             Err(_) => return Err(Failure::Timeout),
-            Ok(Err(e)) => return Err(Failure::Transport(chain(&e))),
+            Ok(Err(e)) => return Err(Failure::Transport(service::client::error_chain(&e))),
             Ok(Ok(r)) => r,
         };
         if !resp.status().is_success() {
@@ -464,7 +452,9 @@ impl Player<'_> {
             let frame = match timeout_at(deadline, body.frame()).await {
                 Err(_) => return Err(Failure::Timeout),
                 Ok(None) => break,
-                Ok(Some(Err(e))) => return Err(Failure::Transport(chain(&e))),
+                Ok(Some(Err(e))) => {
+                    return Err(Failure::Transport(service::client::error_chain(&e)));
+                }
                 Ok(Some(Ok(f))) => f,
             };
             let Ok(data) = frame.into_data() else {
