@@ -6,6 +6,7 @@
 //! [`run`] takes a bound listener, a config and a shutdown future, so tests start the real
 //! proxy in-process on port 0.
 
+pub mod access_log;
 pub mod breaker;
 pub mod cache_control;
 pub mod classify;
