@@ -317,6 +317,68 @@ fn write_loop(sink: Sink, out: Box<dyn std::io::Write + Send>, rx: Receiver<Msg>
     }
 }
 
+/// A response body that counts what it hands out and writes its access-log line when it
+/// ends (or the client goes).
+pub struct Logged {
+    inner: service::Body,
+    entry: Entry,
+    app: std::sync::Arc<crate::App>,
+    started: tokio::time::Instant,
+}
+
+impl Logged {
+    /// Wraps `inner`; `entry` is completed and logged on drop.
+    pub fn new(
+        inner: service::Body,
+        entry: Entry,
+        app: std::sync::Arc<crate::App>,
+        started: tokio::time::Instant,
+    ) -> Self {
+        Self {
+            inner,
+            entry,
+            app,
+            started,
+        }
+    }
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        if let Some(log) = &self.app.access_log {
+            self.entry.last_byte = self.started.elapsed();
+            log.log(&self.entry);
+        }
+    }
+}
+
+impl http_body::Body for Logged {
+    type Data = bytes::Bytes;
+    type Error = service::body::BodyError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Ok(f))) = &r
+            && let Some(d) = f.data_ref()
+        {
+            let n = d.len() as u64;
+            self.entry.bytes = self.entry.bytes.saturating_add(n);
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,6 +30,21 @@ pub struct Config {
     /// Certificates for TLS listeners.
     #[serde(default)]
     pub tls: TlsConfig,
+    /// The access log.
+    #[serde(default)]
+    pub access_log: AccessLogConfig,
+}
+
+/// One line per response.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessLogConfig {
+    /// A file to append to, `-` for standard output; unset: no access log.
+    pub path: Option<String>,
+    /// `json` (every field) or `combined`.
+    pub format: crate::access_log::Format,
+    /// Peers whose `Forwarded` / `X-Forwarded-For` is logged (load balancers in front).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// One more listener.

@@ -42,6 +42,9 @@ pub enum StartError {
     /// Metrics could not be registered (a bug).
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// The access log could not be opened.
+    #[error("access_log.path {0}: {1}")]
+    AccessLog(String, std::io::Error),
     /// The upstream TLS settings could not be built.
     #[error("upstream.ca_file: {0}")]
     UpstreamTls(String),
@@ -66,6 +69,8 @@ pub struct App {
     pub admission: Admission,
     /// Rate limit for warnings that repeat per request (an upstream down, a breaker open).
     pub log_limit: service::telemetry::LogLimit,
+    /// The access log, when configured.
+    pub access_log: Option<access_log::AccessLog>,
 }
 
 /// moka's per-entry expiry: a coarse upper bound (freshness itself is decided per request
@@ -117,6 +122,24 @@ impl App {
         let client = service::client::new_client_with(Duration::from_secs(90), tls);
         let upstreams = Arc::new(Upstreams::new(&cfg.upstream, client, metrics.clone()));
         let admission = Admission::new(cfg.overload.clone(), metrics.active_requests.clone());
+        let access_log = match cfg.access_log.path.as_deref() {
+            None => None,
+            Some(p) => {
+                let sink = if p == "-" {
+                    access_log::Sink::Stdout
+                } else {
+                    access_log::Sink::File(p.into())
+                };
+                Some(
+                    access_log::AccessLog::start(
+                        sink,
+                        cfg.access_log.format,
+                        metrics.access_log_dropped.clone(),
+                    )
+                    .map_err(|e| StartError::AccessLog(p.to_string(), e))?,
+                )
+            }
+        };
         Ok(Arc::new(Self {
             cfg,
             cache,
@@ -125,6 +148,7 @@ impl App {
             metrics,
             admission,
             log_limit: service::telemetry::LogLimit::new(Duration::from_secs(5)),
+            access_log,
         }))
     }
 }
@@ -188,6 +212,12 @@ pub fn reload(
             .map_err(|e| format!("tls.certificates: {e}")),
         None => Ok(()),
     });
+    if result.is_ok()
+        && let Some(log) = &app.access_log
+    {
+        // logrotate moves the file and sends SIGHUP: write to a new one.
+        log.reopen();
+    }
     let outcome = if result.is_ok() { "ok" } else { "refused" };
     app.metrics.reloads.with_label_values(&[outcome]).inc();
     match &result {
@@ -278,7 +308,7 @@ pub async fn run_on(
     let h = app.clone();
     service::serve_listeners(
         listeners,
-        move |req, _peer| proxy::handle(h.clone(), req),
+        move |req, peer| proxy::handle(h.clone(), req, peer),
         limits,
         Some(app.metrics.conns.clone()),
         shutdown,

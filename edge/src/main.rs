@@ -31,6 +31,9 @@ struct Cli {
     /// PEM private key for --listen-tls.
     #[arg(long, value_name = "FILE", requires = "listen_tls")]
     tls_key: Option<PathBuf>,
+    /// Access log file (`-` for standard output), replacing `access_log.path`.
+    #[arg(long, value_name = "FILE")]
+    access_log: Option<String>,
     /// Validate the config and exit: 0 when valid, 2 with the problems otherwise.
     #[arg(long)]
     check: bool,
@@ -87,6 +90,9 @@ fn load(cli: &Cli) -> Result<Config, String> {
             key: key.clone(),
             names: Vec::new(),
         }];
+    }
+    if let Some(p) = &cli.access_log {
+        config.access_log.path = Some(p.clone());
     }
     // Certificates from the flags are checked here; the config's were checked on load.
     edge::tls_setup(&config).map_err(|e| e.to_string())?;

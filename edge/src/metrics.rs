@@ -41,6 +41,8 @@ pub struct Metrics {
     pub retries: IntCounterVec,
     /// Config reloads by outcome (`ok`, `refused`).
     pub reloads: IntCounterVec,
+    /// Access-log lines dropped because the writer fell behind.
+    pub access_log_dropped: prometheus::IntCounter,
     /// Open client connections and the ones the server's limits cut
     /// (`edge_connections_open`, `edge_connections_cut_total{reason}`).
     pub conns: service::conn::ConnMetrics,
@@ -140,6 +142,10 @@ impl Metrics {
                 ),
                 &["outcome"],
             )?,
+            access_log_dropped: prometheus::IntCounter::new(
+                "edge_access_log_dropped_total",
+                "Access-log lines dropped because the writer fell behind.",
+            )?,
             conns: service::conn::ConnMetrics::register(&registry, "edge")?,
             registry,
         };
@@ -155,6 +161,8 @@ impl Metrics {
         ] {
             m.registry.register(Box::new(c.clone()))?;
         }
+        m.registry
+            .register(Box::new(m.access_log_dropped.clone()))?;
         for h in [&m.request_duration, &m.upstream_duration] {
             m.registry.register(Box::new(h.clone()))?;
         }

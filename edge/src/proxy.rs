@@ -56,9 +56,14 @@ fn hv(s: &str) -> HeaderValue {
     HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
-/// Handles one client request.
-pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
+/// Handles one client request from `peer`.
+pub async fn handle(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    peer: std::net::SocketAddr,
+) -> Response<Body> {
     let started = Instant::now();
+    let arrived = std::time::SystemTime::now();
     let (kind, phase, cache_status, mut resp) = route(&app, &req).await;
     let h = resp.headers_mut();
     h.insert("x-cache", HeaderValue::from_static(phase.as_str()));
@@ -74,7 +79,62 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
         .with_label_values(&[kind.as_str(), phase.as_str()])
         .observe(started.elapsed().as_secs_f64());
     tracing::debug!(method = %req.method(), path = %req.uri().path(), kind = kind.as_str(), cache = phase.as_str(), status = status.as_u16(), "request");
+    if app.access_log.is_some() {
+        let entry = access_entry(&app, &req, peer, arrived, status, phase, started.elapsed());
+        return resp.map(|b| {
+            crate::access_log::Logged::new(b, entry, app.clone(), started).boxed_unsync()
+        });
+    }
     resp
+}
+
+/// What the access log says about `req`, but for the bytes sent and the last byte.
+fn access_entry(
+    app: &App,
+    req: &Request<Incoming>,
+    peer: std::net::SocketAddr,
+    arrived: std::time::SystemTime,
+    status: StatusCode,
+    phase: Phase,
+    ttfb: Duration,
+) -> crate::access_log::Entry {
+    let h = req.headers();
+    let text = |name| h.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    let forwarded = app
+        .cfg
+        .access_log
+        .trusted_proxies
+        .contains(&peer.ip())
+        .then(|| {
+            text("forwarded")
+                .or(text("x-forwarded-for"))
+                .map(str::to_string)
+        })
+        .flatten();
+    crate::access_log::Entry {
+        time: Some(arrived),
+        client: peer.to_string(),
+        forwarded,
+        method: req.method().to_string(),
+        path: req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_default(),
+        protocol: match req.version() {
+            http::Version::HTTP_2 => "HTTP/2",
+            http::Version::HTTP_10 => "HTTP/1.0",
+            _ => "HTTP/1.1",
+        },
+        status: status.as_u16(),
+        bytes: 0,
+        ttfb,
+        last_byte: ttfb,
+        cache: phase.as_str(),
+        upstream_status: matches!(phase, Phase::Miss | Phase::Coalesced).then_some(status.as_u16()),
+        user_agent: text("user-agent").unwrap_or("").to_string(),
+        cmcd: crate::access_log::cmcd_of(req.uri().query(), h),
+    }
 }
 
 type Routed = (Kind, Phase, String, Response<Body>);

@@ -639,3 +639,77 @@ async fn a_dead_upstream_does_not_flood_the_log() {
     let warned = count.load(std::sync::atomic::Ordering::Relaxed);
     assert!(warned <= 10, "{warned} warnings for 200 failed fetches");
 }
+
+/// The access log (issue 10): one JSON line per response with every field, CMCD included,
+/// written off the request path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_lines_parse_with_every_field() {
+    let origin = FakeOrigin::start().await;
+    origin.route(
+        "/live/x/360p/1.ts",
+        Script::ok(body_of(4000, 2), "video/mp2t", "max-age=60"),
+    );
+    let path = std::env::temp_dir().join(format!("edge-access-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let edge = start_edge(
+        &format!("[access_log]\npath = {path:?}\n{EDGE}"),
+        &[origin.url()],
+    )
+    .await;
+    let c = new_client(Duration::from_secs(30));
+    let url = edge.url("/live/x/360p/1.ts?CMCD=br%3D800%2Csid%3D%22abc%22%2Cbs");
+    assert_eq!(get(&c, &url).await.status, 200);
+    assert_eq!(
+        get_with(
+            &c,
+            &edge.url("/live/x/360p/1.ts"),
+            &[("cmcd-session", "sid=\"abc\",st=l")]
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(get(&c, &edge.url("/live/x/360p/9.ts")).await.status, 404);
+    let mut lines = Vec::new();
+    for _ in 0..100 {
+        lines = std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        if lines.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    let v: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for f in [
+        "time",
+        "client",
+        "method",
+        "path",
+        "protocol",
+        "status",
+        "bytes",
+        "ttfb_ms",
+        "last_byte_ms",
+        "cache",
+        "user_agent",
+    ] {
+        assert!(v.iter().all(|x| !x[f].is_null()), "field {f} in {lines:?}");
+    }
+    assert_eq!(v[0]["cache"], "miss");
+    assert_eq!(v[0]["bytes"], 4000);
+    assert_eq!(v[0]["upstream_status"], 200);
+    assert_eq!(v[0]["cmcd"]["br"], "800");
+    assert_eq!(v[0]["cmcd"]["sid"], "abc");
+    assert_eq!(v[0]["cmcd"]["bs"], "true");
+    assert_eq!(v[1]["cache"], "hit");
+    assert_eq!(v[1]["cmcd"]["st"], "l");
+    assert_eq!(v[2]["status"], 404);
+    assert_eq!(v[0]["protocol"], "HTTP/1.1");
+}
