@@ -33,6 +33,9 @@ pub struct Config {
     /// The access log.
     #[serde(default)]
     pub access_log: AccessLogConfig,
+    /// Path prefixes that need a signed viewer token.
+    #[serde(default)]
+    pub tokens: Vec<crate::token::TokenRule>,
 }
 
 /// One line per response.
@@ -429,6 +432,26 @@ impl Validate for Config {
                 ));
             }
             addrs.push(l.addr);
+        }
+        for (i, t) in self.tokens.iter().enumerate() {
+            if !t.prefix.starts_with('/') {
+                p.push(Problem::new(
+                    format!("tokens[{i}].prefix"),
+                    "must start with /",
+                ));
+            }
+            if t.secrets.is_empty() || t.secrets.iter().any(|s| s.len() < 16) {
+                p.push(Problem::new(
+                    format!("tokens[{i}].secrets"),
+                    "at least one secret, each at least 16 characters",
+                ));
+            }
+            if t.param.is_empty() || self.cache.query_allowlist.contains(&t.param) {
+                p.push(Problem::new(
+                    format!("tokens[{i}].param"),
+                    "must be a parameter name that is not in cache.query_allowlist (a token never enters the cache key)",
+                ));
+            }
         }
         let o = &self.overload;
         if o.max_active == 0 {

@@ -19,6 +19,7 @@ pub mod overload;
 pub mod pace;
 pub mod proxy;
 pub mod retry;
+pub mod token;
 pub mod upstream;
 
 use std::future::Future;

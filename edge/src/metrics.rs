@@ -41,6 +41,8 @@ pub struct Metrics {
     pub retries: IntCounterVec,
     /// Config reloads by outcome (`ok`, `refused`).
     pub reloads: IntCounterVec,
+    /// Requests refused for their viewer token, by reason.
+    pub token_rejected: IntCounterVec,
     /// Access-log lines dropped because the writer fell behind.
     pub access_log_dropped: prometheus::IntCounter,
     /// Open client connections and the ones the server's limits cut
@@ -142,6 +144,13 @@ impl Metrics {
                 ),
                 &["outcome"],
             )?,
+            token_rejected: IntCounterVec::new(
+                Opts::new(
+                    "edge_token_rejected_total",
+                    "Requests refused for their viewer token, by reason (missing, malformed, expired, bad_signature).",
+                ),
+                &["reason"],
+            )?,
             access_log_dropped: prometheus::IntCounter::new(
                 "edge_access_log_dropped_total",
                 "Access-log lines dropped because the writer fell behind.",
@@ -158,6 +167,7 @@ impl Metrics {
             &m.shed,
             &m.retries,
             &m.reloads,
+            &m.token_rejected,
         ] {
             m.registry.register(Box::new(c.clone()))?;
         }

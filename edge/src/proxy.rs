@@ -65,7 +65,7 @@ pub async fn handle(
     let started = Instant::now();
     // The wall clock only when a log line will need it (the hit path pays for nothing else).
     let arrived = app.access_log.is_some().then(std::time::SystemTime::now);
-    let (kind, phase, cache_status, mut resp) = route(&app, &req).await;
+    let (kind, phase, cache_status, mut resp) = route(&app, &req, peer).await;
     let h = resp.headers_mut();
     h.insert("x-cache", HeaderValue::from_static(phase.as_str()));
     h.insert("cache-status", hv(&cache_status));
@@ -144,7 +144,7 @@ fn local(kind: Kind, resp: Response<Body>) -> Routed {
     (kind, Phase::Bypass, "edge; fwd=bypass".to_string(), resp)
 }
 
-async fn route(app: &Arc<App>, req: &Request<Incoming>) -> Routed {
+async fn route(app: &Arc<App>, req: &Request<Incoming>, peer: std::net::SocketAddr) -> Routed {
     match req.uri().path() {
         "/healthz" => return local(Kind::Other, text(StatusCode::OK, "ok")),
         "/readyz" => {
@@ -199,6 +199,32 @@ async fn route(app: &Arc<App>, req: &Request<Incoming>) -> Routed {
             );
         }
     };
+    if let Some(rule) = crate::token::rule_for(&app.cfg.tokens, key.path()) {
+        let cookies: Vec<&str> = req
+            .headers()
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let token = rule.token_of(req.uri().query(), &cookies);
+        let now = u64::try_from(hls::date::now_unix_ms() / 1000).unwrap_or(0);
+        if let Err(why) = rule.verify(token, now, peer.ip()) {
+            app.metrics
+                .token_rejected
+                .with_label_values(&[why.as_str()])
+                .inc();
+            let mut r = text(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "token {}: this stream needs a valid viewer token",
+                    why.as_str()
+                ),
+            );
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            return local(Kind::of_request(&key), r);
+        }
+    }
     let cached = app.cache.get(&key);
     let kind = cached
         .as_ref()

@@ -395,3 +395,67 @@ async fn https_upstream_with_a_test_ca_and_a_wrong_one() {
         "{text}"
     );
 }
+
+/// Signed viewer tokens (issue 10): a protected prefix answers 403 with the reason for a
+/// missing, malformed, expired or forged token, 200 for a valid one in the query or a
+/// cookie, and the token never splits the cache (one upstream fetch).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewer_tokens_guard_a_prefix_without_splitting_the_cache() {
+    let origin = FakeOrigin::start().await;
+    origin.route(
+        "/live/premium/1.ts",
+        Script::ok(body_of(3000, 5), "video/mp2t", "max-age=60"),
+    );
+    origin.route(
+        "/live/free/1.ts",
+        Script::ok(body_of(3000, 6), "video/mp2t", "max-age=60"),
+    );
+    let secret = "s3cret-s3cret-s3cret";
+    let edge = e2e::start_edge(
+        &format!(
+            "[[tokens]]\nprefix = \"/live/premium/\"\nsecrets = [\"{secret}\"]\n[upstream]\nurls = [\"http://127.0.0.1:9\"]\n"
+        ),
+        &[origin.url()],
+    )
+    .await;
+    let c = new_client(Duration::from_secs(10));
+    let now = u64::try_from(hls::date::now_unix_ms() / 1000).unwrap();
+    let good = edge::token::mint(secret, "/live/premium/", now + 60, None);
+    let expired = edge::token::mint(secret, "/live/premium/", now - 1, None);
+    let forged = edge::token::mint("another-secret-000", "/live/premium/", now + 60, None);
+    let url = |t: &str| edge.url(&format!("/live/premium/1.ts?token={t}"));
+    for (u, why) in [
+        (edge.url("/live/premium/1.ts"), "missing"),
+        (url("garbage"), "malformed"),
+        (url(&expired), "expired"),
+        (url(&forged), "bad_signature"),
+    ] {
+        let r = get(&c, &u).await;
+        assert_eq!(r.status, 403, "{why}");
+        assert!(String::from_utf8_lossy(&r.body).contains(why), "{why}");
+    }
+    let r = get(&c, &url(&good)).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, body_of(3000, 5));
+    let r = e2e::get_with(
+        &c,
+        &edge.url("/live/premium/1.ts"),
+        &[("cookie", &format!("edge_token={good}"))],
+    )
+    .await;
+    assert_eq!((r.status.as_u16(), r.header("x-cache")), (200, "hit"));
+    assert_eq!(
+        origin.hits("/live/premium/1.ts"),
+        1,
+        "the token is not in the key"
+    );
+    assert_eq!(get(&c, &edge.url("/live/free/1.ts")).await.status, 200);
+    let m = get(&c, &edge.url("/metrics")).await;
+    let text = String::from_utf8_lossy(&m.body);
+    for why in ["missing", "malformed", "expired", "bad_signature"] {
+        assert!(
+            text.contains(&format!("edge_token_rejected_total{{reason=\"{why}\"}} 1")),
+            "{why}: {text}"
+        );
+    }
+}
