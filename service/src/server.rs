@@ -300,7 +300,13 @@ pub async fn serve_listeners<H, F>(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        // hyper's head timer also runs while a keep-alive connection waits for its next
+        // request, so at header_read_timeout (10 s) it closed idle connections that clients
+        // still pooled, and a client reusing one at that moment lost its request (a player
+        // back from a 12 s outage stalled 10 s longer). The watchdog bounds a first request
+        // by header_read_timeout and idle connections by idle_timeout; hyper's timer is
+        // only the outer bound of a head that trickles in.
+        .header_read_timeout(limits.idle_timeout.max(limits.header_read_timeout))
         .max_buf_size(limits.max_header_bytes.max(8192))
         .keep_alive(true);
     builder

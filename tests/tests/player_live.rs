@@ -43,6 +43,9 @@ async fn run_with(pop: Population, settings: Settings, metrics: Metrics) -> (Run
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn step_down_switches_down_without_stalling_and_an_outage_stalls_exactly_once() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        service::telemetry::init_tracing();
+    }
     let stack = Stack::start(Duration::from_secs(60)).await.unwrap();
     let url = stack.master_url();
     // The ladder is ~390/600/1000 kbit/s. At 800 kbit/s the top rung no longer fits
