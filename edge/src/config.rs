@@ -124,6 +124,16 @@ pub struct UpstreamConfig {
     /// PEM file of CA certificates trusted for `https://` upstreams, besides the system's.
     #[serde(default)]
     pub ca_file: Option<std::path::PathBuf>,
+    /// A header sent with every upstream request, for an origin that serves its CDN only
+    /// (the origin's `pull_auth`).
+    #[serde(default)]
+    pub auth_header: Option<String>,
+    /// The header's value, inline.
+    #[serde(default)]
+    pub auth_secret: Option<String>,
+    /// Or the name of an environment variable holding it (keeps it out of config files).
+    #[serde(default)]
+    pub auth_secret_env: Option<String>,
     /// Time to get a response head from one upstream attempt.
     #[serde(default = "d_head", with = "humantime_serde")]
     pub head_timeout: Duration,
@@ -190,6 +200,17 @@ fn d_ratio() -> f64 {
 }
 fn d_min_retries() -> u32 {
     10
+}
+
+impl UpstreamConfig {
+    /// The secret for `auth_header`: inline, else from `auth_secret_env`.
+    pub fn auth_secret_value(&self) -> Option<String> {
+        self.auth_secret.clone().or_else(|| {
+            self.auth_secret_env
+                .as_ref()
+                .and_then(|e| std::env::var(e).ok())
+        })
+    }
 }
 
 /// Active health checks.
@@ -338,6 +359,34 @@ impl Validate for Config {
             if let Err(e) = check_upstream_url(url) {
                 p.push(Problem::new(format!("upstream.urls[{i}]"), e));
             }
+        }
+        match (&u.auth_header, u.auth_secret_value()) {
+            (None, None) if u.auth_secret_env.is_none() => {}
+            (Some(h), Some(v)) => {
+                if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                    p.push(Problem::new(
+                        "upstream.auth_header",
+                        "must be a header name",
+                    ));
+                }
+                if v.is_empty() || http::HeaderValue::from_str(&v).is_err() {
+                    p.push(Problem::new(
+                        "upstream.auth_secret",
+                        "must be a non-empty header value",
+                    ));
+                }
+            }
+            (Some(_), None) => p.push(Problem::new(
+                "upstream.auth_secret",
+                match &u.auth_secret_env {
+                    Some(env) => format!("environment variable {env} is not set"),
+                    None => "auth_header needs auth_secret or auth_secret_env".to_string(),
+                },
+            )),
+            _ => p.push(Problem::new(
+                "upstream.auth_header",
+                "a secret needs the header to send it in",
+            )),
         }
         if let Some(ca) = &u.ca_file
             && let Err(e) = service::client::tls_config(Some(ca))

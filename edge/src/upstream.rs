@@ -54,6 +54,8 @@ impl Upstream {
 /// All upstreams, in order of preference.
 pub struct Upstreams {
     list: Vec<Arc<Upstream>>,
+    /// The header proving to the origin that a request comes from its CDN.
+    auth: Option<(http::HeaderName, http::HeaderValue)>,
     client: HttpClient,
     cfg: UpstreamConfig,
     budget: RetryBudget,
@@ -83,8 +85,20 @@ impl Upstreams {
                 })
             })
             .collect();
+        // Validated with the config (the variable was set then); read once here.
+        let auth = match (&cfg.auth_header, cfg.auth_secret_value()) {
+            (Some(h), Some(secret)) => http::HeaderName::from_bytes(h.as_bytes())
+                .ok()
+                .zip(http::HeaderValue::from_str(&secret).ok())
+                .map(|(n, mut v)| {
+                    v.set_sensitive(true);
+                    (n, v)
+                }),
+            _ => None,
+        };
         Self {
             list,
+            auth,
             client,
             cfg: cfg.clone(),
             budget: RetryBudget::new(cfg.retry_budget_ratio, cfg.retry_budget_min_per_sec),
@@ -171,9 +185,15 @@ impl Upstreams {
                 last = FetchError::Timeout(format!("deadline of {:?} passed", self.cfg.deadline));
                 break;
             }
-            let req = match Request::builder()
-                .method(method.clone())
-                .uri(format!("{}{}", u.base, key.as_str()))
+            let mut req = Request::builder().method(method.clone()).uri(format!(
+                "{}{}",
+                u.base,
+                key.as_str()
+            ));
+            if let Some((n, v)) = &self.auth {
+                req = req.header(n, v);
+            }
+            let req = match req
                 .header(
                     header::USER_AGENT,
                     concat!("edge/", env!("CARGO_PKG_VERSION")),

@@ -22,6 +22,20 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// The streams served.
     pub streams: Vec<StreamConfig>,
+    /// Require a secret header on playlist and segment requests (a CDN-only origin).
+    #[serde(default)]
+    pub pull_auth: Option<PullAuth>,
+}
+
+/// Only clients that send one of `secrets` in `header` may pull playlists and segments
+/// (the edges, configured with `upstream.auth_header`); anyone else gets 403.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullAuth {
+    /// The request header carrying the secret (`x-cdn-auth`).
+    pub header: String,
+    /// Accepted secrets, at least 16 characters each (several, so they can rotate).
+    pub secrets: Vec<String>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -128,6 +142,7 @@ impl Config {
             listen: default_listen(),
             server: service::ServerConfig::default(),
             ingest: IngestConfig::default(),
+            pull_auth: None,
             streams: vec![StreamConfig {
                 name: "demo".into(),
                 source: SourceKind::Loop,
@@ -148,6 +163,17 @@ impl Validate for Config {
             p.push(Problem::new("streams", "at least one stream is required"));
         }
         p.extend(self.server.problems("server"));
+        if let Some(a) = &self.pull_auth {
+            if http::HeaderName::from_bytes(a.header.as_bytes()).is_err() {
+                p.push(Problem::new("pull_auth.header", "must be a header name"));
+            }
+            if a.secrets.is_empty() || a.secrets.iter().any(|s| s.len() < 16) {
+                p.push(Problem::new(
+                    "pull_auth.secrets",
+                    "at least one secret, each at least 16 characters",
+                ));
+            }
+        }
         if self.ingest.max_segment_bytes < 188 * 16 {
             p.push(Problem::new(
                 "ingest.max_segment_bytes",

@@ -115,6 +115,24 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> (Kind, Response<Body>)
         HlsPath::Media { .. } => Kind::Media,
         HlsPath::Segment { .. } | HlsPath::Part { .. } => Kind::Segment,
     };
+    if let Some(a) = &app.pull_auth {
+        let given = req.headers().get(a.header.as_str()).map(|v| v.as_bytes());
+        let ok = given.is_some_and(|g| {
+            a.secrets
+                .iter()
+                .any(|s| crate::input::auth::ct_eq(g, s.as_bytes()))
+        });
+        if !ok {
+            let why = if given.is_none() { "missing" } else { "wrong" };
+            return (
+                kind,
+                text(
+                    StatusCode::FORBIDDEN,
+                    format!("this origin serves its CDN only: {why} {}", a.header),
+                ),
+            );
+        }
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut r = text(
             StatusCode::METHOD_NOT_ALLOWED,

@@ -104,6 +104,8 @@ struct App {
     inputs: HashMap<(String, String), Arc<Input>>,
     /// Metrics.
     metrics: Arc<Metrics>,
+    /// Who may pull playlists and segments.
+    pull_auth: Option<config::PullAuth>,
 }
 
 /// What moves bytes into an input.
@@ -226,6 +228,7 @@ async fn build(config: &Config) -> Result<(Arc<App>, Vec<(Arc<Input>, Driver)>),
         streams,
         inputs,
         metrics,
+        pull_auth: config.pull_auth.clone(),
     });
     Ok((app, drivers))
 }

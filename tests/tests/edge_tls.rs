@@ -459,3 +459,37 @@ async fn viewer_tokens_guard_a_prefix_without_splitting_the_cache() {
         );
     }
 }
+
+/// A CDN-only origin (issue 10): the origin's `pull_auth` refuses pulls without its secret
+/// header (403), and an edge configured with `upstream.auth_header` gets through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cdn_only_origin_serves_its_edges_and_refuses_everyone_else() {
+    let secret = "origin-secret-0123456789";
+    let origin = e2e::start_origin(&format!(
+        "[pull_auth]\nheader = \"x-cdn-auth\"\nsecrets = [\"{secret}\"]\n[[streams]]\nname = \"demo\"\nsource = \"loop\"\n"
+    ))
+    .await;
+    let c = new_client(Duration::from_secs(10));
+    e2e::wait_ok(&c, &origin.url("/readyz"), Duration::from_secs(10)).await;
+    let direct = get(&c, &origin.url("/live/demo/master.m3u8")).await;
+    assert_eq!(direct.status, 403, "a pull from anyone else");
+    assert!(String::from_utf8_lossy(&direct.body).contains("missing x-cdn-auth"));
+    let wrong = e2e::get_with(
+        &c,
+        &origin.url("/live/demo/master.m3u8"),
+        &[("x-cdn-auth", "guess-guess-guess-guess")],
+    )
+    .await;
+    assert_eq!(wrong.status, 403);
+    let edge = e2e::start_edge(
+        &format!(
+            "[upstream]\nurls = [\"{}\"]\nauth_header = \"x-cdn-auth\"\nauth_secret = \"{secret}\"\n",
+            origin.url("")
+        ),
+        &[],
+    )
+    .await;
+    let r = get(&c, &edge.url("/live/demo/master.m3u8")).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert!(String::from_utf8_lossy(&r.body).contains("#EXT-X-STREAM-INF"));
+}

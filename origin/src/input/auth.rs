@@ -18,7 +18,7 @@ pub fn check(secret: Option<&str>, presented: Option<&str>) -> Result<(), Refusa
 
 /// Byte equality in time independent of where the bytes differ (only the length shows), so a
 /// guesser cannot learn the secret a prefix at a time.
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
