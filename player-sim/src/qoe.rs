@@ -122,7 +122,7 @@ impl Aggregate {
     }
 }
 
-/// The JSON report (schema in DESIGN.md).
+/// The JSON report (schema in docs/report-schema.md).
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     /// `live` or `trace`.
