@@ -90,11 +90,12 @@ fn load(cli: &Cli) -> Result<Config, String> {
             key: key.clone(),
             names: Vec::new(),
         }];
+        // The config's certificates were checked on load; these replace them.
+        service::tls::SniCerts::load(&config.tls.certificates)
+            .map_err(|e| format!("--tls-cert/--tls-key: {e}"))?;
     }
     if let Some(p) = &cli.access_log {
         config.access_log.path = Some(p.clone());
     }
-    // Certificates from the flags are checked here; the config's were checked on load.
-    edge::tls_setup(&config).map_err(|e| e.to_string())?;
     Ok(config)
 }

@@ -144,6 +144,39 @@ fn local(kind: Kind, resp: Response<Body>) -> Routed {
     (kind, Phase::Bypass, "edge; fwd=bypass".to_string(), resp)
 }
 
+/// The 403 for a request under a `[[tokens]]` prefix without a valid viewer token.
+fn token_refusal(
+    app: &App,
+    req: &Request<Incoming>,
+    key: &CacheKey,
+    peer: std::net::SocketAddr,
+) -> Option<Response<Body>> {
+    let rule = crate::token::rule_for(&app.cfg.tokens, key.path())?;
+    let cookies: Vec<&str> = req
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let token = rule.token_of(req.uri().query(), &cookies);
+    let now = u64::try_from(hls::date::now_unix_ms() / 1000).unwrap_or(0);
+    let why = rule.verify(token, now, peer.ip()).err()?;
+    app.metrics
+        .token_rejected
+        .with_label_values(&[why.as_str()])
+        .inc();
+    let mut r = text(
+        StatusCode::FORBIDDEN,
+        format!(
+            "token {}: this stream needs a valid viewer token",
+            why.as_str()
+        ),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Some(r)
+}
+
 async fn route(app: &Arc<App>, req: &Request<Incoming>, peer: std::net::SocketAddr) -> Routed {
     match req.uri().path() {
         "/healthz" => return local(Kind::Other, text(StatusCode::OK, "ok")),
@@ -199,31 +232,8 @@ async fn route(app: &Arc<App>, req: &Request<Incoming>, peer: std::net::SocketAd
             );
         }
     };
-    if let Some(rule) = crate::token::rule_for(&app.cfg.tokens, key.path()) {
-        let cookies: Vec<&str> = req
-            .headers()
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        let token = rule.token_of(req.uri().query(), &cookies);
-        let now = u64::try_from(hls::date::now_unix_ms() / 1000).unwrap_or(0);
-        if let Err(why) = rule.verify(token, now, peer.ip()) {
-            app.metrics
-                .token_rejected
-                .with_label_values(&[why.as_str()])
-                .inc();
-            let mut r = text(
-                StatusCode::FORBIDDEN,
-                format!(
-                    "token {}: this stream needs a valid viewer token",
-                    why.as_str()
-                ),
-            );
-            r.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            return local(Kind::of_request(&key), r);
-        }
+    if let Some(refused) = token_refusal(app, req, &key, peer) {
+        return local(Kind::of_request(&key), refused);
     }
     let cached = app.cache.get(&key);
     let kind = cached

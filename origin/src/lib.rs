@@ -270,8 +270,11 @@ pub async fn run(
     }
     tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), streams = app.streams.len(), "origin serving");
     let handler_app = app.clone();
-    service::serve_observed(
-        listener,
+    service::serve_listeners(
+        vec![service::Listener {
+            tcp: listener,
+            tls: None,
+        }],
         move |req, _peer| http::handle(handler_app.clone(), req),
         config.server.limits(),
         Some(app.metrics.conns.clone()),

@@ -590,6 +590,17 @@ async fn input_gap_re_anchors_program_date_time_to_the_arrival() {
     assert!(pdt > before, "PDT moves forward: {text}");
 }
 
+/// Pushes `data` to rendition `in/a` of `o` (expecting 204) and reads its playlist.
+async fn push_then_list(
+    c: &HttpClient,
+    o: &Origin,
+    data: Vec<u8>,
+) -> (m3u8_rs::MediaPlaylist, String) {
+    let r = push(c, &format!("http://{}/ingest/in/a", o.addr), data).await;
+    assert_eq!(r.status, 204);
+    playlist(c, o, "/live/in/a/index.m3u8").await
+}
+
 /// Item 8: an origin restarted while its encoder also restarted (timestamps from 0 again)
 /// must not publish a name the previous run used for other content: caches hold segments
 /// `immutable` for a year (OvenMediaEngine#769). Numbers follow media time anchored to the
@@ -598,28 +609,14 @@ async fn input_gap_re_anchors_program_date_time_to_the_arrival() {
 async fn origin_restart_never_reuses_a_segment_name() {
     let c = new_client(Duration::from_secs(30));
     let a = start(LIVE).await;
-    let r = push(
-        &c,
-        &format!("http://{}/ingest/in/a", a.addr),
-        synthetic(0, 2, 50, 3600, 400),
-    )
-    .await;
-    assert_eq!(r.status, 204);
-    let (pa, ta) = playlist(&c, &a, "/live/in/a/index.m3u8").await;
+    let (pa, ta) = push_then_list(&c, &a, synthetic(0, 2, 50, 3600, 400)).await;
     let last_a = pa.media_sequence + pa.segments.len() as u64 - 1;
     drop(a);
     // The previous run's input was 4 s ahead of real time when it ended (it was pushed at
     // once); a real-time encoder is not. Restart once that lead has passed.
     tokio::time::sleep(Duration::from_millis(4200)).await;
     let b = start(LIVE).await;
-    let r = push(
-        &c,
-        &format!("http://{}/ingest/in/a", b.addr),
-        synthetic(0, 2, 50, 3600, 900),
-    )
-    .await;
-    assert_eq!(r.status, 204);
-    let (pb, tb) = playlist(&c, &b, "/live/in/a/index.m3u8").await;
+    let (pb, tb) = push_then_list(&c, &b, synthetic(0, 2, 50, 3600, 900)).await;
     assert!(
         pb.media_sequence > last_a,
         "restart reused names:\nbefore:\n{ta}\nafter:\n{tb}"

@@ -74,13 +74,17 @@ pub fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, crate:
     Ok(cfg)
 }
 
-/// Builds a pooled client with TCP_NODELAY, a connect timeout and the system's roots.
-pub fn new_client(pool_idle: Duration) -> HttpClient {
-    // The system's roots alone cannot fail to make a config (no file to read).
+/// TLS settings with the system's roots alone (no file to read, so nothing can fail).
+fn system_tls() -> rustls::ClientConfig {
     match tls_config(None) {
-        Ok(tls) => new_client_with(pool_idle, tls),
+        Ok(tls) => tls,
         Err(e) => unreachable!("TLS settings without a CA file: {e}"),
     }
+}
+
+/// Builds a pooled client with TCP_NODELAY, a connect timeout and the system's roots.
+pub fn new_client(pool_idle: Duration) -> HttpClient {
+    build(pool_idle, system_tls(), None)
 }
 
 /// [`new_client`] with its own TLS settings (see [`tls_config`]).
@@ -91,10 +95,7 @@ pub fn new_client_with(pool_idle: Duration, tls: rustls::ClientConfig) -> HttpCl
 /// [`new_client`] whose connections come from local address `from` (a load generator
 /// posing as viewers on another host, or a player population attached by address).
 pub fn new_client_from(pool_idle: Duration, from: std::net::IpAddr) -> HttpClient {
-    match tls_config(None) {
-        Ok(tls) => build(pool_idle, tls, Some(from)),
-        Err(e) => unreachable!("TLS settings without a CA file: {e}"),
-    }
+    build(pool_idle, system_tls(), Some(from))
 }
 
 fn build(

@@ -205,12 +205,11 @@ impl Conn {
         self.last_write_ms
             .store(self.ms(Instant::now()), Ordering::Relaxed);
         if self.lingering_n.load(Ordering::Acquire) > 0 {
-            let done: Vec<Body> = {
+            let done: Vec<(u64, Body)> = {
                 let mut l = self.lingering.lock().unwrap_or_else(|p| p.into_inner());
-                let (done, rest): (Vec<_>, Vec<_>) = l.drain(..).partition(|(m, _)| *m <= total);
-                *l = rest;
+                let done = l.extract_if(.., |(m, _)| *m <= total).collect();
                 self.lingering_n.store(l.len(), Ordering::Release);
-                done.into_iter().map(|(_, b)| b).collect()
+                done
             };
             // Dropped outside the lock: a body's drop may do work of its own.
             drop(done);

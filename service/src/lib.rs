@@ -17,5 +17,4 @@ pub use body::Body;
 pub use config::{ConfigError, Problem};
 pub use server::{
     InProcess, Listener, ServerConfig, ServerLimits, bind, serve, serve_listeners, serve_main,
-    serve_observed,
 };

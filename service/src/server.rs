@@ -222,7 +222,8 @@ impl ServerConfig {
 }
 
 /// Serves `handler` on `listener` until `shutdown` resolves, then drains open connections for
-/// at most `limits.drain_timeout`. Exports no connection metrics; see [`serve_observed`].
+/// at most `limits.drain_timeout`. One plain listener and no connection metrics; see
+/// [`serve_listeners`].
 pub async fn serve<H, F>(
     listener: TcpListener,
     handler: H,
@@ -232,25 +233,11 @@ pub async fn serve<H, F>(
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    serve_observed(listener, handler, limits, None, shutdown).await
-}
-
-/// [`serve`], counting open connections and the ones its limits cut in `metrics`.
-pub async fn serve_observed<H, F>(
-    listener: TcpListener,
-    handler: H,
-    limits: ServerLimits,
-    metrics: Option<ConnMetrics>,
-    shutdown: impl Future<Output = ()>,
-) where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<Body>> + Send + 'static,
-{
     let listeners = vec![Listener {
         tcp: listener,
         tls: None,
     }];
-    serve_listeners(listeners, handler, limits, metrics, shutdown).await
+    serve_listeners(listeners, handler, limits, None, shutdown).await
 }
 
 /// A bound listener and, for a TLS port, its acceptor.

@@ -65,6 +65,54 @@ fn curl(
     )
 }
 
+/// An edge running `toml` with one plain and one TLS listener on loopback port 0; SIGHUP
+/// reloads the same text when `reloadable`. Dropping it stops the edge.
+struct TlsEdge {
+    plain: std::net::SocketAddr,
+    tls: std::net::SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl TlsEdge {
+    fn start(toml: &str, reloadable: bool) -> Self {
+        let cfg = edge::config::Config::parse("tls.toml", toml).unwrap();
+        let tls = edge::tls_setup(&cfg).unwrap().unwrap();
+        let plain = service::bind(([127, 0, 0, 1], 0).into(), 128).unwrap();
+        let secure = service::bind(([127, 0, 0, 1], 0).into(), 128).unwrap();
+        let addrs = (plain.local_addr().unwrap(), secure.local_addr().unwrap());
+        let source: Option<edge::ReloadSource> = reloadable.then(|| {
+            let toml = toml.to_string();
+            std::sync::Arc::new(move || {
+                edge::config::Config::parse("tls.toml", &toml).map_err(|e| e.to_string())
+            }) as edge::ReloadSource
+        });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(edge::run_on(
+            vec![
+                service::Listener {
+                    tcp: plain,
+                    tls: None,
+                },
+                service::Listener {
+                    tcp: secure,
+                    tls: Some(tls.acceptor.clone()),
+                },
+            ],
+            cfg,
+            Some(tls.certs.clone()),
+            source,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Self {
+            plain: addrs.0,
+            tls: addrs.1,
+            _stop: stop,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_gets_h2_and_http1_over_tls_with_sni() {
     let origin = FakeOrigin::start().await;
@@ -82,30 +130,8 @@ async fn curl_gets_h2_and_http1_over_tls_with_sni() {
         b.cert,
         b.key
     );
-    let cfg = edge::config::Config::parse("tls.toml", &toml).unwrap();
-    let tls = edge::tls_setup(&cfg).unwrap().unwrap();
-    let plain = service::bind(([127, 0, 0, 1], 0).into(), 128).unwrap();
-    let secure = service::bind(([127, 0, 0, 1], 0).into(), 128).unwrap();
-    let (plain_addr, tls_addr) = (plain.local_addr().unwrap(), secure.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(edge::run_on(
-        vec![
-            service::Listener {
-                tcp: plain,
-                tls: None,
-            },
-            service::Listener {
-                tcp: secure,
-                tls: Some(tls.acceptor.clone()),
-            },
-        ],
-        cfg,
-        Some(tls.certs.clone()),
-        None,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let edge = TlsEdge::start(&toml, false);
+    let (plain_addr, tls_addr) = (edge.plain, edge.tls);
     let want = body_of(200_000, 4);
     let (v, s, body) = tokio::task::spawn_blocking({
         let ca = a.cert.clone();
@@ -147,7 +173,6 @@ async fn curl_gets_h2_and_http1_over_tls_with_sni() {
         text.contains("edge_tls_handshakes_total{outcome=\"ok\"} 3"),
         "{text}"
     );
-    drop(stop);
 }
 
 /// A TLS client trusting `roots`, HTTP/1.1, connected to `addr` as `name`; returns the
@@ -240,36 +265,8 @@ async fn sighup_reloads_the_certificate_for_new_handshakes_only() {
         spec.cert,
         spec.key
     );
-    let cfg = edge::config::Config::parse("tls.toml", &toml).unwrap();
-    let tls = edge::tls_setup(&cfg).unwrap().unwrap();
-    let plain = service::bind(([127, 0, 0, 1], 0).into(), 128).unwrap();
-    let secure = service::bind(([127, 0, 0, 1], 0).into(), 128).unwrap();
-    let (plain_addr, tls_addr) = (plain.local_addr().unwrap(), secure.local_addr().unwrap());
-    let source: edge::ReloadSource = {
-        let toml = toml.clone();
-        std::sync::Arc::new(move || {
-            edge::config::Config::parse("tls.toml", &toml).map_err(|e| e.to_string())
-        })
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(edge::run_on(
-        vec![
-            service::Listener {
-                tcp: plain,
-                tls: None,
-            },
-            service::Listener {
-                tcp: secure,
-                tls: Some(tls.acceptor.clone()),
-            },
-        ],
-        cfg,
-        Some(tls.certs.clone()),
-        Some(source),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let edge = TlsEdge::start(&toml, true);
+    let (plain_addr, tls_addr) = (edge.plain, edge.tls);
     let req = || {
         http::Request::get("https://a.test/live/x/1.ts")
             .header("host", "a.test")
@@ -317,7 +314,6 @@ async fn sighup_reloads_the_certificate_for_new_handshakes_only() {
     assert_eq!(reloads(plain_addr, "refused").await, "1");
     let (_, presented) = tls_h1(tls_addr, "a.test", std::slice::from_ref(&second)).await;
     assert_eq!(presented, second);
-    drop(stop);
 }
 
 /// An edge whose upstream is `https://`: with the upstream's CA in `upstream.ca_file` it
@@ -340,30 +336,8 @@ async fn https_upstream_with_a_test_ca_and_a_wrong_one() {
         ip.cert,
         ip.key
     );
-    let cfg = edge::config::Config::parse("up.toml", &toml).unwrap();
-    let tls = edge::tls_setup(&cfg).unwrap().unwrap();
-    let plain = service::bind(([127, 0, 0, 1], 0).into(), 128).unwrap();
-    let secure = service::bind(([127, 0, 0, 1], 0).into(), 128).unwrap();
-    let tls_addr = secure.local_addr().unwrap();
-    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(edge::run_on(
-        vec![
-            service::Listener {
-                tcp: plain,
-                tls: None,
-            },
-            service::Listener {
-                tcp: secure,
-                tls: Some(tls.acceptor.clone()),
-            },
-        ],
-        cfg,
-        Some(tls.certs.clone()),
-        None,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let upstream_edge = TlsEdge::start(&toml, false);
+    let tls_addr = upstream_edge.tls;
     let upstream = format!("https://{tls_addr}");
     let trusting = e2e::start_edge(
         &format!(
