@@ -46,6 +46,8 @@ pub struct Entry {
     pub path: String,
     /// `HTTP/1.1`, `HTTP/2`.
     pub protocol: &'static str,
+    /// `TLSv1.3`, `TLSv1.2`; none on plain HTTP.
+    pub tls: Option<&'static str>,
     /// Status sent.
     pub status: u16,
     /// Body bytes sent.
@@ -56,6 +58,8 @@ pub struct Entry {
     pub last_byte: Duration,
     /// `hit`, `miss`, `coalesced`, `stale`, `bypass`.
     pub cache: &'static str,
+    /// The upstream that answered (`host:port`), when one was asked.
+    pub upstream: Option<String>,
     /// The upstream's status, when one was asked.
     pub upstream_status: Option<u16>,
     /// User-Agent.
@@ -109,6 +113,10 @@ impl Entry {
                 json_str(&mut o, &self.path);
                 o.push_str(",\"protocol\":");
                 json_str(&mut o, self.protocol);
+                if let Some(t) = self.tls {
+                    o.push_str(",\"tls\":");
+                    json_str(&mut o, t);
+                }
                 let _ = write!(
                     o,
                     ",\"status\":{},\"bytes\":{},\"ttfb_ms\":{:.3},\"last_byte_ms\":{:.3},\"cache\":",
@@ -118,6 +126,10 @@ impl Entry {
                     self.last_byte.as_secs_f64() * 1e3
                 );
                 json_str(&mut o, self.cache);
+                if let Some(u) = &self.upstream {
+                    o.push_str(",\"upstream\":");
+                    json_str(&mut o, u);
+                }
                 if let Some(s) = self.upstream_status {
                     let _ = write!(o, ",\"upstream_status\":{s}");
                 }
@@ -391,12 +403,14 @@ mod tests {
             method: "GET".into(),
             path: "/live/x/360p/7.ts?CMCD=br%3D800".into(),
             protocol: "HTTP/2",
+            tls: Some("TLSv1.3"),
             status: 200,
             bytes: 1234,
             ttfb: Duration::from_micros(1500),
             last_byte: Duration::from_millis(20),
             cache: "hit",
-            upstream_status: None,
+            upstream: Some("origin-a:8080".into()),
+            upstream_status: Some(200),
             user_agent: "hls.js \"x\"\n".into(),
             cmcd: vec![("br".into(), "800".into()), ("sid".into(), "6e2f".into())],
         }
@@ -411,6 +425,9 @@ mod tests {
         assert_eq!(v["bytes"], 1234);
         assert_eq!(v["cache"], "hit");
         assert_eq!(v["protocol"], "HTTP/2");
+        assert_eq!(v["tls"], "TLSv1.3");
+        assert_eq!(v["upstream"], "origin-a:8080");
+        assert_eq!(v["upstream_status"], 200);
         assert_eq!(v["forwarded"], "198.51.100.1");
         assert_eq!(v["user_agent"], "hls.js \"x\"\n");
         assert_eq!(v["cmcd"]["br"], "800");

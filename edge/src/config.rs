@@ -36,6 +36,46 @@ pub struct Config {
     /// Path prefixes that need a signed viewer token.
     #[serde(default)]
     pub tokens: Vec<crate::token::TokenRule>,
+    /// The admin listener.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// A Unix socket where this edge hands its listening sockets to a new binary started
+    /// with `--upgrade` (in-place upgrade); unset: no upgrade.
+    #[serde(default)]
+    pub upgrade_socket: Option<std::path::PathBuf>,
+}
+
+/// The admin listener: metrics, health, readiness and admin actions.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Address to listen on (keep it private: loopback or an internal network).
+    pub listen: SocketAddr,
+    /// Bearer token for `POST /purge`, `/reload` and `/drain` (at least 16 characters).
+    pub token: Option<String>,
+    /// Or the environment variable that holds it.
+    pub token_env: Option<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9081)),
+            token: None,
+            token_env: None,
+        }
+    }
+}
+
+impl AdminConfig {
+    /// The admin token, from `token` or the variable `token_env` names.
+    pub fn token_value(&self) -> Option<String> {
+        self.token.clone().or_else(|| {
+            self.token_env
+                .as_deref()
+                .and_then(|v| std::env::var(v).ok())
+        })
+    }
 }
 
 /// One line per response.
@@ -75,7 +115,7 @@ fn default_listen() -> SocketAddr {
 }
 
 /// Cache sizing and freshness defaults.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
     /// Capacity in bytes (bodies plus headers).
@@ -115,7 +155,7 @@ impl Default for CacheConfig {
 }
 
 /// Upstreams and how to talk to them.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// Base URLs in order of preference (`http://` or `https://host:port`, optionally with a
@@ -214,7 +254,7 @@ impl UpstreamConfig {
 }
 
 /// Active health checks.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthConfig {
     /// Path fetched on each upstream.
@@ -244,7 +284,7 @@ impl Default for HealthConfig {
 }
 
 /// Circuit breaker settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BreakerConfig {
     /// Consecutive failed fetches that open the breaker.
@@ -264,7 +304,7 @@ impl Default for BreakerConfig {
 }
 
 /// Load shedding: protect viewers already watching.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OverloadConfig {
     /// Requests in progress at once; beyond it everything is shed with 503.
@@ -472,9 +512,38 @@ impl Validate for Config {
                 }
             }
         }
-        let mut addrs = vec![self.listen];
+        match (&self.admin.token, &self.admin.token_env) {
+            (Some(_), Some(_)) => p.push(Problem::new(
+                "admin.token_env",
+                "set admin.token or admin.token_env, not both",
+            )),
+            (None, Some(v)) if std::env::var(v).is_err() => p.push(Problem::new(
+                "admin.token_env",
+                format!("environment variable {v} is not set"),
+            )),
+            _ => {}
+        }
+        if let Some(t) = self.admin.token_value()
+            && t.trim().len() < 16
+        {
+            p.push(Problem::new(
+                if self.admin.token.is_some() {
+                    "admin.token"
+                } else {
+                    "admin.token_env"
+                },
+                "the admin token must be at least 16 characters",
+            ));
+        }
+        if self.admin.listen == self.listen && self.listen.port() != 0 {
+            p.push(Problem::new(
+                "admin.listen",
+                "must differ from `listen`: admin endpoints never share the viewers' port",
+            ));
+        }
+        let mut addrs = vec![self.listen, self.admin.listen];
         for (i, l) in self.listeners.iter().enumerate() {
-            if addrs.contains(&l.addr) {
+            if l.addr.port() != 0 && addrs.contains(&l.addr) {
                 p.push(Problem::new(
                     format!("listeners[{i}].addr"),
                     "listens on an address already in use by another listener",

@@ -32,6 +32,8 @@ pub struct Head {
     pub headers: HeaderMap,
     /// Body length, when the upstream announced it.
     pub content_length: Option<u64>,
+    /// The upstream that answered (its `host:port`), for the access log.
+    pub upstream: Arc<str>,
 }
 
 /// Why an upstream fetch failed (where it came from: always the upstream side).
@@ -644,6 +646,7 @@ mod tests {
             status: StatusCode::OK,
             headers: HeaderMap::new(),
             content_length: Some(6),
+            upstream: "up:1".into(),
         }
     }
 
@@ -791,6 +794,7 @@ mod pass_through_tests {
             status: StatusCode::OK,
             headers: HeaderMap::new(),
             content_length: None,
+            upstream: "up:1".into(),
         });
         let chunk = Bytes::from(vec![7u8; 256 * 1024]);
         let mut pushed = 0;
@@ -835,6 +839,7 @@ mod pass_through_tests {
             status: StatusCode::OK,
             headers: HeaderMap::new(),
             content_length: None,
+            upstream: "up:1".into(),
         });
         w.push(Bytes::from_static(b"abc"));
         let mut body = body;
@@ -869,6 +874,7 @@ mod frame_tests {
             status: StatusCode::OK,
             headers: HeaderMap::new(),
             content_length: None,
+            upstream: "up:1".into(),
         });
         w.push(Bytes::copy_from_slice(&data[..200_000]));
         w.push(Bytes::copy_from_slice(&data[200_000..]));

@@ -7,6 +7,7 @@
 //! proxy in-process on port 0.
 
 pub mod access_log;
+pub mod admin;
 pub mod breaker;
 pub mod cache_control;
 pub mod classify;
@@ -26,6 +27,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use moka::sync::Cache;
 use tokio::net::TcpListener;
 
@@ -51,10 +53,15 @@ pub enum StartError {
     UpstreamTls(String),
     /// The SIGHUP handler could not be installed.
     #[error("cannot listen for SIGHUP: {0}")]
-    Signal(#[from] std::io::Error),
+    Signal(std::io::Error),
+    /// The listening sockets could not be copied for a successor.
+    #[error("upgrade_socket: cannot copy the listening sockets: {0}")]
+    Sockets(std::io::Error),
 }
 
-/// Shared state of a running edge.
+/// One generation of the edge's state: a config and what is built from it. A reload
+/// builds the next generation; a request or fetch under way keeps the one it started with,
+/// and the cache, flights, metrics and admission carry over from one to the next.
 pub struct App {
     /// The config it runs with.
     pub cfg: Config,
@@ -67,11 +74,11 @@ pub struct App {
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Load shedding.
-    pub admission: Admission,
+    pub admission: Arc<Admission>,
     /// Rate limit for warnings that repeat per request (an upstream down, a breaker open).
-    pub log_limit: service::telemetry::LogLimit,
+    pub log_limit: Arc<service::telemetry::LogLimit>,
     /// The access log, when configured.
-    pub access_log: Option<access_log::AccessLog>,
+    pub access_log: Option<Arc<access_log::AccessLog>>,
 }
 
 /// moka's per-entry expiry: a coarse upper bound (freshness itself is decided per request
@@ -106,52 +113,278 @@ impl moka::Expiry<CacheKey, Arc<CachedObject>> for UsefulFor {
     }
 }
 
+fn new_cache(capacity_bytes: u64) -> Cache<CacheKey, Arc<CachedObject>> {
+    Cache::builder()
+        .max_capacity(capacity_bytes)
+        .weigher(|k: &CacheKey, v: &Arc<CachedObject>| {
+            v.weight().saturating_add(k.as_str().len() as u32)
+        })
+        .expire_after(UsefulFor)
+        .build()
+}
+
+fn open_access_log(
+    cfg: &config::AccessLogConfig,
+    dropped: &prometheus::IntCounter,
+) -> Result<Option<Arc<access_log::AccessLog>>, StartError> {
+    let Some(p) = cfg.path.as_deref() else {
+        return Ok(None);
+    };
+    let sink = if p == "-" {
+        access_log::Sink::Stdout
+    } else {
+        access_log::Sink::File(p.into())
+    };
+    access_log::AccessLog::start(sink, cfg.format, dropped.clone())
+        .map(|l| Some(Arc::new(l)))
+        .map_err(|e| StartError::AccessLog(p.to_string(), e))
+}
+
 impl App {
-    /// Builds the edge's state from a validated config.
-    pub fn new(cfg: Config) -> Result<Arc<Self>, StartError> {
+    /// Builds the edge's first generation from a validated config.
+    pub fn new(cfg: Config) -> Result<Self, StartError> {
         let metrics = Arc::new(Metrics::new()?);
-        let cache = Cache::builder()
-            .max_capacity(cfg.cache.capacity_bytes)
-            .weigher(|k: &CacheKey, v: &Arc<CachedObject>| {
-                v.weight().saturating_add(k.as_str().len() as u32)
-            })
-            .expire_after(UsefulFor)
-            .build();
         // Validated with the config: a CA file that does not load never gets here.
         let tls = service::client::tls_config(cfg.upstream.ca_file.as_deref())
             .map_err(|e| StartError::UpstreamTls(e.to_string()))?;
         let client = service::client::new_client_with(Duration::from_secs(90), tls);
-        let upstreams = Arc::new(Upstreams::new(&cfg.upstream, client, metrics.clone()));
-        let admission = Admission::new(cfg.overload.clone(), metrics.active_requests.clone());
-        let access_log = match cfg.access_log.path.as_deref() {
-            None => None,
-            Some(p) => {
-                let sink = if p == "-" {
-                    access_log::Sink::Stdout
-                } else {
-                    access_log::Sink::File(p.into())
-                };
-                Some(
-                    access_log::AccessLog::start(
-                        sink,
-                        cfg.access_log.format,
-                        metrics.access_log_dropped.clone(),
-                    )
-                    .map_err(|e| StartError::AccessLog(p.to_string(), e))?,
-                )
-            }
-        };
-        Ok(Arc::new(Self {
+        let upstreams = Arc::new(Upstreams::new(&cfg.upstream, client, metrics.clone(), None));
+        let admission = Arc::new(Admission::new(
+            &cfg.overload,
+            metrics.active_requests.clone(),
+        ));
+        let access_log = open_access_log(&cfg.access_log, &metrics.access_log_dropped)?;
+        Ok(Self {
+            cache: new_cache(cfg.cache.capacity_bytes),
             cfg,
-            cache,
             flights: Arc::new(FlightTable::default()),
             upstreams,
             metrics,
             admission,
-            log_limit: service::telemetry::LogLimit::new(Duration::from_secs(5)),
+            log_limit: Arc::new(service::telemetry::LogLimit::new(Duration::from_secs(5))),
             access_log,
-        }))
+        })
     }
+
+    /// The next generation for a reloaded `cfg`, reusing what did not change: the upstream
+    /// set (with its health and breakers) and its connection pool, the cache (or a smaller
+    /// or larger one holding its objects), the access log's writer.
+    fn next(&self, cfg: Config) -> Result<Self, StartError> {
+        let upstreams = if cfg.upstream == self.cfg.upstream {
+            self.upstreams.clone()
+        } else {
+            let client = if cfg.upstream.ca_file == self.cfg.upstream.ca_file {
+                self.upstreams.client().clone()
+            } else {
+                let tls = service::client::tls_config(cfg.upstream.ca_file.as_deref())
+                    .map_err(|e| StartError::UpstreamTls(e.to_string()))?;
+                service::client::new_client_with(Duration::from_secs(90), tls)
+            };
+            Arc::new(Upstreams::new(
+                &cfg.upstream,
+                client,
+                self.metrics.clone(),
+                Some(&self.upstreams),
+            ))
+        };
+        let access_log = if cfg.access_log.path == self.cfg.access_log.path
+            && cfg.access_log.format == self.cfg.access_log.format
+        {
+            self.access_log.clone()
+        } else {
+            open_access_log(&cfg.access_log, &self.metrics.access_log_dropped)?
+        };
+        let cache = if cfg.cache.capacity_bytes == self.cfg.cache.capacity_bytes {
+            self.cache.clone()
+        } else {
+            // moka cannot resize a cache: a new one takes the objects, and a smaller one
+            // evicts down to its capacity by its own policy. A fetch finishing meanwhile
+            // stores into the old one, which costs a miss later, nothing more.
+            let resized = new_cache(cfg.cache.capacity_bytes);
+            for (k, v) in self.cache.iter() {
+                resized.insert((*k).clone(), v);
+            }
+            resized.run_pending_tasks();
+            resized
+        };
+        Ok(Self {
+            cfg,
+            cache,
+            flights: self.flights.clone(),
+            upstreams,
+            metrics: self.metrics.clone(),
+            admission: self.admission.clone(),
+            log_limit: self.log_limit.clone(),
+            access_log,
+        })
+    }
+}
+
+/// Re-reads the config for a reload (the file with the command line's overrides applied),
+/// or says why it cannot.
+pub type ReloadSource = Arc<dyn Fn() -> Result<Config, String> + Send + Sync>;
+
+/// A running edge: the current generation, and what reloads and drains it.
+pub struct Edge {
+    current: ArcSwap<App>,
+    certs: Option<Arc<service::tls::Certs>>,
+    source: Option<ReloadSource>,
+    /// The current upstream set's health checks.
+    health: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
+    /// One reload at a time (SIGHUP and `POST /reload` may coincide).
+    reloading: std::sync::Mutex<()>,
+    drain: tokio::sync::watch::Sender<bool>,
+}
+
+impl Edge {
+    /// An edge serving `app`, its health checks started (call inside a runtime).
+    pub fn new(
+        app: App,
+        certs: Option<Arc<service::tls::Certs>>,
+        source: Option<ReloadSource>,
+    ) -> Arc<Self> {
+        let health = tokio::spawn(app.upstreams.clone().check_health()).abort_handle();
+        Arc::new(Self {
+            current: ArcSwap::from_pointee(app),
+            certs,
+            source,
+            health: std::sync::Mutex::new(Some(health)),
+            reloading: std::sync::Mutex::new(()),
+            drain: tokio::sync::watch::channel(false).0,
+        })
+    }
+
+    /// The current generation.
+    pub fn app(&self) -> Arc<App> {
+        self.current.load_full()
+    }
+
+    /// Re-reads the config and applies it: upstreams, cache capacity, TLS certificates,
+    /// access log, tokens, overload limits and every per-request setting. Open connections,
+    /// fetches under way and the cache carry on. An invalid config or certificate is refused
+    /// whole and the running one stays. Returns what changed.
+    pub fn reload(&self) -> Result<String, String> {
+        let _one = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        let result = self.apply_reload();
+        let app = self.app();
+        let outcome = if result.is_ok() { "ok" } else { "refused" };
+        app.metrics.reloads.with_label_values(&[outcome]).inc();
+        match &result {
+            Ok(what) => tracing::info!(changed = %what, "config reloaded"),
+            Err(e) => tracing::warn!(error = %e, "reload refused; the running config stays"),
+        }
+        result
+    }
+
+    fn apply_reload(&self) -> Result<String, String> {
+        let source = self
+            .source
+            .as_ref()
+            .ok_or("this edge was started without a config file to reload")?;
+        let cfg = source()?;
+        let certs = match &self.certs {
+            Some(_) => Some(
+                service::tls::SniCerts::load(&cfg.tls.certificates)
+                    .map_err(|e| format!("tls.certificates: {e}"))?,
+            ),
+            None => None,
+        };
+        let old = self.app();
+        let next = old.next(cfg).map_err(|e| e.to_string())?;
+        let changed = changes(&old.cfg, &next.cfg);
+        // Nothing has changed until here; from here on nothing can fail.
+        if let (Some(c), Some(new)) = (&self.certs, certs) {
+            c.replace(new);
+        }
+        next.admission.set_limits(&next.cfg.overload);
+        if !Arc::ptr_eq(&next.upstreams, &old.upstreams) {
+            let health = tokio::spawn(next.upstreams.clone().check_health()).abort_handle();
+            let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(old) = h.replace(health) {
+                old.abort();
+            }
+        }
+        if let Some(log) = &next.access_log {
+            // logrotate moves the file and sends SIGHUP: write to a new one.
+            log.reopen();
+        }
+        self.current.store(Arc::new(next));
+        Ok(changed)
+    }
+
+    /// Starts draining: the listeners stop accepting, connections finish what they are
+    /// doing (HTTP/1.1 ones are told `Connection: close`, HTTP/2 ones get GOAWAY) within
+    /// `server.drain_timeout`, then the edge exits.
+    pub fn drain(&self) {
+        self.drain.send_replace(true);
+    }
+
+    /// Whether a drain has started.
+    pub fn draining(&self) -> bool {
+        *self.drain.borrow()
+    }
+
+    /// Resolves when a drain starts.
+    pub async fn drained(&self) {
+        let mut rx = self.drain.subscribe();
+        let _ = rx.wait_for(|d| *d).await;
+    }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        if let Some(h) = self
+            .health
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            h.abort();
+        }
+    }
+}
+
+/// What a reload changed, for the log and the `POST /reload` answer; settings that need a
+/// restart (or an in-place upgrade) are named as such.
+fn changes(old: &Config, new: &Config) -> String {
+    let mut applied = Vec::new();
+    let mut restart = Vec::new();
+    let mut note = |same: bool, key: &'static str, needs_restart: bool| {
+        if !same {
+            if needs_restart {
+                restart.push(key);
+            } else {
+                applied.push(key);
+            }
+        }
+    };
+    note(old.upstream == new.upstream, "upstream", false);
+    note(old.cache == new.cache, "cache", false);
+    note(old.tls == new.tls, "tls", false);
+    note(old.access_log == new.access_log, "access_log", false);
+    note(old.tokens == new.tokens, "tokens", false);
+    note(old.overload == new.overload, "overload", false);
+    note(old.listen == new.listen, "listen", true);
+    note(old.listeners == new.listeners, "listeners", true);
+    note(old.server == new.server, "server", true);
+    note(old.admin == new.admin, "admin", true);
+    note(
+        old.upgrade_socket == new.upgrade_socket,
+        "upgrade_socket",
+        true,
+    );
+    let mut out = if applied.is_empty() {
+        "nothing changed".to_string()
+    } else {
+        format!("applied: {}", applied.join(", "))
+    };
+    if !restart.is_empty() {
+        out.push_str(&format!(
+            "; unchanged until a restart or upgrade: {}",
+            restart.join(", ")
+        ));
+    }
+    out
 }
 
 /// Why the edge could not serve.
@@ -195,60 +428,64 @@ pub fn tls_setup(cfg: &Config) -> Result<Option<Tls>, RunError> {
     Ok(Some(Tls { certs, acceptor }))
 }
 
-/// Re-reads the config for a reload (the file with the command line's overrides applied),
-/// or says why it cannot.
-pub type ReloadSource = Arc<dyn Fn() -> Result<Config, String> + Send + Sync>;
-
-/// Applies a reloaded config: today the TLS certificates (the next handshakes get them,
-/// open connections keep theirs). An invalid config or certificate is refused whole and
-/// the running one stays.
-pub fn reload(
-    app: &App,
-    certs: Option<&service::tls::Certs>,
-    source: &ReloadSource,
-) -> Result<(), String> {
-    let result = source().and_then(|cfg| match certs {
-        Some(c) => service::tls::SniCerts::load(&cfg.tls.certificates)
-            .map(|new| c.replace(new))
-            .map_err(|e| format!("tls.certificates: {e}")),
-        None => Ok(()),
-    });
-    if result.is_ok()
-        && let Some(log) = &app.access_log
-    {
-        // logrotate moves the file and sends SIGHUP: write to a new one.
-        log.reopen();
-    }
-    let outcome = if result.is_ok() { "ok" } else { "refused" };
-    app.metrics.reloads.with_label_values(&[outcome]).inc();
-    match &result {
-        Ok(()) => tracing::info!("config reloaded (TLS certificates)"),
-        Err(e) => tracing::warn!(error = %e, "reload refused; the running config stays"),
-    }
-    result
+/// Sockets the edge serves on, bound by the caller.
+pub struct Sockets {
+    /// The viewers' listeners, plain or TLS.
+    pub viewers: Vec<service::Listener>,
+    /// The admin listener; none: no admin endpoints (tests that do not need them).
+    pub admin: Option<TcpListener>,
 }
 
-/// Runs the edge on `listener` (the plain `listen` socket) and binds the config's other
-/// `listeners` itself, until `shutdown` resolves, then drains.
+/// How `main` continues a predecessor in an in-place upgrade.
+#[derive(Default)]
+pub struct Upgrade {
+    /// Listening sockets taken from the predecessor, used for the configured addresses they
+    /// are bound to.
+    pub taken: Vec<std::net::TcpListener>,
+    /// The predecessor, told to drain once this edge accepts on its sockets.
+    pub predecessor: Option<service::handoff::Taken>,
+}
+
+/// Runs the edge on `listener` (the plain `listen` socket), binds the config's other
+/// `listeners` and the admin listener itself, until `shutdown` resolves, then drains.
 pub async fn run(
     listener: TcpListener,
     cfg: Config,
     reload_from: Option<ReloadSource>,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    run_upgraded(listener, cfg, reload_from, Upgrade::default(), shutdown).await
+}
+
+/// [`run`], taking sockets from a predecessor where their addresses match and telling it
+/// to drain once serving.
+pub async fn run_upgraded(
+    listener: TcpListener,
+    cfg: Config,
+    reload_from: Option<ReloadSource>,
+    mut upgrade: Upgrade,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     let tls = tls_setup(&cfg)?;
-    let mut listeners = vec![service::Listener {
+    let backlog = cfg.server.listen_backlog;
+    let mut take_or_bind = |addr: std::net::SocketAddr| -> Result<TcpListener, RunError> {
+        let bind_err = |source| RunError::Bind { addr, source };
+        match upgrade
+            .taken
+            .iter()
+            .position(|l| l.local_addr().ok() == Some(addr))
+        {
+            Some(i) => TcpListener::from_std(upgrade.taken.swap_remove(i)).map_err(bind_err),
+            None => service::bind(addr, backlog).map_err(bind_err),
+        }
+    };
+    let mut viewers = vec![service::Listener {
         tcp: listener,
         tls: None,
     }];
     for l in &cfg.listeners {
-        let tcp =
-            service::bind(l.addr, cfg.server.listen_backlog).map_err(|source| RunError::Bind {
-                addr: l.addr,
-                source,
-            })?;
-        listeners.push(service::Listener {
-            tcp,
+        viewers.push(service::Listener {
+            tcp: take_or_bind(l.addr)?,
             tls: if l.tls {
                 tls.as_ref().map(|t| t.acceptor.clone())
             } else {
@@ -256,36 +493,108 @@ pub async fn run(
             },
         });
     }
-    run_on(listeners, cfg, tls.map(|t| t.certs), reload_from, shutdown).await?;
+    let admin = take_or_bind(cfg.admin.listen)?;
+    for l in &upgrade.taken {
+        tracing::warn!(addr = ?l.local_addr().ok(), "a socket taken from the old edge is not in this config; connections queued on it are lost when the old edge exits");
+    }
+    let sockets = Sockets {
+        viewers,
+        admin: Some(admin),
+    };
+    serve(
+        sockets,
+        cfg,
+        tls.map(|t| t.certs),
+        reload_from,
+        upgrade.predecessor,
+        shutdown,
+    )
+    .await?;
     Ok(())
 }
 
-/// Runs the edge on listeners bound by the caller (tests bind TLS ports on port 0), with
-/// the TLS certificates they serve; SIGHUP reloads from `reload_from`.
+/// Runs the edge on sockets bound by the caller (tests bind ports on port 0), with the TLS
+/// certificates they serve; SIGHUP and `POST /reload` reload from `reload_from`.
 pub async fn run_on(
-    listeners: Vec<service::Listener>,
+    sockets: Sockets,
     cfg: Config,
     certs: Option<Arc<service::tls::Certs>>,
     reload_from: Option<ReloadSource>,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    serve(sockets, cfg, certs, reload_from, None, shutdown).await
+}
+
+/// An edge in this process, viewers on 127.0.0.1:0 and its admin listener on another
+/// loopback port 0 (tests, the player-sim demo): the running edge and the admin address.
+pub async fn spawn_local(
+    cfg: Config,
+) -> std::io::Result<(service::InProcess, std::net::SocketAddr)> {
+    let admin = service::bind(([127, 0, 0, 1], 0).into(), 64)?;
+    let admin_addr = admin.local_addr()?;
+    let running = service::InProcess::spawn("edge", move |l, stop| {
+        let sockets = Sockets {
+            viewers: vec![service::Listener { tcp: l, tls: None }],
+            admin: Some(admin),
+        };
+        run_on(sockets, cfg, None, None, stop)
+    })
+    .await?;
+    Ok((running, admin_addr))
+}
+
+/// Limits of the admin listener: a few operators and scrapers, no per-client caps.
+fn admin_limits(server: &service::ServerLimits) -> service::ServerLimits {
+    service::ServerLimits {
+        max_connections: 64,
+        max_connections_per_client: 0,
+        max_requests_per_client: 0,
+        drain_timeout: server.drain_timeout.min(Duration::from_secs(2)),
+        ..server.clone()
+    }
+}
+
+async fn serve(
+    sockets: Sockets,
+    cfg: Config,
+    certs: Option<Arc<service::tls::Certs>>,
+    reload_from: Option<ReloadSource>,
+    predecessor: Option<service::handoff::Taken>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let limits = cfg.server.limits();
-    let app = App::new(cfg)?;
-    let health = tokio::spawn(app.upstreams.clone().check_health());
+    let upgrade_socket = cfg.upgrade_socket.clone();
+    // Our own copies of the listening sockets, for a successor to take.
+    let offered: Vec<std::os::fd::OwnedFd> = if upgrade_socket.is_some() {
+        use std::os::fd::AsFd;
+        sockets
+            .viewers
+            .iter()
+            .map(|l| l.tcp.as_fd().try_clone_to_owned())
+            .chain(sockets.admin.iter().map(|a| a.as_fd().try_clone_to_owned()))
+            .collect::<Result<_, _>>()
+            .map_err(StartError::Sockets)?
+    } else {
+        Vec::new()
+    };
+    let edge = Edge::new(App::new(cfg)?, certs, reload_from.clone());
+    let app = edge.app();
     let hangups = match reload_from {
-        Some(source) => {
+        Some(_) => {
             // Installed whenever a reload source exists: SIGHUP's default would kill us.
-            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-            let app = app.clone();
+            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .map_err(StartError::Signal)?;
+            let edge = edge.clone();
             Some(tokio::spawn(async move {
                 while hup.recv().await.is_some() {
-                    let _ = reload(&app, certs.as_deref(), &source);
+                    let _ = edge.reload();
                 }
             }))
         }
         None => None,
     };
-    let addrs: Vec<String> = listeners
+    let addrs: Vec<String> = sockets
+        .viewers
         .iter()
         .map(|l| {
             let a = l
@@ -300,22 +609,81 @@ pub async fn run_on(
             }
         })
         .collect();
+    let admin_addr = sockets.admin.as_ref().and_then(|a| a.local_addr().ok());
     tracing::info!(
         listeners = ?addrs,
+        admin = ?admin_addr,
         upstreams = ?app.cfg.upstream.urls,
         cache_bytes = app.cfg.cache.capacity_bytes,
         "edge serving"
     );
-    let h = app.clone();
-    service::serve_listeners(
-        listeners,
-        move |req, peer| proxy::handle(h.clone(), req, peer),
-        limits,
-        Some(app.metrics.conns.clone()),
-        shutdown,
-    )
-    .await;
-    health.abort();
+    let h = edge.clone();
+    let stop_edge = edge.clone();
+    let viewers = tokio::spawn({
+        let conns = app.metrics.conns.clone();
+        let viewers = sockets.viewers;
+        let stop = async move {
+            tokio::select! {
+                _ = shutdown => stop_edge.drain(),
+                _ = stop_edge.drained() => {}
+            }
+        };
+        service::serve_listeners(
+            viewers,
+            move |req, peer| proxy::handle(h.app(), req, peer),
+            limits.clone(),
+            Some(conns),
+            stop,
+        )
+    });
+    let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin = sockets.admin.map(|a| {
+        let e = edge.clone();
+        tokio::spawn(service::serve_listeners(
+            vec![service::Listener { tcp: a, tls: None }],
+            move |req, _peer| admin::handle(e.clone(), req),
+            admin_limits(&limits),
+            None,
+            async move {
+                let _ = admin_stopped.await;
+            },
+        ))
+    });
+    if let Some(p) = predecessor {
+        match tokio::task::spawn_blocking(move || p.serving()).await {
+            Ok(Ok(())) => tracing::info!("took over from the old edge, which is draining"),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "the old edge did not confirm the handoff; both may be serving")
+            }
+            Err(e) => tracing::error!(error = %e, "handoff task failed"),
+        }
+    }
+    let offer = match &upgrade_socket {
+        Some(path) => match service::handoff::Offer::bind(path) {
+            Ok(o) => {
+                let e = edge.clone();
+                Some(tokio::spawn(async move {
+                    o.hand_over(offered).await;
+                    e.drain();
+                }))
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "upgrade_socket: no in-place upgrade possible");
+                None
+            }
+        },
+        None => None,
+    };
+    if let Err(e) = viewers.await {
+        tracing::error!(error = %e, "serve loop failed");
+    }
+    let _ = admin_stop.send(());
+    if let Some(a) = admin {
+        let _ = a.await;
+    }
+    if let Some(o) = offer {
+        o.abort();
+    }
     if let Some(h) = hangups {
         h.abort();
     }

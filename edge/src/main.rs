@@ -34,6 +34,16 @@ struct Cli {
     /// Access log file (`-` for standard output), replacing `access_log.path`.
     #[arg(long, value_name = "FILE")]
     access_log: Option<String>,
+    /// Admin listener (metrics, health, purge, reload, drain), replacing `admin.listen`.
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<SocketAddr>,
+    /// Unix socket for in-place upgrades, replacing `upgrade_socket`.
+    #[arg(long, value_name = "PATH")]
+    upgrade_socket: Option<PathBuf>,
+    /// Take the listening sockets from the edge running at the upgrade socket, then tell it
+    /// to drain (in-place upgrade; see the README's runbook).
+    #[arg(long)]
+    upgrade: bool,
     /// Validate the config and exit: 0 when valid, 2 with the problems otherwise.
     #[arg(long)]
     check: bool,
@@ -65,11 +75,35 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    let (server, listen) = (config.server.clone(), config.listen);
-    // SIGHUP re-reads the same file with the same flags applied.
+    let mut upgrade = edge::Upgrade::default();
+    let mut listen = service::Listen::Addr(config.listen);
+    if cli.upgrade {
+        let Some(path) = &config.upgrade_socket else {
+            eprintln!("error: --upgrade needs --upgrade-socket or `upgrade_socket` in the config");
+            return ExitCode::from(2);
+        };
+        let mut taken = match service::handoff::take(path) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: --upgrade: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        upgrade.taken = std::mem::take(&mut taken.sockets);
+        if let Some(i) = upgrade
+            .taken
+            .iter()
+            .position(|l| l.local_addr().ok() == Some(config.listen))
+        {
+            listen = service::Listen::Taken(upgrade.taken.swap_remove(i));
+        }
+        upgrade.predecessor = Some(taken);
+    }
+    let server = config.server.clone();
+    // SIGHUP and POST /reload re-read the same file with the same flags applied.
     let reload_from: edge::ReloadSource = std::sync::Arc::new(move || load(&cli));
     service::serve_main(&server, listen, move |listener, shutdown| {
-        edge::run(listener, config, Some(reload_from), shutdown)
+        edge::run_upgraded(listener, config, Some(reload_from), upgrade, shutdown)
     })
 }
 
@@ -96,6 +130,12 @@ fn load(cli: &Cli) -> Result<Config, String> {
     }
     if let Some(p) = &cli.access_log {
         config.access_log.path = Some(p.clone());
+    }
+    if let Some(a) = cli.admin_listen {
+        config.admin.listen = a;
+    }
+    if let Some(p) = &cli.upgrade_socket {
+        config.upgrade_socket = Some(p.clone());
     }
     Ok(config)
 }

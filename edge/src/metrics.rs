@@ -45,6 +45,10 @@ pub struct Metrics {
     pub token_rejected: IntCounterVec,
     /// Access-log lines dropped because the writer fell behind.
     pub access_log_dropped: prometheus::IntCounter,
+    /// Admin actions by action and outcome (`ok`, `refused`, `unauthorized`).
+    pub admin_actions: IntCounterVec,
+    /// Objects removed by `POST /purge`.
+    pub purged: prometheus::IntCounter,
     /// Open client connections and the ones the server's limits cut
     /// (`edge_connections_open`, `edge_connections_cut_total{reason}`).
     pub conns: service::conn::ConnMetrics,
@@ -155,6 +159,17 @@ impl Metrics {
                 "edge_access_log_dropped_total",
                 "Access-log lines dropped because the writer fell behind.",
             )?,
+            admin_actions: IntCounterVec::new(
+                Opts::new(
+                    "edge_admin_actions_total",
+                    "Admin actions (purge, reload, drain) by outcome (ok, refused, unauthorized).",
+                ),
+                &["action", "outcome"],
+            )?,
+            purged: prometheus::IntCounter::new(
+                "edge_purged_objects_total",
+                "Objects removed by POST /purge.",
+            )?,
             conns: service::conn::ConnMetrics::register(&registry, "edge")?,
             registry,
         };
@@ -168,11 +183,17 @@ impl Metrics {
             &m.retries,
             &m.reloads,
             &m.token_rejected,
+            &m.admin_actions,
         ] {
             m.registry.register(Box::new(c.clone()))?;
         }
         m.registry
             .register(Box::new(m.access_log_dropped.clone()))?;
+        m.registry.register(Box::new(m.purged.clone()))?;
+        // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, ...
+        m.registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         for h in [&m.request_duration, &m.upstream_duration] {
             m.registry.register(Box::new(h.clone()))?;
         }

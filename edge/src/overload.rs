@@ -4,7 +4,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -17,7 +17,10 @@ use crate::config::OverloadConfig;
 #[derive(Debug)]
 pub struct Admission {
     active: Arc<AtomicUsize>,
-    cfg: OverloadConfig,
+    // The limits, replaced on reload while requests are admitted.
+    max_active: AtomicUsize,
+    new_joins_above: AtomicUsize,
+    retry_after_secs: AtomicU64,
     gauge: prometheus::IntGauge,
 }
 
@@ -56,20 +59,35 @@ impl Drop for Ticket {
 
 impl Admission {
     /// Admission under `cfg`, reporting to `gauge`.
-    pub fn new(cfg: OverloadConfig, gauge: prometheus::IntGauge) -> Self {
-        Self {
+    pub fn new(cfg: &OverloadConfig, gauge: prometheus::IntGauge) -> Self {
+        let a = Self {
             active: Arc::new(AtomicUsize::new(0)),
-            cfg,
+            max_active: AtomicUsize::new(0),
+            new_joins_above: AtomicUsize::new(0),
+            retry_after_secs: AtomicU64::new(1),
             gauge,
-        }
+        };
+        a.set_limits(cfg);
+        a
+    }
+
+    /// Applies reloaded limits; requests already admitted keep their slots.
+    pub fn set_limits(&self, cfg: &OverloadConfig) {
+        self.max_active.store(cfg.max_active, Ordering::Relaxed);
+        self.new_joins_above
+            .store(cfg.new_joins_above, Ordering::Relaxed);
+        self.retry_after_secs
+            .store(cfg.retry_after.as_secs().max(1), Ordering::Relaxed);
     }
 
     /// Admits a request of `kind`, or says why not.
     pub fn admit(&self, kind: Kind) -> Result<Ticket, Shed> {
         let now = self.active.fetch_add(1, Ordering::Relaxed) + 1;
-        let refuse = if now > self.cfg.max_active {
+        let refuse = if now > self.max_active.load(Ordering::Relaxed) {
             Some(Shed::Overloaded)
-        } else if now > self.cfg.new_joins_above && !kind.serves_current_viewers() {
+        } else if now > self.new_joins_above.load(Ordering::Relaxed)
+            && !kind.serves_current_viewers()
+        {
             Some(Shed::NewJoin)
         } else {
             None
@@ -87,7 +105,7 @@ impl Admission {
 
     /// Seconds for `Retry-After`.
     pub fn retry_after_secs(&self) -> u64 {
-        self.cfg.retry_after.as_secs().max(1)
+        self.retry_after_secs.load(Ordering::Relaxed)
     }
 }
 
@@ -136,7 +154,7 @@ mod tests {
             new_joins_above: 1,
             retry_after: std::time::Duration::from_secs(1),
         };
-        let a = Admission::new(cfg, prometheus::IntGauge::new("g", "g").unwrap());
+        let a = Admission::new(&cfg, prometheus::IntGauge::new("g", "g").unwrap());
         let t1 = a.admit(Kind::Master).unwrap();
         assert_eq!(a.admit(Kind::Master).unwrap_err(), Shed::NewJoin);
         let t2 = a.admit(Kind::Segment).unwrap();

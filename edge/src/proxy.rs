@@ -35,7 +35,7 @@ pub enum Phase {
     Coalesced,
     /// A stale copy (while revalidating, or because the upstream failed).
     Stale,
-    /// Answered by the edge itself (errors, shedding, ops endpoints).
+    /// Answered by the edge itself (errors, shedding, refusals).
     Bypass,
 }
 
@@ -81,7 +81,14 @@ pub async fn handle(
         .observe(started.elapsed().as_secs_f64());
     tracing::debug!(method = %req.method(), path = %req.uri().path(), kind = kind.as_str(), cache = phase.as_str(), status = status.as_u16(), "request");
     if let Some(arrived) = arrived {
-        let entry = access_entry(&app, &req, peer, arrived, status, phase, started.elapsed());
+        let used = resp.extensions().get::<UpstreamUsed>();
+        let entry = access_entry(
+            &app,
+            &req,
+            peer,
+            (arrived, status, phase, started.elapsed()),
+            used,
+        );
         return resp.map(|b| {
             crate::access_log::Logged::new(b, entry, app.clone(), started).boxed_unsync()
         });
@@ -94,10 +101,8 @@ fn access_entry(
     app: &App,
     req: &Request<Incoming>,
     peer: std::net::SocketAddr,
-    arrived: std::time::SystemTime,
-    status: StatusCode,
-    phase: Phase,
-    ttfb: Duration,
+    (arrived, status, phase, ttfb): (std::time::SystemTime, StatusCode, Phase, Duration),
+    used: Option<&UpstreamUsed>,
 ) -> crate::access_log::Entry {
     let h = req.headers();
     let text = |name| h.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
@@ -127,12 +132,17 @@ fn access_entry(
             http::Version::HTTP_10 => "HTTP/1.0",
             _ => "HTTP/1.1",
         },
+        tls: req
+            .extensions()
+            .get::<service::conn::TlsVersion>()
+            .map(|v| v.0),
         status: status.as_u16(),
         bytes: 0,
         ttfb,
         last_byte: ttfb,
         cache: phase.as_str(),
-        upstream_status: matches!(phase, Phase::Miss | Phase::Coalesced).then_some(status.as_u16()),
+        upstream: used.map(|u| u.name.to_string()),
+        upstream_status: used.map(|u| u.status),
         user_agent: text("user-agent").unwrap_or("").to_string(),
         cmcd: crate::access_log::cmcd_of(req.uri().query(), h),
     }
@@ -178,29 +188,6 @@ fn token_refusal(
 }
 
 async fn route(app: &Arc<App>, req: &Request<Incoming>, peer: std::net::SocketAddr) -> Routed {
-    match req.uri().path() {
-        "/healthz" => return local(Kind::Other, text(StatusCode::OK, "ok")),
-        "/readyz" => {
-            return local(
-                Kind::Other,
-                if app.upstreams.any_healthy() {
-                    text(StatusCode::OK, "ready")
-                } else {
-                    text(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream")
-                },
-            );
-        }
-        "/metrics" => {
-            app.metrics
-                .cache_bytes
-                .set(app.cache.weighted_size() as i64);
-            app.metrics
-                .cache_objects
-                .set(app.cache.entry_count() as i64);
-            return local(Kind::Other, service::body::metrics(&app.metrics.registry));
-        }
-        _ => {}
-    }
     if req.method() == Method::OPTIONS {
         return local(Kind::Other, service::body::preflight());
     }
@@ -310,16 +297,46 @@ async fn serve(
     // Held until this request's response head exists (dropped when `serve` returns), so the
     // flight's bodies hold their data back until every waiter's head has gone out.
     let _head_ticket = flight.head_ticket();
+    let wait = app.cfg.upstream.deadline + Duration::from_secs(1);
+    let head = match flight.head(wait).await {
+        Ok(h) => h,
+        Err(e) => return upstream_failed(app, req, e, fallback, now),
+    };
+    let used = UpstreamUsed {
+        name: head.upstream.clone(),
+        status: head.status.as_u16(),
+    };
+    let (phase, cs, mut resp) = from_head(app, req, phase, &flight, &head, fallback, now).await;
+    resp.extensions_mut().insert(used);
+    (phase, cs, resp)
+}
+
+/// Which upstream answered a response's fetch, and with what status (a response
+/// extension, read by the access log).
+#[derive(Debug, Clone)]
+pub struct UpstreamUsed {
+    /// Its `host:port`.
+    pub name: std::sync::Arc<str>,
+    /// Its status.
+    pub status: u16,
+}
+
+/// The response to a request whose flight has its head.
+async fn from_head(
+    app: &Arc<App>,
+    req: &Request<Incoming>,
+    phase: Phase,
+    flight: &Arc<crate::flight::Flight>,
+    head: &Head,
+    fallback: Option<Arc<CachedObject>>,
+    now: Instant,
+) -> (Phase, String, Response<Body>) {
     let collapsed = if phase == Phase::Coalesced {
         "; collapsed"
     } else {
         ""
     };
     let wait = app.cfg.upstream.deadline + Duration::from_secs(1);
-    let head = match flight.head(wait).await {
-        Ok(h) => h,
-        Err(e) => return upstream_failed(app, req, e, fallback, now),
-    };
     if head.status.is_server_error()
         && let Some(obj) = fallback
     {
@@ -353,7 +370,7 @@ async fn serve(
     if req.method() == Method::HEAD {
         return (phase, cs, with_headers(head.status, headers, empty()));
     }
-    let body = FlightBody::new(flight, head.content_length).boxed_unsync();
+    let body = FlightBody::new(flight.clone(), head.content_length).boxed_unsync();
     (phase, cs, with_headers(head.status, headers, body))
 }
 
@@ -508,6 +525,7 @@ async fn fill(app: Arc<App>, w: Writer, key: CacheKey, kind: Kind) {
         status: parts.status,
         headers,
         content_length,
+        upstream: upstream.name.as_str().into(),
     });
     let mut pace = BodyPace::new(&app.cfg.upstream, Instant::now());
     loop {

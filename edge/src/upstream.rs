@@ -63,12 +63,26 @@ pub struct Upstreams {
 }
 
 impl Upstreams {
-    /// Builds the set from config (URLs already validated).
-    pub fn new(cfg: &UpstreamConfig, client: HttpClient, metrics: Arc<Metrics>) -> Self {
+    /// Builds the set from config (URLs already validated). An upstream also in `previous`
+    /// (a reload) keeps its health and breaker state unless the breaker settings changed.
+    pub fn new(
+        cfg: &UpstreamConfig,
+        client: HttpClient,
+        metrics: Arc<Metrics>,
+        previous: Option<&Upstreams>,
+    ) -> Self {
+        let kept = |base: &str| {
+            previous
+                .filter(|p| p.cfg.breaker == cfg.breaker)
+                .and_then(|p| p.list.iter().find(|u| u.base == base).cloned())
+        };
         let list = cfg
             .urls
             .iter()
             .map(|u| {
+                if let Some(same) = kept(u.trim_end_matches('/')) {
+                    return same;
+                }
                 let uri: http::Uri = u.parse().unwrap_or_default();
                 let name = uri
                     .authority()
@@ -109,6 +123,11 @@ impl Upstreams {
     /// The upstreams, in order of preference.
     pub fn list(&self) -> &[Arc<Upstream>] {
         &self.list
+    }
+
+    /// The client the fetches go through (kept across a reload that keeps the CA file).
+    pub fn client(&self) -> &HttpClient {
+        &self.client
     }
 
     /// At least one upstream passes its health checks.

@@ -31,6 +31,8 @@ pub struct Stack {
     pub origin: SocketAddr,
     /// The edge's address.
     pub edge: SocketAddr,
+    /// The edge's admin address (`/metrics`).
+    pub edge_admin: SocketAddr,
     _programs: [InProcess; 2],
 }
 
@@ -54,11 +56,11 @@ impl Stack {
                 "[server]\nmax_connections_per_client = 0\nmax_requests_per_client = 0\n[upstream]\nurls = [\"http://{origin}\"]\n"
             ),
         )?;
-        let edge_p =
-            InProcess::spawn("demo edge", |l, stop| edge::run(l, ecfg, None, stop)).await?;
+        let (edge_p, edge_admin) = edge::spawn_local(ecfg).await?;
         let stack = Stack {
             origin,
             edge: edge_p.addr,
+            edge_admin,
             _programs: [origin_p, edge_p],
         };
         let client = service::client::new_client(Duration::from_secs(10));

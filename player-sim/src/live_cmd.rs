@@ -194,7 +194,7 @@ async fn live(cfg: Config, a: LiveArgs, demo_mode: bool) -> anyhow::Result<()> {
     };
     let _ = stop_tx.send(());
     let offload = match &stack {
-        Some(s) => demo::offload(&client, &format!("http://{}/metrics", s.edge)).await,
+        Some(s) => demo::offload(&client, &format!("http://{}/metrics", s.edge_admin)).await,
         None if !r.edge_metrics.is_empty() => demo::offload(&client, &r.edge_metrics).await,
         None => None,
     };

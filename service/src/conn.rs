@@ -64,6 +64,23 @@ pub struct ConnMetrics {
     pub cut: IntCounterVec,
     /// TLS handshakes by outcome (`ok`, `failed`, `timeout`).
     pub tls_handshakes: IntCounterVec,
+    /// Connections open now that have made a request, by HTTP version and TLS version.
+    pub open_by_protocol: prometheus::IntGaugeVec,
+    /// Bytes written to client sockets (TLS records included: what leaves the host).
+    pub sent_bytes: prometheus::IntCounter,
+}
+
+/// The TLS version a request came over (a request extension; absent on plain HTTP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TlsVersion(pub &'static str);
+
+/// The label for a negotiated TLS version.
+pub(crate) fn tls_version_label(v: Option<rustls::ProtocolVersion>) -> &'static str {
+    match v {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+        _ => "TLS",
+    }
 }
 
 impl ConnMetrics {
@@ -88,8 +105,21 @@ impl ConnMetrics {
                 ),
                 &["outcome"],
             )?,
+            open_by_protocol: prometheus::IntGaugeVec::new(
+                Opts::new(
+                    format!("{prefix}_connections_open_by_protocol"),
+                    "Client connections open now that have made a request, by protocol (HTTP/1.1, HTTP/2) and TLS version (none on plain HTTP).",
+                ),
+                &["protocol", "tls"],
+            )?,
+            sent_bytes: prometheus::IntCounter::new(
+                format!("{prefix}_sent_bytes_total"),
+                "Bytes written to client sockets, TLS records included.",
+            )?,
         };
         registry.register(Box::new(m.open.clone()))?;
+        registry.register(Box::new(m.open_by_protocol.clone()))?;
+        registry.register(Box::new(m.sent_bytes.clone()))?;
         registry.register(Box::new(m.cut.clone()))?;
         registry.register(Box::new(m.tls_handshakes.clone()))?;
         Ok(m)
@@ -274,11 +304,20 @@ impl Conn {
 pub(crate) struct CountingIo<T> {
     inner: T,
     conn: Arc<Conn>,
+    /// The program's bytes-sent counter, when it keeps one.
+    sent: Option<prometheus::IntCounter>,
 }
 
 impl<T> CountingIo<T> {
-    pub(crate) fn new(inner: T, conn: Arc<Conn>) -> Self {
-        Self { inner, conn }
+    pub(crate) fn new(inner: T, conn: Arc<Conn>, sent: Option<prometheus::IntCounter>) -> Self {
+        Self { inner, conn, sent }
+    }
+
+    fn count(&self, n: usize) {
+        self.conn.wrote(n);
+        if let Some(c) = &self.sent {
+            c.inc_by(n as u64);
+        }
     }
 }
 
@@ -300,7 +339,7 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for CountingIo<T> {
     ) -> Poll<std::io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = &r {
-            self.conn.wrote(*n);
+            self.count(*n);
         }
         r
     }
@@ -312,7 +351,7 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for CountingIo<T> {
     ) -> Poll<std::io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = &r {
-            self.conn.wrote(*n);
+            self.count(*n);
         }
         r
     }

@@ -7,6 +7,7 @@ pub mod conditional;
 pub mod config;
 pub mod conn;
 pub mod delta;
+pub mod handoff;
 pub mod metrics;
 pub mod server;
 pub mod shutdown;
@@ -16,5 +17,6 @@ pub mod tls;
 pub use body::Body;
 pub use config::{ConfigError, Problem};
 pub use server::{
-    InProcess, Listener, ServerConfig, ServerLimits, bind, serve, serve_listeners, serve_main,
+    InProcess, Listen, Listener, ServerConfig, ServerLimits, bind, serve, serve_listeners,
+    serve_main,
 };

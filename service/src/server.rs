@@ -67,7 +67,7 @@ impl Default for ServerLimits {
 pub const MAX_HEADER_BYTES: usize = 1 << 20;
 
 /// The `[server]` table every program's config shares.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Connections served at once.
@@ -283,6 +283,9 @@ pub async fn serve_listeners<H, F>(
         send: limits.send_timeout,
     };
     let metrics = metrics.map(Arc::new);
+    // Set when shutdown starts: HTTP/1.1 responses then say `Connection: close`.
+    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -347,23 +350,58 @@ pub async fn serve_listeners<H, F>(
         };
         let _ = stream.set_nodelay(true);
         let conn_state = Conn::new();
-        let io = CountingIo::new(stream, conn_state.clone());
+        let io = CountingIo::new(
+            stream,
+            conn_state.clone(),
+            metrics.as_ref().map(|m| m.sent_bytes.clone()),
+        );
+        // Set after the handshake on a TLS port; read by every request of the connection.
+        let tls_version: Arc<std::sync::OnceLock<&'static str>> = Default::default();
+        // The connection's protocol gauge, labelled at its first request.
+        let labelled: Arc<std::sync::OnceLock<prometheus::IntGauge>> = Default::default();
         let h = handler.clone();
         let state = conn_state.clone();
         let svc_metrics = metrics.clone();
         let client = Arc::new(client);
         let svc_client = client.clone();
-        let svc = service_fn(move |req| {
+        let svc_draining = draining.clone();
+        let svc_tls = tls_version.clone();
+        let svc_labelled = labelled.clone();
+        let svc = service_fn(move |mut req: Request<Incoming>| {
             let guard = RequestGuard::start(&state, &svc_client);
+            let h1 = req.version() < http::Version::HTTP_2;
+            let tls = svc_tls.get().copied();
+            if let Some(v) = tls {
+                req.extensions_mut().insert(crate::conn::TlsVersion(v));
+            }
+            if let Some(m) = &svc_metrics {
+                svc_labelled.get_or_init(|| {
+                    let g = m.open_by_protocol.with_label_values(&[
+                        if h1 { "HTTP/1.1" } else { "HTTP/2" },
+                        tls.unwrap_or("none"),
+                    ]);
+                    g.inc();
+                    g
+                });
+            }
             let fut = guard.as_ref().map(|_| h(req, peer));
             if guard.is_none() {
                 count_cut(&svc_metrics, Cut::ClientRequests);
             }
+            let draining = svc_draining.clone();
             async move {
-                let resp = match (guard, fut) {
+                let mut resp = match (guard, fut) {
                     (Some(g), Some(fut)) => fut.await.map(|b| Tracked::new(b, g).boxed_unsync()),
                     _ => too_many_requests(),
                 };
+                if h1 && draining.load(std::sync::atomic::Ordering::Relaxed) {
+                    // The client moves to another server (or the successor that took the
+                    // listening sockets) after this response, at a moment it chooses.
+                    resp.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                }
                 Ok::<_, Infallible>(resp)
             }
         });
@@ -374,7 +412,9 @@ pub async fn serve_listeners<H, F>(
         if let Some(m) = &metrics {
             m.open.inc();
         }
+        let open_now = OpenGuard::new(&open);
         tokio::spawn(async move {
+            let _open = open_now;
             let served = async {
                 match tls {
                     None => {
@@ -390,6 +430,9 @@ pub async fn serve_listeners<H, F>(
                             {
                                 Ok(Ok(s)) => {
                                     count_handshake(&metrics, "ok");
+                                    let _ = tls_version.set(crate::conn::tls_version_label(
+                                        s.get_ref().1.protocol_version(),
+                                    ));
                                     s
                                 }
                                 Ok(Err(e)) => {
@@ -421,15 +464,45 @@ pub async fn serve_listeners<H, F>(
             if let Some(m) = &metrics {
                 m.open.dec();
             }
+            if let Some(g) = labelled.get() {
+                g.dec();
+            }
             drop((permit, client));
         });
     }
     drop(listeners);
+    let deadline = tokio::time::Instant::now() + limits.drain_timeout;
+    // First half of the drain: HTTP/1.1 connections are closed after their next response
+    // rather than at once, since closing an idle keep-alive connection races a request the
+    // client may be sending on it at that moment, and that request would be lost. HTTP/2
+    // connections keep going until the GOAWAY below, which has no such race.
+    draining.store(true, std::sync::atomic::Ordering::Relaxed);
+    let grace = tokio::time::Instant::now() + limits.drain_timeout / 2;
+    while open.load(std::sync::atomic::Ordering::Relaxed) > 0 && tokio::time::Instant::now() < grace
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("all connections drained"),
-        _ = tokio::time::sleep(limits.drain_timeout) => {
+        _ = tokio::time::sleep_until(deadline) => {
             tracing::warn!(timeout = ?limits.drain_timeout, "drain deadline passed; closing remaining connections");
         }
+    }
+}
+
+/// Counts a connection as open while it lives.
+struct OpenGuard(Arc<std::sync::atomic::AtomicUsize>);
+
+impl OpenGuard {
+    fn new(open: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(open.clone())
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -458,6 +531,22 @@ fn too_many_requests() -> Response<Body> {
     r
 }
 
+/// Where [`serve_main`] listens: an address to bind, or a listening socket taken over from
+/// the server this one upgrades (see [`crate::handoff`]).
+#[derive(Debug)]
+pub enum Listen {
+    /// Bind this address.
+    Addr(SocketAddr),
+    /// Accept on this socket (non-blocking).
+    Taken(std::net::TcpListener),
+}
+
+impl From<SocketAddr> for Listen {
+    fn from(a: SocketAddr) -> Self {
+        Listen::Addr(a)
+    }
+}
+
 /// The shutdown signal a program's `run` gets: resolves when it should drain and stop.
 pub type Shutdown = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -466,7 +555,7 @@ pub type Shutdown = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 /// turns failures into a message on stderr and a failing exit code.
 pub fn serve_main<F, E>(
     server: &ServerConfig,
-    listen: std::net::SocketAddr,
+    listen: impl Into<Listen>,
     run: impl FnOnce(TcpListener, Shutdown) -> F + Send + 'static,
 ) -> std::process::ExitCode
 where
@@ -483,13 +572,20 @@ where
         }
     };
     let backlog = server.listen_backlog;
+    let listen = listen.into();
     // Spawned rather than run inside block_on, which would keep the accept loop on the main
     // thread: every accepted connection would then be handed across threads to a worker.
     let main = rt.spawn(async move {
-        let listener = match bind(listen, backlog) {
+        let bound = match listen {
+            Listen::Addr(a) => bind(a, backlog).map_err(|e| (a.to_string(), e)),
+            Listen::Taken(l) => {
+                TcpListener::from_std(l).map_err(|e| ("the taken socket".into(), e))
+            }
+        };
+        let listener = match bound {
             Ok(l) => l,
-            Err(e) => {
-                eprintln!("error: cannot listen on {listen} (--listen / `listen`): {e}");
+            Err((what, e)) => {
+                eprintln!("error: cannot listen on {what} (--listen / `listen`): {e}");
                 return ExitCode::FAILURE;
             }
         };

@@ -62,8 +62,30 @@ pub fn free_udp_port() -> u16 {
         .expect("udp port")
 }
 
+/// An edge running in-process: the viewers' port (`url`, `addr` through `Deref`) and the
+/// admin port.
+pub struct TestEdge {
+    running: Running,
+    /// The admin listener's address.
+    pub admin: std::net::SocketAddr,
+}
+
+impl TestEdge {
+    /// `http://{admin}{path}`: metrics, health, purge, reload, drain.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+}
+
+impl std::ops::Deref for TestEdge {
+    type Target = Running;
+    fn deref(&self) -> &Running {
+        &self.running
+    }
+}
+
 /// Starts an edge with the TOML config `toml` (its `upstream.urls` replaced by `upstreams`).
-pub async fn start_edge(toml: &str, upstreams: &[String]) -> Running {
+pub async fn start_edge(toml: &str, upstreams: &[String]) -> TestEdge {
     if std::env::var_os("RUST_LOG").is_some() {
         service::telemetry::init_tracing();
     }
@@ -71,9 +93,8 @@ pub async fn start_edge(toml: &str, upstreams: &[String]) -> Running {
     if !upstreams.is_empty() {
         cfg.upstream.urls = upstreams.to_vec();
     }
-    Running::spawn("edge", |l, stop| edge::run(l, cfg, None, stop))
-        .await
-        .expect("bind")
+    let (running, admin) = edge::spawn_local(cfg).await.expect("bind");
+    TestEdge { running, admin }
 }
 
 /// `n` bytes of a pattern that differs by `seed`: a test object whose every byte can be

@@ -319,7 +319,7 @@ async fn origin_killed_cached_and_stale_still_served() {
     let c = new_client(Duration::from_secs(30));
     wait_ok(&c, &origin.url("/readyz"), Duration::from_secs(10)).await;
     let edge = start_edge(EDGE, &[origin.url("")]).await;
-    wait_ok(&c, &edge.url("/readyz"), Duration::from_secs(5)).await;
+    wait_ok(&c, &edge.admin_url("/readyz"), Duration::from_secs(5)).await;
     let pl = get(&c, &edge.url("/live/demo/144p/index.m3u8")).await;
     assert_eq!(pl.status, 200);
     let text = String::from_utf8(pl.body.to_vec()).unwrap();
@@ -355,7 +355,7 @@ async fn origin_killed_cached_and_stale_still_served() {
         started.elapsed()
     );
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let ready = get(&c, &edge.url("/readyz")).await;
+    let ready = get(&c, &edge.admin_url("/readyz")).await;
     assert_eq!(ready.status, 503, "no healthy upstream");
 }
 
@@ -516,7 +516,8 @@ async fn overload_sheds_new_joins_first() {
         assert_eq!(h.await.unwrap().status, 200);
     }
     assert_eq!(get(&c, &edge.url("/o/master.m3u8")).await.status, 200);
-    let metrics = String::from_utf8(get(&c, &edge.url("/metrics")).await.body.to_vec()).unwrap();
+    let metrics =
+        String::from_utf8(get(&c, &edge.admin_url("/metrics")).await.body.to_vec()).unwrap();
     assert!(
         metrics.contains("edge_shed_total{reason=\"new_join\"} 1"),
         "{metrics}"

@@ -124,7 +124,7 @@ async fn a_deliberate_503_is_passed_on_and_never_opens_the_breaker() {
             String::from_utf8_lossy(&r.body)
         );
     }
-    let m = get(&c, &edge.url("/metrics")).await;
+    let m = get(&c, &edge.admin_url("/metrics")).await;
     let text = String::from_utf8_lossy(&m.body);
     assert!(
         text.lines()
@@ -164,7 +164,7 @@ async fn hls_directives_cannot_bust_the_cache() {
         1,
         "one fetch for one object"
     );
-    let m = get(&c, &edge.url("/metrics")).await;
+    let m = get(&c, &edge.admin_url("/metrics")).await;
     let text = String::from_utf8_lossy(&m.body);
     let objects = text
         .lines()
@@ -221,8 +221,8 @@ async fn stale_if_error_by_default_when_the_upstream_said_nothing() {
 }
 
 /// The edge's Prometheus text.
-async fn metrics(c: &HttpClient, edge: &e2e::Running) -> String {
-    String::from_utf8_lossy(&get(c, &edge.url("/metrics")).await.body).into_owned()
+async fn metrics(c: &HttpClient, edge: &e2e::TestEdge) -> String {
+    String::from_utf8_lossy(&get(c, &edge.admin_url("/metrics")).await.body).into_owned()
 }
 
 /// The value of the sample whose line starts with `prefix` (0 when absent).
@@ -241,7 +241,7 @@ fn client_from(ip: [u8; 4]) -> HttpClient {
 
 /// An origin serving one cached 100 KB segment at `/live/x/1.ts`, and an edge with `server`
 /// and `overload` tables in front of it.
-async fn edge_with(extra: &str) -> (FakeOrigin, e2e::Running) {
+async fn edge_with(extra: &str) -> (FakeOrigin, e2e::TestEdge) {
     let origin = FakeOrigin::start().await;
     origin.route(
         "/live/x/1.ts",

@@ -70,6 +70,7 @@ fn curl(
 struct TlsEdge {
     plain: std::net::SocketAddr,
     tls: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -79,7 +80,12 @@ impl TlsEdge {
         let tls = edge::tls_setup(&cfg).unwrap().unwrap();
         let plain = service::bind(([127, 0, 0, 1], 0).into(), 128).unwrap();
         let secure = service::bind(([127, 0, 0, 1], 0).into(), 128).unwrap();
-        let addrs = (plain.local_addr().unwrap(), secure.local_addr().unwrap());
+        let admin = service::bind(([127, 0, 0, 1], 0).into(), 128).unwrap();
+        let addrs = (
+            plain.local_addr().unwrap(),
+            secure.local_addr().unwrap(),
+            admin.local_addr().unwrap(),
+        );
         let source: Option<edge::ReloadSource> = reloadable.then(|| {
             let toml = toml.to_string();
             std::sync::Arc::new(move || {
@@ -88,16 +94,19 @@ impl TlsEdge {
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(edge::run_on(
-            vec![
-                service::Listener {
-                    tcp: plain,
-                    tls: None,
-                },
-                service::Listener {
-                    tcp: secure,
-                    tls: Some(tls.acceptor.clone()),
-                },
-            ],
+            edge::Sockets {
+                viewers: vec![
+                    service::Listener {
+                        tcp: plain,
+                        tls: None,
+                    },
+                    service::Listener {
+                        tcp: secure,
+                        tls: Some(tls.acceptor.clone()),
+                    },
+                ],
+                admin: Some(admin),
+            },
             cfg,
             Some(tls.certs.clone()),
             source,
@@ -108,6 +117,7 @@ impl TlsEdge {
         Self {
             plain: addrs.0,
             tls: addrs.1,
+            admin: addrs.2,
             _stop: stop,
         }
     }
@@ -167,7 +177,9 @@ async fn curl_gets_h2_and_http1_over_tls_with_sni() {
     assert_eq!(s, "000", "a.test's certificate is a's, not b's");
     // The plain listener serves beside it, and the handshakes are counted.
     let c = new_client(Duration::from_secs(10));
-    let m = get(&c, &format!("http://{plain_addr}/metrics")).await;
+    let plain = get(&c, &format!("http://{plain_addr}/live/x/1.ts")).await;
+    assert_eq!(plain.status, 200);
+    let m = get(&c, &format!("http://{}/metrics", edge.admin)).await;
     let text = String::from_utf8_lossy(&m.body);
     assert!(
         text.contains("edge_tls_handshakes_total{outcome=\"ok\"} 3"),
@@ -234,9 +246,9 @@ fn rotate(spec: &CertSpec, name: &str) -> rustls_pki_types::CertificateDer<'stat
     c.cert.der().clone()
 }
 
-async fn reloads(plain: std::net::SocketAddr, outcome: &str) -> String {
+async fn reloads(admin: std::net::SocketAddr, outcome: &str) -> String {
     let c = new_client(Duration::from_secs(10));
-    let m = get(&c, &format!("http://{plain}/metrics")).await;
+    let m = get(&c, &format!("http://{admin}/metrics")).await;
     String::from_utf8_lossy(&m.body)
         .lines()
         .find_map(|l| l.strip_prefix(&format!("edge_reloads_total{{outcome=\"{outcome}\"}} ")))
@@ -266,7 +278,7 @@ async fn sighup_reloads_the_certificate_for_new_handshakes_only() {
         spec.key
     );
     let edge = TlsEdge::start(&toml, true);
-    let (plain_addr, tls_addr) = (edge.plain, edge.tls);
+    let tls_addr = edge.tls;
     let req = || {
         http::Request::get("https://a.test/live/x/1.ts")
             .header("host", "a.test")
@@ -285,12 +297,12 @@ async fn sighup_reloads_the_certificate_for_new_handshakes_only() {
     let second = rotate(&spec, "a.test");
     assert!(hup().success());
     for _ in 0..50 {
-        if reloads(plain_addr, "ok").await == "1" {
+        if reloads(edge.admin, "ok").await == "1" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(reloads(plain_addr, "ok").await, "1");
+    assert_eq!(reloads(edge.admin, "ok").await, "1");
     let (mut new, presented) = tls_h1(tls_addr, "a.test", std::slice::from_ref(&second)).await;
     assert_eq!(
         presented, second,
@@ -306,12 +318,12 @@ async fn sighup_reloads_the_certificate_for_new_handshakes_only() {
     std::fs::write(&spec.key, "broken").unwrap();
     assert!(hup().success());
     for _ in 0..50 {
-        if reloads(plain_addr, "refused").await == "1" {
+        if reloads(edge.admin, "refused").await == "1" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(reloads(plain_addr, "refused").await, "1");
+    assert_eq!(reloads(edge.admin, "refused").await, "1");
     let (_, presented) = tls_h1(tls_addr, "a.test", std::slice::from_ref(&second)).await;
     assert_eq!(presented, second);
 }
@@ -360,7 +372,7 @@ async fn https_upstream_with_a_test_ca_and_a_wrong_one() {
     assert_eq!(r.status, 502);
     let why = String::from_utf8_lossy(&r.body);
     assert!(why.contains("certificate"), "the reason says so: {why}");
-    let m = get(&c, &distrusting.url("/metrics")).await;
+    let m = get(&c, &distrusting.admin_url("/metrics")).await;
     let text = String::from_utf8_lossy(&m.body);
     assert!(
         text.lines()
@@ -424,7 +436,7 @@ async fn viewer_tokens_guard_a_prefix_without_splitting_the_cache() {
         "the token is not in the key"
     );
     assert_eq!(get(&c, &edge.url("/live/free/1.ts")).await.status, 200);
-    let m = get(&c, &edge.url("/metrics")).await;
+    let m = get(&c, &edge.admin_url("/metrics")).await;
     let text = String::from_utf8_lossy(&m.body);
     for why in ["missing", "malformed", "expired", "bad_signature"] {
         assert!(
