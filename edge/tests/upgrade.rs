@@ -1,0 +1,231 @@
+//! In-place upgrade with the real binary: a second `edge --upgrade` takes the listening
+//! sockets of the running one, which drains and exits, while clients keep requesting (over
+//! kept-alive connections and over a new connection per request). No request may fail.
+
+// Tests: a failed setup should fail the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Requests the loop makes at least.
+const REQUESTS: usize = 10_000;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start(config: &std::path::Path, log: &std::path::Path, upgrade: bool) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_edge"));
+    cmd.arg("--config").arg(config);
+    if upgrade {
+        cmd.arg("--upgrade");
+    }
+    cmd.env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// One GET on a new connection, `Connection: close`; Ok when the answer is a 200.
+async fn one_shot(addr: SocketAddr, path: &str) -> Result<(), String> {
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: edge\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .map_err(|e| format!("write: {e}"))?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)
+        .await
+        .map_err(|e| format!("read: {e}"))?;
+    if buf.starts_with(b"HTTP/1.1 200") {
+        Ok(())
+    } else {
+        Err(format!(
+            "answer: {:?}",
+            String::from_utf8_lossy(&buf[..buf.len().min(80)])
+        ))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_under_a_client_loop_loses_no_request() {
+    // The upstream: 2 KB per path, cacheable.
+    let upstream = service::InProcess::spawn("upstream", |l, stop| async move {
+        service::serve(
+            l,
+            |req: http::Request<hyper::body::Incoming>, _| async move {
+                let mut r =
+                    http::Response::new(service::body::full(vec![
+                        b'x';
+                        2048 + req.uri().path().len()
+                    ]));
+                r.headers_mut().insert(
+                    http::header::CACHE_CONTROL,
+                    http::HeaderValue::from_static("max-age=60"),
+                );
+                r
+            },
+            service::ServerLimits::default(),
+            stop,
+        )
+        .await;
+        Ok::<(), std::convert::Infallible>(())
+    })
+    .await
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("edge-upgrade-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (viewer, admin) = (free_port(), free_port());
+    let viewer_addr: SocketAddr = ([127, 0, 0, 1], viewer).into();
+    let config = dir.join("edge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{viewer}\"\nupgrade_socket = {:?}\n[server]\nmax_connections_per_client = 0\nmax_requests_per_client = 0\ndrain_timeout = \"4s\"\nworker_threads = 1\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n[upstream]\nurls = [\"{}\"]\n",
+            dir.join("upgrade.sock"),
+            upstream.url("")
+        ),
+    )
+    .unwrap();
+    let mut old = start(&config, &dir.join("old.log"), false);
+    let client = service::client::new_client(Duration::from_secs(10));
+    let up = service::client::wait_ok(
+        &client,
+        &format!("http://{viewer_addr}/live/0.ts"),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(up.is_ok(), "the first edge did not come up: {up:?}");
+
+    let done = Arc::new(AtomicUsize::new(0));
+    let upgraded_at = Arc::new(AtomicUsize::new(usize::MAX));
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut workers = Vec::new();
+    for w in 0..6 {
+        let (done, stop, failures) = (done.clone(), stop.clone(), failures.clone());
+        let client = client.clone();
+        workers.push(tokio::spawn(async move {
+            let mut i = w;
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let path = format!("/live/{}.ts", i % 64);
+                let r = if w < 4 {
+                    // Kept-alive connections (the client's pool).
+                    service::client::fetch(
+                        &client,
+                        http::Method::GET,
+                        &format!("http://{viewer_addr}{path}"),
+                        &[],
+                        Duration::from_secs(10),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|f| {
+                        if f.status == 200 {
+                            Ok(())
+                        } else {
+                            Err(format!("status {}", f.status))
+                        }
+                    })
+                } else {
+                    one_shot(viewer_addr, &path).await
+                };
+                if let Err(e) = r {
+                    failures.lock().unwrap().push(format!("{path}: {e}"));
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+                i += 6;
+            }
+        }));
+    }
+    // Upgrade once the loop is well under way.
+    while done.load(Ordering::Relaxed) < 2_000 {
+        assert!(Instant::now() < deadline, "the client loop is too slow");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut new = start(&config, &dir.join("new.log"), true);
+    let old_exit = tokio::task::spawn_blocking(move || {
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = old.try_wait().unwrap() {
+                return Some(s);
+            }
+            if Instant::now() > until {
+                let _ = old.kill();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await
+    .unwrap();
+    upgraded_at.store(done.load(Ordering::Relaxed), Ordering::Relaxed);
+    // Keep going on the new edge alone.
+    let after = upgraded_at.load(Ordering::Relaxed);
+    while done.load(Ordering::Relaxed) < REQUESTS.max(after + 2_000) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let total = done.load(Ordering::Relaxed);
+    let metrics = service::client::fetch(
+        &client,
+        http::Method::GET,
+        &format!("http://127.0.0.1:{admin}/metrics"),
+        &[],
+        Duration::from_secs(5),
+    )
+    .await;
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(new.id().to_string())
+        .status();
+    let new_exit = tokio::task::spawn_blocking(move || new.wait().unwrap())
+        .await
+        .unwrap();
+    let logs = format!(
+        "old:\n{}\nnew:\n{}",
+        std::fs::read_to_string(dir.join("old.log")).unwrap_or_default(),
+        std::fs::read_to_string(dir.join("new.log")).unwrap_or_default()
+    );
+    let failures = failures.lock().unwrap().clone();
+    assert!(
+        failures.is_empty(),
+        "{} of {total} requests failed, e.g. {:?}\n{logs}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(total >= REQUESTS, "only {total} requests\n{logs}");
+    let old_exit = old_exit.unwrap_or_else(|| panic!("the old edge did not exit\n{logs}"));
+    assert!(old_exit.success(), "old edge: {old_exit}\n{logs}");
+    assert!(new_exit.success(), "new edge: {new_exit}\n{logs}");
+    // The new edge answered on the handed-over admin socket and served the loop's tail.
+    let m = String::from_utf8_lossy(&metrics.unwrap().body).into_owned();
+    let served: f64 = m
+        .lines()
+        .filter(|l| l.starts_with("edge_requests_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(
+        served >= 2_000.0,
+        "the new edge served {served} requests\n{logs}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
