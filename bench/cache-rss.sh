@@ -15,6 +15,7 @@ command -v varnishd >/dev/null 2>&1 || {
 cargo build --release -q -p edge -p bench
 
 ORIGIN=18190 EDGE=18191 VARNISH=18193
+EDGE_ADMIN=18194
 work=$(mktemp -d /dev/shm/cache-rss.XXXXXX)
 chmod 755 "$work"
 pids=()
@@ -36,6 +37,8 @@ target/release/slow-origin --listen 127.0.0.1:$ORIGIN --delay-ms 0 --fill "$OBJE
 pids+=($!)
 cat > "$work/edge.toml" <<TOML
 listen = "127.0.0.1:$EDGE"
+[admin]
+listen = "127.0.0.1:$EDGE_ADMIN"   # not the default 9081: another edge may be running
 [server]
 max_connections_per_client = 0   # the whole load comes from 127.0.0.1
 max_requests_per_client = 0
@@ -72,7 +75,7 @@ mgr=$(cat "$work/varnish.pid")
 vpids=("/proc/$mgr/status")
 for c in $(pgrep -P "$mgr"); do vpids+=("/proc/$c/status"); done
 varnish=$(rss_mib "${vpids[@]}")
-stored=$(curl -s "http://127.0.0.1:$EDGE/metrics" | awk '/^edge_cache_bytes / {print int($2 / 1048576)}')
+stored=$(curl -s "http://127.0.0.1:$EDGE_ADMIN/metrics" | awk '/^edge_cache_bytes / {print int($2 / 1048576)}')
 echo "   edge:    RSS $edge MiB (cache holds $stored MiB; overhead $((edge - CAP_MIB)) MiB over capacity)"
 echo "   varnish: RSS $varnish MiB (manager + child; overhead $((varnish - CAP_MIB)) MiB over capacity)"
 echo "   edge / varnish RSS: $(awk -v a="$edge" -v b="$varnish" 'BEGIN {printf "%.2f", a / b}')"

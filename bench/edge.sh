@@ -24,6 +24,7 @@ fi
 cargo build --release -q -p edge -p bench
 
 ORIGIN=18090 EDGE=18091 NGINX=18092 VARNISH=18093 FLOOR_HERD=18094 FLOOR_HIT=18095
+EDGE_ADMIN=18096
 # Where each server answers herds and hits (the floor runs one server per mode).
 declare -A HERD_PORT=([edge]=$EDGE [nginx]=$NGINX [varnish]=$VARNISH [floor]=$FLOOR_HERD)
 declare -A HIT_PORT=([edge]=$EDGE [nginx]=$NGINX [varnish]=$VARNISH [floor]=$FLOOR_HIT)
@@ -52,6 +53,8 @@ wait_port $ORIGIN
 
 cat > "$work/edge.toml" <<TOML
 listen = "127.0.0.1:$EDGE"
+[admin]
+listen = "127.0.0.1:$EDGE_ADMIN"   # not the default 9081: another edge may be running
 [server]
 max_connections = 20000
 worker_threads = 1

@@ -25,6 +25,7 @@ echo "== 1. offline sessions/s per core =="
 cargo bench -q -p player-sim --bench offline 2>/dev/null | grep -E "sessions" || true
 
 ORIGIN=18100 EDGE=18101
+EDGE_ADMIN=18102
 for p in $ORIGIN $EDGE; do
   if ss -ltn | grep -q "127.0.0.1:$p "; then echo "port $p is already in use" >&2; exit 1; fi
 done
@@ -58,6 +59,8 @@ renditions = [{ name = "lo1", file = "$work/lo1.ts" }, { name = "lo0", file = "$
 TOML
 cat > "$work/edge.toml" <<TOML
 listen = "127.0.0.1:$EDGE"
+[admin]
+listen = "127.0.0.1:$EDGE_ADMIN"   # not the default 9081: another edge may be running
 [server]
 max_connections = 60000
 max_connections_per_client = 0   # every player comes from 127.0.0.1
