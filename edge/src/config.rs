@@ -36,6 +36,9 @@ pub struct Config {
     /// Path prefixes that need a signed viewer token.
     #[serde(default)]
     pub tokens: Vec<crate::token::TokenRule>,
+    /// Log filter for the edge's own log (`RUST_LOG` syntax; `RUST_LOG`, when set, wins).
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
     /// The admin listener.
     #[serde(default)]
     pub admin: AdminConfig,
@@ -108,6 +111,10 @@ pub struct TlsConfig {
     /// Certificate chains and keys; SNI picks among them, the first is the default.
     #[serde(default)]
     pub certificates: Vec<service::tls::CertSpec>,
+}
+
+fn default_log_level() -> String {
+    "info".into()
 }
 
 fn default_listen() -> SocketAddr {
@@ -512,6 +519,9 @@ impl Validate for Config {
                 }
             }
         }
+        if let Err(e) = service::telemetry::check_filter(&self.log_level) {
+            p.push(Problem::new("log_level", e));
+        }
         match (&self.admin.token, &self.admin.token_env) {
             (Some(_), Some(_)) => p.push(Problem::new(
                 "admin.token_env",
@@ -674,6 +684,36 @@ mod tests {
             format!("listen = \"127.0.0.1:8443\"\n{up}[[listeners]]\naddr = \"127.0.0.1:8443\"\n");
         let e = Config::parse("e.toml", &twice).unwrap_err().to_string();
         assert!(e.contains("listeners[0].addr"), "{e}");
+    }
+
+    #[test]
+    fn admin_and_log_problems_name_their_key() {
+        let up = "[upstream]\nurls = [\"http://127.0.0.1:8080\"]\n";
+        let e = Config::parse("e.toml", &format!("log_level = \"edge=loud\"\n{up}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 1: key `log_level`"), "{e}");
+        let e = Config::parse("e.toml", &format!("{up}[admin]\ntoken = \"short\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("key `admin.token`"), "{e}");
+        let e = Config::parse(
+            "e.toml",
+            &format!("{up}[admin]\ntoken_env = \"EDGE_TEST_UNSET_VARIABLE_4711\"\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("EDGE_TEST_UNSET_VARIABLE_4711 is not set"),
+            "{e}"
+        );
+        let e = Config::parse(
+            "e.toml",
+            &format!("listen = \"127.0.0.1:9081\"\n{up}[admin]\nlisten = \"127.0.0.1:9081\"\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("key `admin.listen`"), "{e}");
     }
 
     #[test]

@@ -308,6 +308,12 @@ impl Edge {
             // logrotate moves the file and sends SIGHUP: write to a new one.
             log.reopen();
         }
+        if next.cfg.log_level != old.cfg.log_level
+            && let Err(e) = service::telemetry::set_filter(&next.cfg.log_level)
+        {
+            // Checked with the config; a failure here is a bug, not a reason to refuse.
+            tracing::warn!(error = %e, "log_level not applied");
+        }
         self.current.store(Arc::new(next));
         Ok(changed)
     }
@@ -364,6 +370,7 @@ fn changes(old: &Config, new: &Config) -> String {
     note(old.access_log == new.access_log, "access_log", false);
     note(old.tokens == new.tokens, "tokens", false);
     note(old.overload == new.overload, "overload", false);
+    note(old.log_level == new.log_level, "log_level", false);
     note(old.listen == new.listen, "listen", true);
     note(old.listeners == new.listeners, "listeners", true);
     note(old.server == new.server, "server", true);

@@ -75,6 +75,10 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
+    if let Err(e) = service::telemetry::set_filter(&config.log_level) {
+        eprintln!("error: log_level: {e}");
+        return ExitCode::from(2);
+    }
     let mut upgrade = edge::Upgrade::default();
     let mut listen = service::Listen::Addr(config.listen);
     if cli.upgrade {

@@ -1,6 +1,14 @@
-//! Tracing setup: `RUST_LOG` filter (default `info`), human-readable lines on stderr.
+//! Tracing setup: `RUST_LOG` filter (default `info`), human-readable lines on stderr; the
+//! filter can be replaced at run time (a config reload's `log_level`).
 
-use tracing_subscriber::EnvFilter;
+use std::sync::OnceLock;
+
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Registry, reload};
+
+/// The installed filter, replaceable by [`set_filter`].
+static FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
 
 /// Installs the global tracing subscriber; later calls are no-ops (tests start many servers).
 pub fn init_tracing() {
@@ -11,10 +19,35 @@ pub fn init_tracing() {
 /// draws a progress bar wants only warnings).
 pub fn init_tracing_at(default: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let (layer, handle) = reload::Layer::new(filter);
+    let installed = tracing_subscriber::registry()
+        .with(layer)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .try_init()
+        .is_ok();
+    if installed {
+        let _ = FILTER.set(handle);
+    }
+}
+
+/// Checks a filter such as `info` or `warn,edge=debug` (`RUST_LOG` syntax).
+pub fn check_filter(directives: &str) -> Result<(), String> {
+    EnvFilter::try_new(directives)
+        .map(|_| ())
+        .map_err(|e| format!("not a log filter ({e}); e.g. \"info\" or \"warn,edge=debug\""))
+}
+
+/// Replaces the log filter with `directives`, unless `RUST_LOG` is set (the environment
+/// wins, as at start). Returns whether it was applied.
+pub fn set_filter(directives: &str) -> Result<bool, String> {
+    if std::env::var_os("RUST_LOG").is_some() {
+        return Ok(false);
+    }
+    let f = EnvFilter::try_new(directives).map_err(|e| e.to_string())?;
+    match FILTER.get() {
+        Some(h) => h.reload(f).map(|()| true).map_err(|e| e.to_string()),
+        None => Ok(false),
+    }
 }
 
 /// Rate limit for a warning that can repeat once per request (an upstream that is down, a

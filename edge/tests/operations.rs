@@ -1,6 +1,7 @@
-//! In-place upgrade with the real binary: a second `edge --upgrade` takes the listening
-//! sockets of the running one, which drains and exits, while clients keep requesting (over
-//! kept-alive connections and over a new connection per request). No request may fail.
+//! The edge binary under an operator's hands. In-place upgrade: a second `edge --upgrade`
+//! takes the listening sockets of the running one, which drains and exits, while clients
+//! keep requesting (over kept-alive connections and over a new connection per request); no
+//! request may fail. Reload: SIGHUP and `POST /reload` change the log level.
 
 // Tests: a failed setup should fail the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -227,5 +228,113 @@ async fn an_upgrade_under_a_client_loop_loses_no_request() {
         served >= 2_000.0,
         "the new edge served {served} requests\n{logs}"
     );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// SIGHUP and `POST /reload` apply `log_level` to the running binary; an invalid one is
+/// refused with its key and the level stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_changes_the_log_level() {
+    let upstream = service::InProcess::spawn("upstream", |l, stop| async move {
+        service::serve(
+            l,
+            |_req: http::Request<hyper::body::Incoming>, _| async move {
+                http::Response::new(service::body::full("ok"))
+            },
+            service::ServerLimits::default(),
+            stop,
+        )
+        .await;
+        Ok::<(), std::convert::Infallible>(())
+    })
+    .await
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("edge-loglevel-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (viewer, admin) = (free_port(), free_port());
+    let config = dir.join("edge.toml");
+    let write = |level: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:{viewer}\"\nlog_level = \"{level}\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken = \"log-level-test-token-0123\"\n[upstream]\nurls = [\"{}\"]\n",
+                upstream.url("")
+            ),
+        )
+        .unwrap()
+    };
+    write("warn");
+    let log = dir.join("edge.log");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_edge"));
+    let mut edge = cmd
+        .arg("--config")
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let c = service::client::new_client(Duration::from_secs(5));
+    let get = |p: &str| {
+        let (c, url) = (c.clone(), format!("http://127.0.0.1:{viewer}{p}"));
+        async move {
+            service::client::wait_ok(&c, &url, Duration::from_secs(10))
+                .await
+                .unwrap()
+        }
+    };
+    let debug_lines = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("DEBUG"))
+            .count()
+    };
+    get("/a.ts").await;
+    assert_eq!(debug_lines(), 0);
+    let reload = |auth: bool| {
+        let c = c.clone();
+        async move {
+            let h = [("authorization", "Bearer log-level-test-token-0123")];
+            service::client::fetch(
+                &c,
+                http::Method::POST,
+                &format!("http://127.0.0.1:{admin}/reload"),
+                if auth { &h[..] } else { &[] },
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    write("debug");
+    assert_eq!(reload(false).await.status, 401);
+    let r = reload(true).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert!(String::from_utf8_lossy(&r.body).contains("log_level"));
+    get("/b.ts").await;
+    let at_debug = debug_lines();
+    assert!(at_debug > 0, "no debug line after the reload to debug");
+    write("edge=loud");
+    let r = reload(true).await;
+    assert_eq!(r.status, 422);
+    assert!(String::from_utf8_lossy(&r.body).contains("log_level"));
+    // Back to warn with SIGHUP: no more debug lines.
+    write("warn");
+    let _ = Command::new("kill")
+        .arg("-HUP")
+        .arg(edge.id().to_string())
+        .status();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = debug_lines();
+    get("/c.ts").await;
+    get("/d.ts").await;
+    assert_eq!(
+        debug_lines(),
+        before,
+        "debug lines after SIGHUP back to warn"
+    );
+    let _ = edge.kill();
+    let _ = edge.wait();
     std::fs::remove_dir_all(&dir).ok();
 }
