@@ -57,6 +57,9 @@ pub enum StartError {
     /// The listening sockets could not be copied for a successor.
     #[error("upgrade_socket: cannot copy the listening sockets: {0}")]
     Sockets(std::io::Error),
+    /// The upgrade socket could not be bound.
+    #[error("upgrade_socket: {0}")]
+    Upgrade(#[from] service::handoff::HandoffError),
 }
 
 /// One generation of the edge's state: a config and what is built from it. A reload
@@ -584,6 +587,12 @@ async fn serve(
     } else {
         Vec::new()
     };
+    // A first start binds the upgrade socket before serving: a path that cannot be bound, or
+    // that another edge answers at, is an error now rather than a failed upgrade later.
+    let mut offer = match (&upgrade_socket, &predecessor) {
+        (Some(path), None) => Some(service::handoff::Offer::bind(path)?),
+        _ => None,
+    };
     let edge = Edge::new(App::new(cfg)?, certs, reload_from.clone());
     let app = edge.app();
     let hangups = match reload_from {
@@ -643,7 +652,9 @@ async fn serve(
             stop,
         )
     });
-    let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    // The admin listener stops when the viewers' loop has drained, or at once when a
+    // successor has taken the sockets (its admin endpoints are the ones that matter).
+    let (admin_stop, mut admin_stopped) = tokio::sync::watch::channel(false);
     let admin = sockets.admin.map(|a| {
         let e = edge.clone();
         tokio::spawn(service::serve_listeners(
@@ -652,7 +663,7 @@ async fn serve(
             admin_limits(&limits),
             None,
             async move {
-                let _ = admin_stopped.await;
+                let _ = admin_stopped.wait_for(|s| *s).await;
             },
         ))
     });
@@ -665,26 +676,29 @@ async fn serve(
             Err(e) => tracing::error!(error = %e, "handoff task failed"),
         }
     }
-    let offer = match &upgrade_socket {
-        Some(path) => match service::handoff::Offer::bind(path) {
-            Ok(o) => {
-                let e = edge.clone();
-                Some(tokio::spawn(async move {
-                    o.hand_over(offered).await;
-                    e.drain();
-                }))
-            }
+    if offer.is_none()
+        && let Some(path) = &upgrade_socket
+    {
+        // After an upgrade the predecessor has let go of the path by now.
+        match service::handoff::Offer::bind(path) {
+            Ok(o) => offer = Some(o),
             Err(err) => {
-                tracing::error!(error = %err, "upgrade_socket: no in-place upgrade possible");
-                None
+                tracing::error!(error = %err, "upgrade_socket: no further in-place upgrade possible")
             }
-        },
-        None => None,
-    };
+        }
+    }
+    let offer = offer.map(|o| {
+        let (e, handed) = (edge.clone(), admin_stop.clone());
+        tokio::spawn(async move {
+            o.hand_over(offered).await;
+            handed.send_replace(true);
+            e.drain();
+        })
+    });
     if let Err(e) = viewers.await {
         tracing::error!(error = %e, "serve loop failed");
     }
-    let _ = admin_stop.send(());
+    admin_stop.send_replace(true);
     if let Some(a) = admin {
         let _ = a.await;
     }

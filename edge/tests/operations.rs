@@ -102,7 +102,7 @@ async fn an_upgrade_under_a_client_loop_loses_no_request() {
         ),
     )
     .unwrap();
-    let mut old = start(&config, &dir.join("old.log"), false);
+    let old = start(&config, &dir.join("old.log"), false);
     let client = service::client::new_client(Duration::from_secs(10));
     let up = service::client::wait_ok(
         &client,
@@ -154,29 +154,38 @@ async fn an_upgrade_under_a_client_loop_loses_no_request() {
             }
         }));
     }
-    // Upgrade once the loop is well under way.
-    while done.load(Ordering::Relaxed) < 2_000 {
-        assert!(Instant::now() < deadline, "the client loop is too slow");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let mut new = start(&config, &dir.join("new.log"), true);
-    let old_exit = tokio::task::spawn_blocking(move || {
-        let until = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(s) = old.try_wait().unwrap() {
-                return Some(s);
-            }
-            if Instant::now() > until {
-                let _ = old.kill();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+    // Two upgrades in a row (the successor must itself be upgradable), each once the loop
+    // is well under way on the edge of the moment.
+    let mut current = old;
+    let mut exits = Vec::new();
+    for round in 0..2 {
+        let at = done.load(Ordering::Relaxed) + 2_000;
+        while done.load(Ordering::Relaxed) < at {
+            assert!(Instant::now() < deadline, "the client loop is too slow");
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-    })
-    .await
-    .unwrap();
+        let next = start(&config, &dir.join(format!("new{round}.log")), true);
+        let exit = tokio::task::spawn_blocking(move || {
+            let until = Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Some(s) = current.try_wait().unwrap() {
+                    return Some(s);
+                }
+                if Instant::now() > until {
+                    let _ = current.kill();
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+        .await
+        .unwrap();
+        exits.push(exit);
+        current = next;
+    }
+    let mut new = current;
     upgraded_at.store(done.load(Ordering::Relaxed), Ordering::Relaxed);
-    // Keep going on the new edge alone.
+    // Keep going on the last edge alone.
     let after = upgraded_at.load(Ordering::Relaxed);
     while done.load(Ordering::Relaxed) < REQUESTS.max(after + 2_000) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -201,11 +210,16 @@ async fn an_upgrade_under_a_client_loop_loses_no_request() {
     let new_exit = tokio::task::spawn_blocking(move || new.wait().unwrap())
         .await
         .unwrap();
-    let logs = format!(
-        "old:\n{}\nnew:\n{}",
-        std::fs::read_to_string(dir.join("old.log")).unwrap_or_default(),
-        std::fs::read_to_string(dir.join("new.log")).unwrap_or_default()
-    );
+    let logs = ["old.log", "new0.log", "new1.log"]
+        .iter()
+        .map(|f| {
+            format!(
+                "{f}:\n{}",
+                std::fs::read_to_string(dir.join(f)).unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
     let failures = failures.lock().unwrap().clone();
     assert!(
         failures.is_empty(),
@@ -214,8 +228,11 @@ async fn an_upgrade_under_a_client_loop_loses_no_request() {
         &failures[..failures.len().min(5)]
     );
     assert!(total >= REQUESTS, "only {total} requests\n{logs}");
-    let old_exit = old_exit.unwrap_or_else(|| panic!("the old edge did not exit\n{logs}"));
-    assert!(old_exit.success(), "old edge: {old_exit}\n{logs}");
+    for (i, exit) in exits.into_iter().enumerate() {
+        let exit =
+            exit.unwrap_or_else(|| panic!("edge {i} did not exit after its upgrade\n{logs}"));
+        assert!(exit.success(), "edge {i}: {exit}\n{logs}");
+    }
     assert!(new_exit.success(), "new edge: {new_exit}\n{logs}");
     // The new edge answered on the handed-over admin socket and served the loop's tail.
     let m = String::from_utf8_lossy(&metrics.unwrap().body).into_owned();

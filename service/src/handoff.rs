@@ -201,7 +201,8 @@ impl Offer {
     }
 
     /// Serves successors until one has taken `sockets` and said it is serving on them; then
-    /// returns, and the caller drains. Failed attempts are logged and do not end the wait.
+    /// stops answering at the path (so the successor can bind it) and returns, and the caller
+    /// drains. Failed attempts are logged and do not end the wait.
     pub async fn hand_over(self, sockets: Vec<OwnedFd>) {
         let sockets = std::sync::Arc::new(sockets);
         loop {
@@ -214,7 +215,7 @@ impl Offer {
                 }
             };
             let fds = sockets.clone();
-            let done = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let done = tokio::task::spawn_blocking(move || {
                 let stream = stream.into_std()?;
                 stream.set_nonblocking(false)?;
                 stream.set_read_timeout(Some(STEP_TIMEOUT))?;
@@ -222,7 +223,13 @@ impl Offer {
             })
             .await;
             match done {
-                Ok(Ok(())) => {
+                Ok(Ok(mut successor)) => {
+                    // Closed before `draining` goes out: once the successor reads it, the
+                    // path is free for its own offer.
+                    drop(self.listener);
+                    if let Err(e) = successor.get_mut().write_all(b"draining\n") {
+                        tracing::warn!(error = %e, "the successor left before `draining`");
+                    }
                     tracing::info!(path = %self.path.display(), "a successor took the listening sockets; draining");
                     return;
                 }
@@ -235,7 +242,9 @@ impl Offer {
     }
 }
 
-fn one_successor(stream: UnixStream, fds: &[OwnedFd]) -> std::io::Result<()> {
+/// Sends the sockets to one successor and waits for it to say it is serving; returns the
+/// connection to answer `draining` on.
+fn one_successor(stream: UnixStream, fds: &[OwnedFd]) -> std::io::Result<BufReader<UnixStream>> {
     let bad = |why: String| std::io::Error::new(std::io::ErrorKind::InvalidData, why);
     let mut r = BufReader::new(stream);
     let line = read_line(&mut r)?;
@@ -258,8 +267,7 @@ fn one_successor(stream: UnixStream, fds: &[OwnedFd]) -> std::io::Result<()> {
             "the successor did not start serving (said `{line}`)"
         )));
     }
-    r.get_mut().write_all(b"draining\n")?;
-    Ok(())
+    Ok(r)
 }
 
 #[cfg(test)]
@@ -293,6 +301,9 @@ mod tests {
             .unwrap()
             .unwrap();
         old.await.unwrap();
+        // The path is free for the successor's own offer at once.
+        let next = Offer::bind(&path).unwrap();
+        assert_eq!(next.path(), path.as_path());
         l.set_nonblocking(false).unwrap();
         let (mut s, _) = l.accept().unwrap();
         use std::io::Read;
