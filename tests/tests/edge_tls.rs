@@ -132,8 +132,9 @@ async fn curl_gets_h2_and_http1_over_tls_with_sni() {
     );
     let dir = scratch();
     let (a, b) = (cert(&dir, "a.test"), cert(&dir, "b.test"));
+    let log = dir.join("access-sni.log");
     let toml = format!(
-        "[upstream]\nurls = [\"{}\"]\n[[listeners]]\naddr = \"127.0.0.1:0\"\ntls = true\n[tls]\ncertificates = [{{ cert = {:?}, key = {:?}, names = [\"a.test\"] }}, {{ cert = {:?}, key = {:?}, names = [\"b.test\"] }}]\n",
+        "[access_log]\npath = {log:?}\n[upstream]\nurls = [\"{}\"]\n[[listeners]]\naddr = \"127.0.0.1:0\"\ntls = true\n[tls]\ncertificates = [{{ cert = {:?}, key = {:?}, names = [\"a.test\"] }}, {{ cert = {:?}, key = {:?}, names = [\"b.test\"] }}]\n",
         origin.url(),
         a.cert,
         a.key,
@@ -183,6 +184,44 @@ async fn curl_gets_h2_and_http1_over_tls_with_sni() {
     let text = String::from_utf8_lossy(&m.body);
     assert!(
         text.contains("edge_tls_handshakes_total{outcome=\"ok\"} 3"),
+        "{text}"
+    );
+    // The access log says which protocol and TLS version each request came over.
+    let mut lines = Vec::new();
+    for _ in 0..50 {
+        lines = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .collect();
+        if lines.len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seen: Vec<(String, String)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["protocol"].as_str().unwrap_or("").to_string(),
+                l["tls"].as_str().unwrap_or("none").to_string(),
+            )
+        })
+        .collect();
+    for want in [
+        ("HTTP/2", "TLSv1.3"),
+        ("HTTP/1.1", "TLSv1.3"),
+        ("HTTP/1.1", "none"),
+    ] {
+        assert!(
+            seen.contains(&(want.0.to_string(), want.1.to_string())),
+            "{want:?} not in {seen:?}"
+        );
+    }
+    assert_eq!(lines[0]["upstream"], origin.addr.to_string());
+    assert!(
+        text.contains("edge_connections_open_by_protocol")
+            && text.contains("edge_sent_bytes_total"),
         "{text}"
     );
 }
