@@ -301,6 +301,64 @@ impl Conn {
 }
 
 /// The socket of one connection, counting what it writes for the connection's [`Conn`].
+/// Most bytes one read asks a TLS stream for.
+///
+/// hyper offers each read the whole free part of its read buffer (8 to 16 KiB), and
+/// tokio-rustls zeroes whatever it is offered before copying plaintext in, so every kept-alive
+/// TLS connection had its whole buffer resident (about 16 KiB each: 10,000 idle viewers cost
+/// 150 MiB more than they need). A request head fits in far less, and rustls keeps the rest
+/// of a record for the next read.
+pub(crate) const TLS_READ_CHUNK: usize = 2048;
+
+/// Caps each read from the inner stream at [`TLS_READ_CHUNK`] bytes.
+pub(crate) struct CappedRead<T>(pub(crate) T);
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for CappedRead<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if buf.remaining() <= TLS_READ_CHUNK {
+            return Pin::new(&mut self.0).poll_read(cx, buf);
+        }
+        let mut part = buf.take(TLS_READ_CHUNK);
+        let r = Pin::new(&mut self.0).poll_read(cx, &mut part);
+        let (filled, initialized) = (part.filled().len(), part.initialized().len());
+        // SAFETY: `part` is the start of `buf`'s unfilled region, and the inner reader has
+        // initialized its first `initialized` bytes (ReadBuf's own contract).
+        unsafe { buf.assume_init(initialized) };
+        buf.advance(filled);
+        r
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for CappedRead<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        b: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, b)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
 pub(crate) struct CountingIo<T> {
     inner: T,
     conn: Arc<Conn>,
@@ -542,6 +600,30 @@ impl http_body::Body for Tracked {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A read offered 16 KiB takes at most TLS_READ_CHUNK, and the bytes arrive whole and in
+    /// order over as many reads as it takes.
+    #[tokio::test]
+    async fn capped_reads_take_small_chunks_and_lose_nothing() {
+        use tokio::io::AsyncReadExt;
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        let mut r = CappedRead(&data[..]);
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = r.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            assert!(n <= TLS_READ_CHUNK, "read {n} bytes at once");
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got, data);
+        // A small offer passes through as it is.
+        let mut r = CappedRead(&data[..]);
+        let mut small = [0u8; 100];
+        assert_eq!(r.read(&mut small).await.unwrap(), 100);
+    }
 
     const T: Timeouts = Timeouts {
         first_request: Duration::from_secs(10),

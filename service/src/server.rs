@@ -446,7 +446,10 @@ pub async fn serve_listeners<H, F>(
                                 }
                             };
                         let conn = builder
-                            .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                            .serve_connection_with_upgrades(
+                                TokioIo::new(crate::conn::CappedRead(tls)),
+                                svc,
+                            )
                             .into_owned();
                         watcher.watch(conn).await
                     }
