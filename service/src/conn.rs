@@ -68,6 +68,8 @@ pub struct ConnMetrics {
     pub open_by_protocol: prometheus::IntGaugeVec,
     /// Bytes written to client sockets (TLS records included: what leaves the host).
     pub sent_bytes: prometheus::IntCounter,
+    /// Idle HTTP/1.1 connections parked without HTTP state (see `PARK_AFTER`).
+    pub parked: IntGauge,
 }
 
 /// The TLS version a request came over (a request extension; absent on plain HTTP).
@@ -116,10 +118,15 @@ impl ConnMetrics {
                 format!("{prefix}_sent_bytes_total"),
                 "Bytes written to client sockets, TLS records included.",
             )?,
+            parked: IntGauge::new(
+                format!("{prefix}_connections_parked"),
+                "Idle HTTP/1.1 connections parked: the socket kept, the HTTP state freed until the next request.",
+            )?,
         };
         registry.register(Box::new(m.open.clone()))?;
         registry.register(Box::new(m.open_by_protocol.clone()))?;
         registry.register(Box::new(m.sent_bytes.clone()))?;
+        registry.register(Box::new(m.parked.clone()))?;
         registry.register(Box::new(m.cut.clone()))?;
         registry.register(Box::new(m.tls_handshakes.clone()))?;
         Ok(m)
@@ -184,6 +191,17 @@ pub fn verdict(s: &Snapshot, now: Instant, t: &Timeouts) -> Verdict {
         next = next.min(due);
     }
     Verdict::RecheckAt(next)
+}
+
+/// Whether an HTTP/1.1 connection in state `s` may be parked at `now`: `None` when it may
+/// (no request in progress, nothing waiting for the client, quiet for `after`), else when
+/// to look again.
+pub fn park_due(s: &Snapshot, now: Instant, after: Duration) -> Option<Instant> {
+    if s.requests > 0 || s.oldest_waiting.is_some() {
+        return Some(now + after);
+    }
+    let due = s.last_active + after;
+    (now < due).then_some(due)
 }
 
 /// Marker in a response's waiting slot: its body is not waiting for the client.
@@ -369,6 +387,11 @@ pub(crate) struct CountingIo<T> {
 impl<T> CountingIo<T> {
     pub(crate) fn new(inner: T, conn: Arc<Conn>, sent: Option<prometheus::IntCounter>) -> Self {
         Self { inner, conn, sent }
+    }
+
+    /// The stream inside.
+    pub(crate) fn get_ref(&self) -> &T {
+        &self.inner
     }
 
     fn count(&self, n: usize) {

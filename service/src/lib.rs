@@ -11,6 +11,7 @@ pub mod handoff;
 pub mod metrics;
 pub mod server;
 pub mod shutdown;
+mod stream;
 pub mod telemetry;
 pub mod tls;
 

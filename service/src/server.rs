@@ -10,9 +10,7 @@ use std::time::Duration;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -230,7 +228,7 @@ pub async fn serve<H, F>(
     limits: ServerLimits,
     shutdown: impl Future<Output = ()>,
 ) where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + Unpin + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     let listeners = vec![Listener {
@@ -268,10 +266,9 @@ pub async fn serve_listeners<H, F>(
     metrics: Option<ConnMetrics>,
     shutdown: impl Future<Output = ()>,
 ) where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + Unpin + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(limits.max_connections.clamp(1, 1_000_000)));
     let clients = Clients::new(
         limits.max_connections_per_client,
@@ -286,10 +283,8 @@ pub async fn serve_listeners<H, F>(
     // Set when shutdown starts: HTTP/1.1 responses then say `Connection: close`.
     let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
+    let mut h1 = hyper::server::conn::http1::Builder::new();
+    h1.timer(TokioTimer::new())
         // hyper's head timer also runs while a keep-alive connection waits for its next
         // request, so at header_read_timeout (10 s) it closed idle connections that clients
         // still pooled, and a client reusing one at that moment lost its request (a player
@@ -299,15 +294,17 @@ pub async fn serve_listeners<H, F>(
         .header_read_timeout(limits.idle_timeout.max(limits.header_read_timeout))
         .max_buf_size(limits.max_header_bytes.max(8192))
         .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
+    let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
         // Validated to at most MAX_HEADER_BYTES; never a truncating cast.
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(limits.h2_max_concurrent_streams)
         // A peer that stops answering pings is gone: its streams' slots come back.
         .keep_alive_interval(Some(limits.idle_timeout.min(Duration::from_secs(20))))
         .keep_alive_timeout(Duration::from_secs(20));
+    let protocols = Arc::new(crate::stream::Protocols { h1, h2 });
+    // Turns true in the second half of a drain: connections end after what they are doing.
+    let (stop, _) = tokio::sync::watch::channel(false);
     let mut accept_backoff = Duration::from_millis(5);
     let mut first = 0usize;
     tokio::pin!(shutdown);
@@ -389,7 +386,8 @@ pub async fn serve_listeners<H, F>(
                 count_cut(&svc_metrics, Cut::ClientRequests);
             }
             let draining = svc_draining.clone();
-            async move {
+            // Boxed: parking an HTTP/1.1 connection (crate::stream) needs an Unpin future.
+            Box::pin(async move {
                 let mut resp = match (guard, fut) {
                     (Some(g), Some(fut)) => fut.await.map(|b| Tracked::new(b, g).boxed_unsync()),
                     _ => too_many_requests(),
@@ -403,57 +401,48 @@ pub async fn serve_listeners<H, F>(
                     );
                 }
                 Ok::<_, Infallible>(resp)
-            }
+            })
         });
         let tls = listeners[i].tls.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
+        let protocols = protocols.clone();
+        let stop = stop.subscribe();
         let metrics = metrics.clone();
         if let Some(m) = &metrics {
             m.open.inc();
         }
         let open_now = OpenGuard::new(&open);
+        let parked_state = conn_state.clone();
         tokio::spawn(async move {
             let _open = open_now;
             let served = async {
-                match tls {
-                    None => {
-                        let conn = builder
-                            .serve_connection_with_upgrades(TokioIo::new(io), svc)
-                            .into_owned();
-                        watcher.watch(conn).await
-                    }
+                let stream = match tls {
+                    None => crate::stream::Stream::Plain(io),
                     Some(acceptor) => {
-                        let tls =
-                            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(io))
-                                .await
-                            {
-                                Ok(Ok(s)) => {
-                                    count_handshake(&metrics, "ok");
-                                    let _ = tls_version.set(crate::conn::tls_version_label(
-                                        s.get_ref().1.protocol_version(),
-                                    ));
-                                    s
-                                }
-                                Ok(Err(e)) => {
-                                    count_handshake(&metrics, "failed");
-                                    tracing::debug!(error = %e, %peer, "TLS handshake failed");
-                                    return Ok(());
-                                }
-                                Err(_) => {
-                                    count_handshake(&metrics, "timeout");
-                                    return Ok(());
-                                }
-                            };
-                        let conn = builder
-                            .serve_connection_with_upgrades(
-                                TokioIo::new(crate::conn::CappedRead(tls)),
-                                svc,
-                            )
-                            .into_owned();
-                        watcher.watch(conn).await
+                        // Boxed: the handshake's state would otherwise size the
+                        // connection's task for as long as the connection lives.
+                        let handshake = Box::pin(acceptor.accept(io));
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
+                            Ok(Ok(s)) => {
+                                count_handshake(&metrics, "ok");
+                                let _ = tls_version.set(crate::conn::tls_version_label(
+                                    s.get_ref().1.protocol_version(),
+                                ));
+                                crate::stream::Stream::Tls(Box::new(crate::conn::CappedRead(s)))
+                            }
+                            Ok(Err(e)) => {
+                                count_handshake(&metrics, "failed");
+                                tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                                return Ok(());
+                            }
+                            Err(_) => {
+                                count_handshake(&metrics, "timeout");
+                                return Ok(());
+                            }
+                        }
                     }
-                }
+                };
+                let parked = metrics.as_ref().map(|m| &m.parked);
+                crate::stream::serve(stream, svc, &protocols, stop, &parked_state, parked).await
             };
             tokio::select! {
                 r = served => if let Err(e) = r {
@@ -485,12 +474,17 @@ pub async fn serve_listeners<H, F>(
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("all connections drained"),
-        _ = tokio::time::sleep_until(deadline) => {
+    // Second half: HTTP/2 connections get GOAWAY, HTTP/1.1 ones end after the response in
+    // progress, parked ones close.
+    stop.send_replace(true);
+    while open.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+        if tokio::time::Instant::now() >= deadline {
             tracing::warn!(timeout = ?limits.drain_timeout, "drain deadline passed; closing remaining connections");
+            return;
         }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    tracing::info!("all connections drained");
 }
 
 /// Counts a connection as open while it lives.
