@@ -36,6 +36,11 @@ pub struct Config {
     /// Path prefixes that need a signed viewer token.
     #[serde(default)]
     pub tokens: Vec<crate::token::TokenRule>,
+    /// This node's name in `Via` and `Cache-Status` (and in loop detection): unique per
+    /// node in a chain of caches. Empty: the host name and the viewers' port
+    /// (`edge::via::auto_node_id`).
+    #[serde(default)]
+    pub node_id: String,
     /// Log filter for the edge's own log (`RUST_LOG` syntax; `RUST_LOG`, when set, wins).
     #[serde(default = "default_log_level")]
     pub log_level: String,
@@ -518,6 +523,12 @@ impl Validate for Config {
                     ));
                 }
             }
+        }
+        if !self.node_id.is_empty() && !crate::via::valid_node_id(&self.node_id) {
+            p.push(Problem::new(
+                "node_id",
+                "must start with a letter and hold only letters, digits, -, . and _ (at most 64)",
+            ));
         }
         if let Err(e) = service::telemetry::check_filter(&self.log_level) {
             p.push(Problem::new("log_level", e));

@@ -22,6 +22,7 @@ pub mod proxy;
 pub mod retry;
 pub mod token;
 pub mod upstream;
+pub mod via;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -236,6 +237,8 @@ pub struct Edge {
     health: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
     /// One reload at a time (SIGHUP and `POST /reload` may coincide).
     reloading: std::sync::Mutex<()>,
+    /// The node id chosen at start when the config sets none (kept across reloads).
+    auto_node: Option<String>,
     drain: tokio::sync::watch::Sender<bool>,
 }
 
@@ -245,6 +248,7 @@ impl Edge {
         app: App,
         certs: Option<Arc<service::tls::Certs>>,
         source: Option<ReloadSource>,
+        auto_node: Option<String>,
     ) -> Arc<Self> {
         let health = tokio::spawn(app.upstreams.clone().check_health()).abort_handle();
         Arc::new(Self {
@@ -253,6 +257,7 @@ impl Edge {
             source,
             health: std::sync::Mutex::new(Some(health)),
             reloading: std::sync::Mutex::new(()),
+            auto_node,
             drain: tokio::sync::watch::channel(false).0,
         })
     }
@@ -284,7 +289,12 @@ impl Edge {
             .source
             .as_ref()
             .ok_or("this edge was started without a config file to reload")?;
-        let cfg = source()?;
+        let mut cfg = source()?;
+        if cfg.node_id.is_empty()
+            && let Some(n) = &self.auto_node
+        {
+            cfg.node_id = n.clone();
+        }
         let certs = match &self.certs {
             Some(_) => Some(
                 service::tls::SniCerts::load(&cfg.tls.certificates)
@@ -374,6 +384,7 @@ fn changes(old: &Config, new: &Config) -> String {
     note(old.tokens == new.tokens, "tokens", false);
     note(old.overload == new.overload, "overload", false);
     note(old.log_level == new.log_level, "log_level", false);
+    note(old.node_id == new.node_id, "node_id", false);
     note(old.listen == new.listen, "listen", true);
     note(old.listeners == new.listeners, "listeners", true);
     note(old.server == new.server, "server", true);
@@ -593,7 +604,19 @@ async fn serve(
         (Some(path), None) => Some(service::handoff::Offer::bind(path)?),
         _ => None,
     };
-    let edge = Edge::new(App::new(cfg)?, certs, reload_from.clone());
+    let mut cfg = cfg;
+    let auto_node = cfg.node_id.is_empty().then(|| {
+        let port = sockets
+            .viewers
+            .first()
+            .and_then(|l| l.tcp.local_addr().ok())
+            .map_or(0, |a| a.port());
+        via::auto_node_id(&via::hostname(), port)
+    });
+    if let Some(n) = &auto_node {
+        cfg.node_id = n.clone();
+    }
+    let edge = Edge::new(App::new(cfg)?, certs, reload_from.clone(), auto_node);
     let app = edge.app();
     let hangups = match reload_from {
         Some(_) => {

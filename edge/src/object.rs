@@ -176,11 +176,7 @@ pub fn end_to_end(headers: &HeaderMap) -> HeaderMap {
     // them does not rehash the map on every response.
     let mut out = HeaderMap::with_capacity(headers.len() + 8);
     for (k, v) in headers {
-        if !DROP.contains(k)
-            && k.as_str() != "keep-alive"
-            && k.as_str() != "cache-status"
-            && k.as_str() != "x-cache"
-        {
+        if !DROP.contains(k) && k.as_str() != "keep-alive" && k.as_str() != "x-cache" {
             // A copy, not `v.clone()`: hyper's header values are slices of the connection's
             // read buffer (up to ~400 KB, holding the start of the body too), and a stored
             // clone kept that whole buffer alive per cached object (~220 MiB over a full

@@ -52,10 +52,6 @@ impl Phase {
     }
 }
 
-fn hv(s: &str) -> HeaderValue {
-    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
-}
-
 /// Handles one client request from `peer`.
 pub async fn handle(
     app: Arc<App>,
@@ -68,8 +64,8 @@ pub async fn handle(
     let (kind, phase, cache_status, mut resp) = route(&app, &req, peer).await;
     let h = resp.headers_mut();
     h.insert("x-cache", HeaderValue::from_static(phase.as_str()));
-    h.insert("cache-status", hv(&cache_status));
-    h.insert(header::VIA, HeaderValue::from_static("1.1 edge"));
+    let node = &app.cfg.node_id;
+    crate::via::append_hop(h, node, &format!("{node}; {cache_status}"));
     let status = resp.status();
     app.metrics
         .requests
@@ -151,7 +147,7 @@ fn access_entry(
 type Routed = (Kind, Phase, String, Response<Body>);
 
 fn local(kind: Kind, resp: Response<Body>) -> Routed {
-    (kind, Phase::Bypass, "edge; fwd=bypass".to_string(), resp)
+    (kind, Phase::Bypass, "fwd=bypass".to_string(), resp)
 }
 
 /// The 403 for a request under a `[[tokens]]` prefix without a valid viewer token.
@@ -188,6 +184,18 @@ fn token_refusal(
 }
 
 async fn route(app: &Arc<App>, req: &Request<Incoming>, peer: std::net::SocketAddr) -> Routed {
+    if crate::via::passed(req.headers(), &app.cfg.node_id) {
+        let mut r = text(
+            StatusCode::LOOP_DETECTED,
+            format!(
+                "loop detected: this request already passed {} (see its Via)",
+                app.cfg.node_id
+            ),
+        );
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return local(Kind::Other, r);
+    }
     if req.method() == Method::OPTIONS {
         return local(Kind::Other, service::body::preflight());
     }
@@ -261,17 +269,17 @@ async fn serve(
     if let Some(obj) = cached {
         match obj.state(now) {
             State::Fresh => {
-                let cs = format!("edge; hit; ttl={}", obj.ttl_secs(now));
+                let cs = format!("hit; ttl={}", obj.ttl_secs(now));
                 return (Phase::Hit, cs, from_object(&obj, req, now));
             }
             State::StaleWhileRevalidate => {
-                refresh(app, &key, kind);
+                refresh(app, req, &key, kind);
                 app.metrics
                     .stale_served
                     .with_label_values(&["while_revalidate"])
                     .inc();
                 let cs = format!(
-                    "edge; hit; ttl={}; detail=stale-while-revalidate",
+                    "hit; ttl={}; detail=stale-while-revalidate",
                     obj.ttl_secs(now)
                 );
                 return (Phase::Stale, cs, from_object(&obj, req, now));
@@ -283,7 +291,8 @@ async fn serve(
     let (flight, phase) = match app.flights.join_or_start(&key) {
         Role::Writer(w) => {
             let f = w.flight().clone();
-            tokio::spawn(fill(app.clone(), w, key.clone(), kind));
+            let via = crate::via::upstream_via(req.headers(), &app.cfg.node_id);
+            tokio::spawn(fill(app.clone(), w, key.clone(), kind, via));
             (f, Phase::Miss)
         }
         Role::Waiter(f) => {
@@ -344,10 +353,7 @@ async fn from_head(
         // viewers a stale copy beats an error, as stale-if-error allows (RFC 5861 §4).
         return stale_if_error(app, req, &obj, head.status, now);
     }
-    let cs = format!(
-        "edge; fwd=miss; fwd-status={}{collapsed}",
-        head.status.as_u16()
-    );
+    let cs = format!("fwd=miss; fwd-status={}{collapsed}", head.status.as_u16());
     let mut headers = head.headers.clone();
     if head.status == StatusCode::OK
         && let Some(etag) = headers.get(header::ETAG).and_then(|v| v.to_str().ok())
@@ -393,7 +399,7 @@ fn upstream_failed(
     (
         Phase::Miss,
         format!(
-            "edge; fwd=miss; fwd-status={}; detail=upstream-error",
+            "fwd=miss; fwd-status={}; detail=upstream-error",
             status.as_u16()
         ),
         r,
@@ -413,7 +419,7 @@ fn stale_if_error(
         .with_label_values(&["if_error"])
         .inc();
     let cs = format!(
-        "edge; fwd=miss; fwd-status={}; detail=stale-if-error",
+        "fwd=miss; fwd-status={}; detail=stale-if-error",
         upstream_status.as_u16()
     );
     (Phase::Stale, cs, from_object(obj, req, now))
@@ -468,9 +474,10 @@ fn ranged(
 }
 
 /// Starts one background refresh of `key` unless a fetch for it is already under way.
-fn refresh(app: &Arc<App>, key: &CacheKey, kind: Kind) {
+fn refresh(app: &Arc<App>, req: &Request<Incoming>, key: &CacheKey, kind: Kind) {
     if let Role::Writer(w) = app.flights.join_or_start(key) {
-        tokio::spawn(fill(app.clone(), w, key.clone(), kind));
+        let via = crate::via::upstream_via(req.headers(), &app.cfg.node_id);
+        tokio::spawn(fill(app.clone(), w, key.clone(), kind, via));
     }
 }
 
@@ -484,14 +491,14 @@ impl Drop for InflightGauge {
 
 /// The writer's side of a flight: fetch from upstream, stream into the flight, store the
 /// complete object, then end the flight (in that order, so later requests find the object).
-async fn fill(app: Arc<App>, w: Writer, key: CacheKey, kind: Kind) {
+async fn fill(app: Arc<App>, w: Writer, key: CacheKey, kind: Kind, via: HeaderValue) {
     app.metrics
         .upstream_fetches
         .with_label_values(&[kind.as_str()])
         .inc();
     app.metrics.inflight_fetches.inc();
     let _gauge = InflightGauge(app.metrics.inflight_fetches.clone());
-    let (resp, upstream) = match app.upstreams.fetch(&key, Method::GET).await {
+    let (resp, upstream) = match app.upstreams.fetch(&key, Method::GET, &via).await {
         Ok(r) => r,
         Err(e) => {
             if let Some(suppressed) = app.log_limit.check(e.as_str()) {

@@ -153,11 +153,12 @@ impl Upstreams {
 
     /// Fetches `key`, failing over along the list and retrying within budget and deadline.
     /// Returns the response of the upstream that answered (see [`is_deliberate`]: a 4xx or
-    /// a 503 with Retry-After is an answer).
+    /// a 503 with Retry-After is an answer). `via` is sent as the request's `Via`.
     pub async fn fetch(
         &self,
         key: &CacheKey,
         method: Method,
+        via: &http::HeaderValue,
     ) -> Result<(Response<Incoming>, Arc<Upstream>), FetchError> {
         let deadline = Instant::now() + self.cfg.deadline;
         self.budget.deposit();
@@ -217,7 +218,7 @@ impl Upstreams {
                     header::USER_AGENT,
                     concat!("edge/", env!("CARGO_PKG_VERSION")),
                 )
-                .header(header::VIA, "1.1 edge")
+                .header(header::VIA, via.clone())
                 .body(service::body::empty())
             {
                 Ok(r) => r,

@@ -455,7 +455,11 @@ async fn keys_conditional_and_ranges() {
         (r.status.as_u16(), r.header("content-length")),
         (200, "1000")
     );
-    assert!(r.header("cache-status").starts_with("edge; hit"));
+    assert!(
+        r.header("cache-status").contains("; hit; ttl="),
+        "{}",
+        r.header("cache-status")
+    );
     let r = fetch(
         &c,
         Method::POST,
@@ -602,4 +606,79 @@ async fn shutdown_drains_requests_in_flight() {
     let mut want = body_of(1000, 1).to_vec();
     want.extend_from_slice(&body_of(1000, 2));
     assert_eq!(r.body, Bytes::from(want));
+}
+
+/// Two caches in a chain (edge → shield → origin): every hop appends itself to `Via` and to
+/// `Cache-Status` (closest to the origin first) instead of overwriting them; a request that
+/// already passed a node gets 508 there, and an edge whose upstream is itself stops at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_of_caches_lists_every_hop_and_refuses_loops() {
+    let origin = FakeOrigin::start().await;
+    origin.route(
+        "/live/x/1.ts",
+        Script::ok(body_of(10_000, 1), "video/mp2t", "max-age=60"),
+    );
+    let shield = start_edge(&format!("node_id = \"shield-b\"\n{EDGE}"), &[origin.url()]).await;
+    let edge = start_edge(&format!("node_id = \"edge-a\"\n{EDGE}"), &[shield.url("")]).await;
+    let c = new_client(Duration::from_secs(10));
+    let r = get(&c, &edge.url("/live/x/1.ts")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("via"), "1.1 shield-b, 1.1 edge-a");
+    assert_eq!(
+        r.header("cache-status"),
+        "shield-b; fwd=miss; fwd-status=200, edge-a; fwd=miss; fwd-status=200"
+    );
+    let hit = get(&c, &edge.url("/live/x/1.ts")).await;
+    assert!(
+        hit.header("cache-status")
+            .ends_with(", edge-a; hit; ttl=59")
+            || hit
+                .header("cache-status")
+                .ends_with(", edge-a; hit; ttl=60"),
+        "{}",
+        hit.header("cache-status")
+    );
+    assert_eq!(origin.hits("/live/x/1.ts"), 1);
+    // A request that already passed edge-a (a misconfigured peer sent it back) is refused.
+    let looped = e2e::get_with(
+        &c,
+        &edge.url("/live/x/2.ts"),
+        &[("via", "1.1 edge-a, 1.1 other")],
+    )
+    .await;
+    assert_eq!(looped.status, 508);
+    // An edge whose upstream is itself: each inner request is refused at once, so the
+    // viewer gets an error within the deadline, not an endless recursion.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let cfg = edge::config::Config::parse(
+        "loop.toml",
+        &format!(
+            "listen = \"127.0.0.1:{port}\"\nnode_id = \"self-loop\"\n[upstream]\nurls = [\"http://127.0.0.1:{port}\"]\ndeadline = \"3s\"\n"
+        ),
+    )
+    .unwrap();
+    let tcp = service::bind(([127, 0, 0, 1], port).into(), 128).unwrap();
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(edge::run_on(
+        edge::Sockets {
+            viewers: vec![service::Listener { tcp, tls: None }],
+            admin: None,
+        },
+        cfg,
+        None,
+        None,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let started = Instant::now();
+    let r = get(&c, &format!("http://127.0.0.1:{port}/live/x/3.ts")).await;
+    assert!(r.status.is_server_error(), "{}", r.status);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
 }
