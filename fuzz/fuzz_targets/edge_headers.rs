@@ -1,6 +1,7 @@
 //! What an upstream or a client sends in headers, through every parser and time
 //! computation the edge applies to it: `Cache-Control`, `Age`, `Retry-After`, `Range`,
-//! `If-Range`, `If-None-Match`. Never panics; ranges stay inside the body.
+//! `If-Range`, `If-None-Match`, `Via` and `Cache-Status` (hop lists, loop detection). Never
+//! panics; ranges stay inside the body; this node's entry always ends the hop lists.
 
 #![no_main]
 
@@ -15,7 +16,8 @@ use libfuzzer_sys::fuzz_target;
 use service::conditional::{RangeReq, Validators, range_for};
 
 fuzz_target!(|data: &[u8]| {
-    // Fields separated by NUL: cache-control, age, retry-after, range, if-range, etag.
+    // Fields separated by NUL: cache-control, age, retry-after, range, if-range, etag, via,
+    // cache-status.
     let mut f = data.split(|b| *b == 0);
     let mut h = HeaderMap::new();
     for name in [
@@ -25,6 +27,8 @@ fuzz_target!(|data: &[u8]| {
         header::RANGE,
         header::IF_RANGE,
         header::IF_NONE_MATCH,
+        header::VIA,
+        http::HeaderName::from_static("cache-status"),
     ] {
         if let Some(v) = f.next().and_then(|v| HeaderValue::from_bytes(v).ok()) {
             h.insert(name, v);
@@ -48,4 +52,9 @@ fuzz_target!(|data: &[u8]| {
     if let RangeReq::Part(s, e) = range_for(&h, len, v) {
         assert!(s <= e && e < len);
     }
+    let _ = edge::via::passed(&h, "edge-a");
+    let up = edge::via::upstream_via(&h, "edge-a");
+    assert!(up.len() <= edge::via::MAX_FORWARDED_VIA + 16);
+    edge::via::append_hop(&mut h, "edge-a", "edge-a; hit");
+    assert!(h[header::VIA].as_bytes().ends_with(b"1.1 edge-a"));
 });
