@@ -166,6 +166,17 @@ impl Default for CacheConfig {
     }
 }
 
+/// How an object's upstream is chosen (`upstream.pick`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pick {
+    /// In the order of `urls` (failover to the next).
+    #[default]
+    Ordered,
+    /// By rendezvous hashing of the cache key over `urls` (a shield pool).
+    Hashed,
+}
+
 /// Upstreams and how to talk to them.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -173,6 +184,11 @@ pub struct UpstreamConfig {
     /// Base URLs in order of preference (`http://` or `https://host:port`, optionally with a
     /// path prefix).
     pub urls: Vec<String>,
+    /// How an object's upstream is chosen: `ordered` (the list is an order of preference)
+    /// or `hashed` (a shield pool: each object has one owner by rendezvous hashing of its
+    /// cache key, and the next owner takes over when it fails).
+    #[serde(default)]
+    pub pick: Pick,
     /// PEM file of CA certificates trusted for `https://` upstreams, besides the system's.
     #[serde(default)]
     pub ca_file: Option<std::path::PathBuf>,

@@ -19,6 +19,7 @@ pub mod object;
 pub mod overload;
 pub mod pace;
 pub mod proxy;
+pub mod rendezvous;
 pub mod retry;
 pub mod token;
 pub mod upstream;

@@ -162,9 +162,21 @@ impl Upstreams {
     ) -> Result<(Response<Incoming>, Arc<Upstream>), FetchError> {
         let deadline = Instant::now() + self.cfg.deadline;
         self.budget.deposit();
-        // Healthy upstreams first, each group in order of preference.
-        let mut order: Vec<&Arc<Upstream>> = self.list.iter().filter(|u| u.is_healthy()).collect();
-        order.extend(self.list.iter().filter(|u| !u.is_healthy()));
+        // In order of preference, or of this object's owners in a shield pool; healthy
+        // upstreams first, each group keeping that order.
+        let ranked: Vec<&Arc<Upstream>> = match self.cfg.pick {
+            crate::config::Pick::Ordered => self.list.iter().collect(),
+            crate::config::Pick::Hashed => {
+                let names: Vec<&str> = self.list.iter().map(|u| u.name.as_str()).collect();
+                crate::rendezvous::order(key.as_str(), &names)
+                    .into_iter()
+                    .map(|i| &self.list[i])
+                    .collect()
+            }
+        };
+        let mut order: Vec<&Arc<Upstream>> =
+            ranked.iter().copied().filter(|u| u.is_healthy()).collect();
+        order.extend(ranked.iter().copied().filter(|u| !u.is_healthy()));
         let mut last = FetchError::NoUpstream;
         let mut tried = 0u32;
         let mut skipped = 0usize;

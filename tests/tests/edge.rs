@@ -682,3 +682,87 @@ async fn a_chain_of_caches_lists_every_hop_and_refuses_loops() {
         started.elapsed()
     );
 }
+
+/// A shield pool (`upstream.pick = "hashed"`): each object has one owner among the shields,
+/// the same for every edge whatever the order of its list; when an owner dies, its objects
+/// go to their next owner, again the same for every edge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hashed_pool_gives_every_object_one_owner_for_all_edges() {
+    let mut shields = Vec::new();
+    for _ in 0..3 {
+        shields.push(FakeOrigin::start().await);
+    }
+    for s in &shields {
+        for i in 0..60 {
+            s.route(
+                &format!("/live/x/{i}.ts"),
+                Script::ok(body_of(1_000, i as u8), "video/mp2t", "max-age=60"),
+            );
+        }
+    }
+    let urls: Vec<String> = shields.iter().map(|s| s.url()).collect();
+    let reversed: Vec<String> = urls.iter().rev().cloned().collect();
+    let pool = EDGE.replace("[upstream.health]", "pick = \"hashed\"\n[upstream.health]");
+    let a = start_edge(&pool, &urls).await;
+    let b = start_edge(&pool, &reversed).await;
+    let c = new_client(Duration::from_secs(10));
+    // Healthy-first ordering depends on what each edge has seen: start when both see all
+    // three shields healthy (in steady state every edge sees the same).
+    for e in [&a, &b] {
+        let mut healthy = 0;
+        for _ in 0..100 {
+            let m =
+                String::from_utf8_lossy(&get(&c, &e.admin_url("/metrics")).await.body).into_owned();
+            healthy = m
+                .lines()
+                .filter(|l| l.starts_with("edge_upstream_healthy{") && l.ends_with(" 1"))
+                .count();
+            if healthy == 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(healthy, 3);
+    }
+    let owners = |range: std::ops::Range<usize>, shields: &[FakeOrigin]| {
+        range
+            .map(|i| {
+                let p = format!("/live/x/{i}.ts");
+                shields
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.hits(&p) > 0)
+                    .map(|(k, _)| k)
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+    };
+    for i in 0..30 {
+        for e in [&a, &b] {
+            assert_eq!(
+                get(&c, &e.url(&format!("/live/x/{i}.ts"))).await.status,
+                200
+            );
+        }
+    }
+    let first = owners(0..30, &shields);
+    for (i, o) in first.iter().enumerate() {
+        assert_eq!(o.len(), 1, "object {i} fetched from {o:?}");
+    }
+    let per_shield: Vec<usize> = (0..3)
+        .map(|k| first.iter().filter(|o| o[0] == k).count())
+        .collect();
+    assert!(per_shield.iter().all(|&n| n >= 3), "{per_shield:?}");
+    // Shield 0 dies: its objects go to their next owner, the same for both edges.
+    shields[0].kill();
+    for i in 30..60 {
+        for e in [&a, &b] {
+            let r = get(&c, &e.url(&format!("/live/x/{i}.ts"))).await;
+            assert_eq!(r.status, 200, "object {i}");
+        }
+    }
+    for (i, o) in owners(30..60, &shields).iter().enumerate() {
+        assert_eq!(o.len(), 1, "object {} fetched from {o:?}", i + 30);
+        assert_ne!(o[0], 0);
+    }
+}
