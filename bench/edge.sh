@@ -30,6 +30,8 @@ declare -A HERD_PORT=([edge]=$EDGE [nginx]=$NGINX [varnish]=$VARNISH [floor]=$FL
 declare -A HIT_PORT=([edge]=$EDGE [nginx]=$NGINX [varnish]=$VARNISH [floor]=$FLOOR_HIT)
 if [ "$(nproc)" -ge 2 ]; then PROXY="taskset -c 0"; LOAD="taskset -c 1"; else PROXY=""; LOAD=""; fi
 CAPACITY=$((1024 * 1024 * 1024))
+CG_PREFIX=edgebench QUOTA=40
+. bench/cgroup.sh
 work=$(mktemp -d /dev/shm/edge-bench.XXXXXX)
 chmod 755 "$work"
 pids=()
@@ -38,7 +40,7 @@ cleanup() {
   varnishadm -n "$work/varnish" stop >/dev/null 2>&1 || true
   pkill -f "varnishd.*$work" 2>/dev/null || true
   wait 2>/dev/null || true
-  for d in /sys/fs/cgroup/cpu/edgebench-* /sys/fs/cgroup/edgebench-*; do [ -d "$d" ] && cg_leave "$d"; done
+  cg_cleanup
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -190,28 +192,6 @@ done
 # before any proxy's does, so every proxy shows the same req/s. To compare the proxies
 # themselves, run the same wrk again with each proxy capped at QUOTA % of one core (cgroup cpu
 # controller, v1 or v2): the proxy, not the client, is then the bottleneck, on equal budgets.
-QUOTA=40
-cg_make() { # name -> cgroup dir with a QUOTA% cap, or nothing
-  if [ -w /sys/fs/cgroup/cpu ] && [ -e /sys/fs/cgroup/cpu/cpu.cfs_quota_us ]; then
-    local d=/sys/fs/cgroup/cpu/edgebench-$1; mkdir -p "$d" || return 1
-    echo 100000 > "$d/cpu.cfs_period_us"; echo $((QUOTA * 1000)) > "$d/cpu.cfs_quota_us"; echo "$d"
-  elif grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
-    local d=/sys/fs/cgroup/edgebench-$1; mkdir -p "$d" || return 1
-    echo "$((QUOTA * 1000)) 100000" > "$d/cpu.max"; echo "$d"
-  fi
-}
-cg_join() { # dir pid... : every thread of every pid
-  local d=$1; shift
-  for p in "$@"; do for t in /proc/"$p"/task/*; do
-    if [ -e "$d/tasks" ]; then echo "${t##*/}" > "$d/tasks"; else echo "${t##*/}" > "$d/cgroup.threads" 2>/dev/null || echo "$p" > "$d/cgroup.procs"; fi
-  done 2>/dev/null; done
-}
-cg_leave() { # dir: move its threads back to the root, remove it
-  local d=$1 root; root=$(dirname "$d")
-  if [ -e "$d/tasks" ]; then while read -r t; do echo "$t" > "$root/tasks"; done < "$d/tasks"
-  else while read -r t; do echo "$t" > "$root/cgroup.procs"; done < "$d/cgroup.procs"; fi 2>/dev/null
-  rmdir "$d" 2>/dev/null || true
-}
 echo "== cache-hit throughput with each proxy capped at $QUOTA % of one core (equal CPU budget; wrk as above)"
 if cg_probe=$(cg_make probe) && [ -n "$cg_probe" ]; then
   cg_leave "$cg_probe"

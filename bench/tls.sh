@@ -54,14 +54,10 @@ if [ "$(nproc)" -ge 2 ]; then PROXY="taskset -c 0"; LOAD="taskset -c 1"; else PR
 work=$(mktemp -d /dev/shm/tls-bench.XXXXXX)
 chmod 755 "$work"
 pids=()
-cg_leave() { # dir: move its threads back to the root, remove it
-  local d=$1 root; root=$(dirname "$d")
-  if [ -e "$d/tasks" ]; then while read -r t; do echo "$t" > "$root/tasks"; done < "$d/tasks"
-  else while read -r t; do echo "$t" > "$root/cgroup.procs"; done < "$d/cgroup.procs"; fi 2>/dev/null
-  rmdir "$d" 2>/dev/null || true
-}
+CG_PREFIX=tlsbench
+. bench/cgroup.sh
 cleanup() {
-  for d in /sys/fs/cgroup/cpu/tlsbench-* /sys/fs/cgroup/tlsbench-*; do [ -d "$d" ] && cg_leave "$d"; done
+  cg_cleanup
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
@@ -314,21 +310,6 @@ hs_head; run_figs pinned 2 "${HS_FIGS[@]}"
 echo "== cache-hit throughput over TLS (wrk -t2 -c64 / h2load -c64 -m10 (1 KB), -m1 (1 MiB); ${D} s, best of 3; pinned)"
 hit_head; run_figs pinned 3 "${HIT_FIGS[@]}"
 
-cg_make() { # name -> cgroup dir with a QUOTA% cap, or nothing
-  if [ -w /sys/fs/cgroup/cpu ] && [ -e /sys/fs/cgroup/cpu/cpu.cfs_quota_us ]; then
-    local d=/sys/fs/cgroup/cpu/tlsbench-$1; mkdir -p "$d" || return 1
-    echo 100000 > "$d/cpu.cfs_period_us"; echo $((QUOTA * 1000)) > "$d/cpu.cfs_quota_us"; echo "$d"
-  elif grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
-    local d=/sys/fs/cgroup/tlsbench-$1; mkdir -p "$d" || return 1
-    echo "$((QUOTA * 1000)) 100000" > "$d/cpu.max"; echo "$d"
-  fi
-}
-cg_join() { # dir pid... : every thread of every pid
-  local d=$1; shift
-  for p in "$@"; do for t in /proc/"$p"/task/*; do
-    if [ -e "$d/tasks" ]; then echo "${t##*/}" > "$d/tasks"; else echo "${t##*/}" > "$d/cgroup.threads" 2>/dev/null || echo "$p" > "$d/cgroup.procs"; fi
-  done 2>/dev/null; done
-}
 CAPPED=0
 if cg_probe=$(cg_make probe) && [ -n "$cg_probe" ]; then
   cg_leave "$cg_probe"
@@ -338,7 +319,7 @@ if cg_probe=$(cg_make probe) && [ -n "$cg_probe" ]; then
   echo "== the same with each proxy capped at $QUOTA % of one core (cgroup cpu; the proxy is the bottleneck)"
   hs_head; run_figs capped 2 "${HS_FIGS[@]}"
   hit_head; run_figs capped 3 "${HIT_FIGS[@]}"
-  for d in /sys/fs/cgroup/cpu/tlsbench-* /sys/fs/cgroup/tlsbench-*; do [ -d "$d" ] && cg_leave "$d"; done
+  cg_cleanup
 else
   echo "== (no writable cgroup cpu controller here: capped runs skipped; the verdict reads the pinned runs)"
 fi

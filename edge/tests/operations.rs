@@ -62,10 +62,9 @@ async fn one_shot(addr: SocketAddr, path: &str) -> Result<(), String> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_upgrade_under_a_client_loop_loses_no_request() {
-    // The upstream: 2 KB per path, cacheable.
-    let upstream = service::InProcess::spawn("upstream", |l, stop| async move {
+/// The upstream both tests use: 2 KB or so per path, cacheable for a minute.
+async fn upstream() -> service::InProcess {
+    service::InProcess::spawn("upstream", |l, stop| async move {
         service::serve(
             l,
             |req: http::Request<hyper::body::Incoming>, _| async move {
@@ -87,7 +86,12 @@ async fn an_upgrade_under_a_client_loop_loses_no_request() {
         Ok::<(), std::convert::Infallible>(())
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_under_a_client_loop_loses_no_request() {
+    let upstream = upstream().await;
     let dir = std::env::temp_dir().join(format!("edge-upgrade-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (viewer, admin) = (free_port(), free_port());
@@ -252,20 +256,7 @@ async fn an_upgrade_under_a_client_loop_loses_no_request() {
 /// refused with its key and the level stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_changes_the_log_level() {
-    let upstream = service::InProcess::spawn("upstream", |l, stop| async move {
-        service::serve(
-            l,
-            |_req: http::Request<hyper::body::Incoming>, _| async move {
-                http::Response::new(service::body::full("ok"))
-            },
-            service::ServerLimits::default(),
-            stop,
-        )
-        .await;
-        Ok::<(), std::convert::Infallible>(())
-    })
-    .await
-    .unwrap();
+    let upstream = upstream().await;
     let dir = std::env::temp_dir().join(format!("edge-loglevel-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (viewer, admin) = (free_port(), free_port());

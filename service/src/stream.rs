@@ -203,19 +203,23 @@ where
             (pre == H2_PREFACE, pre)
         }
     };
+    // The stop signal and the park timer are polled once to register the task's waker;
+    // after that each poll of a busy connection only reads two atomics (`has_changed`,
+    // `is_elapsed`): polling a watch channel or a timer takes a lock, and a 1 MiB response
+    // wakes its task dozens of times.
     let mut stop_wait = Box::pin(stopped(stop.clone()));
-    let attention = Arc::new(Attention::default());
-    attention.raise();
+    let stop_now = |stop: &tokio::sync::watch::Receiver<bool>| stop.has_changed().unwrap_or(true);
     if h2 {
         // Boxed, as the HTTP/1.1 one below: the task's own future stays small.
         let mut conn =
             Box::pin(p.h2.serve_connection(TokioIo::new(Prefixed { pre, io: stream }), svc));
-        let mut stopping = false;
+        let (mut registered, mut stopping) = (false, false);
         return std::future::poll_fn(|cx| {
-            if let Some(mut acx) = attention.due(cx)
-                && !stopping
-                && stop_wait.as_mut().poll(&mut acx.context()).is_ready()
-            {
+            if !registered {
+                let _ = stop_wait.as_mut().poll(cx);
+                registered = true;
+            }
+            if !stopping && stop_now(&stop) {
                 conn.as_mut().graceful_shutdown();
                 stopping = true;
             }
@@ -233,27 +237,32 @@ where
             }),
             svc.clone(),
         ));
-        let (mut parking, mut stopping) = (false, false);
+        let (mut parking, mut stopping, mut registered) = (false, false, false);
         let mut nap = Box::pin(tokio::time::sleep(PARK_AFTER));
-        attention.raise();
         std::future::poll_fn(|cx| {
-            if let Some(mut acx) = attention.due(cx)
-                && !parking
-                && !stopping
-            {
-                let cx = &mut acx.context();
-                if stop_wait.as_mut().poll(cx).is_ready() {
+            if !registered {
+                let _ = stop_wait.as_mut().poll(cx);
+                let _ = nap.as_mut().poll(cx);
+                registered = true;
+            }
+            if !parking && !stopping {
+                if stop_now(&stop) {
                     Pin::new(&mut *h1).graceful_shutdown();
                     stopping = true;
-                } else {
-                    while nap.as_mut().poll(cx).is_ready() {
+                } else if nap.is_elapsed() {
+                    loop {
                         match park_due(&conn.snapshot(), tokio::time::Instant::now(), PARK_AFTER) {
                             None => {
                                 Pin::new(&mut *h1).graceful_shutdown();
                                 parking = true;
                                 break;
                             }
-                            Some(at) => nap.as_mut().reset(at),
+                            Some(at) => {
+                                nap.as_mut().reset(at);
+                                if nap.as_mut().poll(cx).is_pending() {
+                                    break;
+                                }
+                            }
                         }
                     }
                 }
@@ -324,60 +333,5 @@ impl Parked {
 impl Drop for Parked {
     fn drop(&mut self) {
         self.0.dec();
-    }
-}
-
-/// Lets a connection's task poll its stop signal and park timer only when one of them has
-/// woken it, not on every wake-up of a busy connection (each poll of a watch channel or a
-/// timer takes a lock: a 1 MiB response wakes its task dozens of times).
-#[derive(Default)]
-struct Attention {
-    /// Set by the stop signal's or the park timer's wake-up (and at first).
-    raised: std::sync::atomic::AtomicBool,
-    /// The task to wake with it.
-    task: std::sync::Mutex<Option<std::task::Waker>>,
-}
-
-/// A context whose waker raises [`Attention`].
-struct AttentionContext(std::task::Waker);
-
-impl AttentionContext {
-    fn context(&mut self) -> Context<'_> {
-        Context::from_waker(&self.0)
-    }
-}
-
-impl Attention {
-    /// Makes the next poll look at the stop signal and the timer.
-    fn raise(&self) {
-        self.raised
-            .store(true, std::sync::atomic::Ordering::Release);
-    }
-
-    /// Records the task's waker; when attention was raised, clears it and returns a context
-    /// to poll the stop signal and the timer with.
-    fn due(self: &Arc<Self>, cx: &Context<'_>) -> Option<AttentionContext> {
-        {
-            let mut t = self.task.lock().unwrap_or_else(|p| p.into_inner());
-            if !t.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                *t = Some(cx.waker().clone());
-            }
-        }
-        self.raised
-            .swap(false, std::sync::atomic::Ordering::AcqRel)
-            .then(|| AttentionContext(std::task::Waker::from(self.clone())))
-    }
-}
-
-impl std::task::Wake for Attention {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.raise();
-        let t = self.task.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        if let Some(w) = t {
-            w.wake();
-        }
     }
 }
