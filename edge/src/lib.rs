@@ -84,6 +84,8 @@ pub struct App {
     pub log_limit: Arc<service::telemetry::LogLimit>,
     /// The access log, when configured.
     pub access_log: Option<Arc<access_log::AccessLog>>,
+    /// This node's `Via` entry (`1.1 NODE_ID`), built once per config.
+    pub via: http::HeaderValue,
 }
 
 /// moka's per-entry expiry: a coarse upper bound (freshness itself is decided per request
@@ -160,6 +162,7 @@ impl App {
         ));
         let access_log = open_access_log(&cfg.access_log, &metrics.access_log_dropped)?;
         Ok(Self {
+            via: via::own_entry(&cfg.node_id),
             cache: new_cache(cfg.cache.capacity_bytes),
             cfg,
             flights: Arc::new(FlightTable::default()),
@@ -213,6 +216,7 @@ impl App {
             resized
         };
         Ok(Self {
+            via: via::own_entry(&cfg.node_id),
             cfg,
             cache,
             flights: self.flights.clone(),

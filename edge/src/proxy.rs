@@ -65,7 +65,7 @@ pub async fn handle(
     let h = resp.headers_mut();
     h.insert("x-cache", HeaderValue::from_static(phase.as_str()));
     let node = &app.cfg.node_id;
-    crate::via::append_hop(h, node, &format!("{node}; {cache_status}"));
+    crate::via::append_entries(h, &app.via, format!("{node}; {cache_status}"));
     let status = resp.status();
     app.metrics
         .requests

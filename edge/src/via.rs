@@ -93,6 +93,9 @@ fn appended(headers: &HeaderMap, name: &http::HeaderName, ours: &str, limit: usi
 /// The `Via` to send upstream for a request that arrived with `headers`: its own `Via`
 /// (when not oversized) and this node.
 pub fn upstream_via(headers: &HeaderMap, node: &str) -> HeaderValue {
+    if !headers.contains_key(http::header::VIA) {
+        return own_entry(node);
+    }
     value(appended(
         headers,
         &http::header::VIA,
@@ -101,24 +104,45 @@ pub fn upstream_via(headers: &HeaderMap, node: &str) -> HeaderValue {
     ))
 }
 
+/// This node's own `Via` entry, `1.1 NODE` (built once per config, not per response).
+pub fn own_entry(node: &str) -> HeaderValue {
+    value(format!("1.1 {node}"))
+}
+
 /// Appends this node to the response's `Via` and its entry `ours` to `Cache-Status`
 /// (the upstream's entries, if any, stay first: closest to the origin first).
 pub fn append_hop(headers: &mut HeaderMap, node: &str, ours: &str) {
-    let via = value(appended(
-        headers,
-        &http::header::VIA,
-        &format!("1.1 {node}"),
-        MAX_FORWARDED_VIA,
-    ));
+    append_entries(headers, &own_entry(node), ours.to_string());
+}
+
+/// [`append_hop`] with this node's `Via` entry prebuilt ([`own_entry`]): a response whose
+/// upstream sent neither header (the usual case) costs no list building.
+pub fn append_entries(headers: &mut HeaderMap, own: &HeaderValue, ours: String) {
     let cache_status = http::HeaderName::from_static("cache-status");
-    let cs = value(appended(headers, &cache_status, ours, MAX_FORWARDED_VIA));
+    let via = if headers.contains_key(http::header::VIA) {
+        let own = own.to_str().unwrap_or("");
+        value(appended(
+            headers,
+            &http::header::VIA,
+            own,
+            MAX_FORWARDED_VIA,
+        ))
+    } else {
+        own.clone()
+    };
+    let cs = if headers.contains_key(&cache_status) {
+        value(appended(headers, &cache_status, &ours, MAX_FORWARDED_VIA))
+    } else {
+        value(ours)
+    };
     headers.insert(http::header::VIA, via);
     headers.insert(cache_status, cs);
 }
 
 fn value(s: String) -> HeaderValue {
-    // Built from valid header values, a checked node id and our own entries.
-    HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+    // Built from valid header values, a checked node id and our own entries; the String's
+    // buffer becomes the value's without a copy.
+    HeaderValue::try_from(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
 #[cfg(test)]

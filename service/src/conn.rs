@@ -328,53 +328,23 @@ impl Conn {
 /// of a record for the next read.
 pub(crate) const TLS_READ_CHUNK: usize = 2048;
 
-/// Caps each read from the inner stream at [`TLS_READ_CHUNK`] bytes.
-pub(crate) struct CappedRead<T>(pub(crate) T);
-
-impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for CappedRead<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        if buf.remaining() <= TLS_READ_CHUNK {
-            return Pin::new(&mut self.0).poll_read(cx, buf);
-        }
-        let mut part = buf.take(TLS_READ_CHUNK);
-        let r = Pin::new(&mut self.0).poll_read(cx, &mut part);
-        let (filled, initialized) = (part.filled().len(), part.initialized().len());
-        // SAFETY: `part` is the start of `buf`'s unfilled region, and the inner reader has
-        // initialized its first `initialized` bytes (ReadBuf's own contract).
-        unsafe { buf.assume_init(initialized) };
-        buf.advance(filled);
-        r
+/// Reads from `inner` at most [`TLS_READ_CHUNK`] bytes at a time.
+pub(crate) fn poll_read_capped<R: tokio::io::AsyncRead + ?Sized>(
+    inner: Pin<&mut R>,
+    cx: &mut Context<'_>,
+    buf: &mut tokio::io::ReadBuf<'_>,
+) -> Poll<std::io::Result<()>> {
+    if buf.remaining() <= TLS_READ_CHUNK {
+        return inner.poll_read(cx, buf);
     }
-}
-
-impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for CappedRead<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        b: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, b)
-    }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
-    }
+    let mut part = buf.take(TLS_READ_CHUNK);
+    let r = inner.poll_read(cx, &mut part);
+    let (filled, initialized) = (part.filled().len(), part.initialized().len());
+    // SAFETY: `part` is the start of `buf`'s unfilled region, and the inner reader has
+    // initialized its first `initialized` bytes (ReadBuf's own contract).
+    unsafe { buf.assume_init(initialized) };
+    buf.advance(filled);
+    r
 }
 
 pub(crate) struct CountingIo<T> {
@@ -623,6 +593,19 @@ impl http_body::Body for Tracked {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reader whose reads are capped at [`TLS_READ_CHUNK`] bytes (see [`poll_read_capped`]).
+    struct CappedRead<T>(T);
+
+    impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for CappedRead<T> {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            poll_read_capped(Pin::new(&mut self.0), cx, buf)
+        }
+    }
 
     /// A read offered 16 KiB takes at most TLS_READ_CHUNK, and the bytes arrive whole and in
     /// order over as many reads as it takes.

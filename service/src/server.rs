@@ -352,65 +352,19 @@ pub async fn serve_listeners<H, F>(
             conn_state.clone(),
             metrics.as_ref().map(|m| m.sent_bytes.clone()),
         );
-        // Set after the handshake on a TLS port; read by every request of the connection.
-        let tls_version: Arc<std::sync::OnceLock<&'static str>> = Default::default();
         // The connection's protocol gauge, labelled at its first request.
         let labelled: Arc<std::sync::OnceLock<prometheus::IntGauge>> = Default::default();
         let h = handler.clone();
         let state = conn_state.clone();
-        let svc_metrics = metrics.clone();
         let client = Arc::new(client);
         let svc_client = client.clone();
         let svc_draining = draining.clone();
-        let svc_tls = tls_version.clone();
         let svc_labelled = labelled.clone();
-        let svc = service_fn(move |mut req: Request<Incoming>| {
-            let guard = RequestGuard::start(&state, &svc_client);
-            let h1 = req.version() < http::Version::HTTP_2;
-            let tls = svc_tls.get().copied();
-            if let Some(v) = tls {
-                req.extensions_mut().insert(crate::conn::TlsVersion(v));
-            }
-            if let Some(m) = &svc_metrics {
-                svc_labelled.get_or_init(|| {
-                    let g = m.open_by_protocol.with_label_values(&[
-                        if h1 { "HTTP/1.1" } else { "HTTP/2" },
-                        tls.unwrap_or("none"),
-                    ]);
-                    g.inc();
-                    g
-                });
-            }
-            let fut = guard.as_ref().map(|_| h(req, peer));
-            if guard.is_none() {
-                count_cut(&svc_metrics, Cut::ClientRequests);
-            }
-            let draining = svc_draining.clone();
-            // Boxed: parking an HTTP/1.1 connection (crate::stream) needs an Unpin future.
-            Box::pin(async move {
-                let mut resp = match (guard, fut) {
-                    (Some(g), Some(fut)) => fut.await.map(|b| Tracked::new(b, g).boxed_unsync()),
-                    _ => too_many_requests(),
-                };
-                if h1 && draining.load(std::sync::atomic::Ordering::Relaxed) {
-                    // The client moves to another server (or the successor that took the
-                    // listening sockets) after this response, at a moment it chooses.
-                    resp.headers_mut().insert(
-                        http::header::CONNECTION,
-                        http::HeaderValue::from_static("close"),
-                    );
-                }
-                Ok::<_, Infallible>(resp)
-            })
-        });
         let tls = listeners[i].tls.clone();
         let protocols = protocols.clone();
         let stop = stop.subscribe();
         let metrics = metrics.clone();
-        if let Some(m) = &metrics {
-            m.open.inc();
-        }
-        let open_now = OpenGuard::new(&open);
+        let open_now = OpenGuard::new(&open, metrics.as_ref().map(|m| &m.open));
         let parked_state = conn_state.clone();
         tokio::spawn(async move {
             let _open = open_now;
@@ -424,10 +378,7 @@ pub async fn serve_listeners<H, F>(
                         match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
                             Ok(Ok(s)) => {
                                 count_handshake(&metrics, "ok");
-                                let _ = tls_version.set(crate::conn::tls_version_label(
-                                    s.get_ref().1.protocol_version(),
-                                ));
-                                crate::stream::Stream::Tls(Box::new(crate::conn::CappedRead(s)))
+                                crate::stream::Stream::Tls(Box::new(s))
                             }
                             Ok(Err(e)) => {
                                 count_handshake(&metrics, "failed");
@@ -441,6 +392,54 @@ pub async fn serve_listeners<H, F>(
                         }
                     }
                 };
+                let tls = match &stream {
+                    crate::stream::Stream::Tls(t) => Some(crate::conn::tls_version_label(
+                        t.get_ref().1.protocol_version(),
+                    )),
+                    crate::stream::Stream::Plain(_) => None,
+                };
+                let svc_metrics = metrics.clone();
+                let svc = service_fn(move |mut req: Request<Incoming>| {
+                    let guard = RequestGuard::start(&state, &svc_client);
+                    let h1 = req.version() < http::Version::HTTP_2;
+                    if let Some(v) = tls {
+                        req.extensions_mut().insert(crate::conn::TlsVersion(v));
+                    }
+                    if let Some(m) = &svc_metrics {
+                        svc_labelled.get_or_init(|| {
+                            let g = m.open_by_protocol.with_label_values(&[
+                                if h1 { "HTTP/1.1" } else { "HTTP/2" },
+                                tls.unwrap_or("none"),
+                            ]);
+                            g.inc();
+                            g
+                        });
+                    }
+                    let fut = guard.as_ref().map(|_| h(req, peer));
+                    if guard.is_none() {
+                        count_cut(&svc_metrics, Cut::ClientRequests);
+                    }
+                    let draining = svc_draining.clone();
+                    // Boxed: parking an HTTP/1.1 connection (crate::stream) needs an Unpin
+                    // future.
+                    Box::pin(async move {
+                        let mut resp = match (guard, fut) {
+                            (Some(g), Some(fut)) => {
+                                fut.await.map(|b| Tracked::new(b, g).boxed_unsync())
+                            }
+                            _ => too_many_requests(),
+                        };
+                        if h1 && draining.load(std::sync::atomic::Ordering::Relaxed) {
+                            // The client moves to another server (or the successor that took
+                            // the listening sockets) after this response, when it chooses.
+                            resp.headers_mut().insert(
+                                http::header::CONNECTION,
+                                http::HeaderValue::from_static("close"),
+                            );
+                        }
+                        Ok::<_, Infallible>(resp)
+                    })
+                });
                 let parked = metrics.as_ref().map(|m| &m.parked);
                 crate::stream::serve(stream, svc, &protocols, stop, &parked_state, parked).await
             };
@@ -452,9 +451,6 @@ pub async fn serve_listeners<H, F>(
                     tracing::debug!(%peer, reason = why.as_str(), "connection cut");
                     count_cut(&metrics, why);
                 }
-            }
-            if let Some(m) = &metrics {
-                m.open.dec();
             }
             if let Some(g) = labelled.get() {
                 g.dec();
@@ -487,19 +483,31 @@ pub async fn serve_listeners<H, F>(
     tracing::info!("all connections drained");
 }
 
-/// Counts a connection as open while it lives.
-struct OpenGuard(Arc<std::sync::atomic::AtomicUsize>);
+/// Counts a connection as open while it lives (and in the `*_connections_open` gauge).
+struct OpenGuard(
+    Arc<std::sync::atomic::AtomicUsize>,
+    Option<prometheus::IntGauge>,
+);
 
 impl OpenGuard {
-    fn new(open: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+    fn new(
+        open: &Arc<std::sync::atomic::AtomicUsize>,
+        gauge: Option<&prometheus::IntGauge>,
+    ) -> Self {
         open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Self(open.clone())
+        if let Some(g) = gauge {
+            g.inc();
+        }
+        Self(open.clone(), gauge.cloned())
     }
 }
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
         self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(g) = &self.1 {
+            g.dec();
+        }
     }
 }
 

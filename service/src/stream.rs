@@ -25,7 +25,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::Body;
-use crate::conn::{CappedRead, Conn, CountingIo, park_due};
+use crate::conn::{Conn, CountingIo, park_due, poll_read_capped};
 
 /// An HTTP/1.1 connection with no request in progress for this long is parked.
 pub(crate) const PARK_AFTER: Duration = Duration::from_millis(500);
@@ -43,8 +43,8 @@ pub(crate) struct Protocols {
 pub(crate) enum Stream {
     /// Plain TCP.
     Plain(CountingIo<TcpStream>),
-    /// TLS over TCP (reads capped, see [`CappedRead`]).
-    Tls(Box<CappedRead<tokio_rustls::server::TlsStream<CountingIo<TcpStream>>>>),
+    /// TLS over TCP (reads capped, see [`poll_read_capped`]).
+    Tls(Box<tokio_rustls::server::TlsStream<CountingIo<TcpStream>>>),
 }
 
 impl Stream {
@@ -54,7 +54,7 @@ impl Stream {
             Stream::Plain(s) => s.get_ref().readable().await,
             Stream::Tls(t) => {
                 // Plaintext rustls already holds needs no wait.
-                let (io, session) = t.0.get_mut();
+                let (io, session) = t.get_mut();
                 match session.process_new_packets() {
                     Ok(state) if state.plaintext_bytes_to_read() > 0 => Ok(()),
                     _ => io.get_ref().readable().await,
@@ -72,7 +72,7 @@ impl AsyncRead for Stream {
     ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(t) => Pin::new(&mut **t).poll_read(cx, buf),
+            Stream::Tls(t) => poll_read_capped(Pin::new(&mut **t), cx, buf),
         }
     }
 }
@@ -197,7 +197,7 @@ where
     S::Error: Into<ConnError>,
 {
     let (h2, mut pre) = match &stream {
-        Stream::Tls(t) => (t.0.get_ref().1.alpn_protocol() == Some(b"h2"), Bytes::new()),
+        Stream::Tls(t) => (t.get_ref().1.alpn_protocol() == Some(b"h2"), Bytes::new()),
         Stream::Plain(_) => {
             let pre = read_preface(&mut stream).await?;
             (pre == H2_PREFACE, pre)

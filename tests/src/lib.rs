@@ -97,6 +97,29 @@ pub async fn start_edge(toml: &str, upstreams: &[String]) -> TestEdge {
     TestEdge { running, admin }
 }
 
+/// Runs an edge on sockets the test bound itself (TLS ports, an admin port, a fixed port),
+/// until the returned sender is dropped.
+pub fn run_edge_on(
+    sockets: edge::Sockets,
+    cfg: edge::config::Config,
+    certs: Option<std::sync::Arc<service::tls::Certs>>,
+    reload: Option<edge::ReloadSource>,
+) -> tokio::sync::oneshot::Sender<()> {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(edge::run_on(sockets, cfg, certs, reload, async move {
+        let _ = stopped.await;
+    }));
+    stop
+}
+
+/// The value of the Prometheus sample whose line starts with `prefix` (0 when absent).
+pub fn sample(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// `n` bytes of a pattern that differs by `seed`: a test object whose every byte can be
 /// checked.
 pub fn body_of(n: usize, seed: u8) -> bytes::Bytes {

@@ -660,8 +660,7 @@ async fn a_chain_of_caches_lists_every_hop_and_refuses_loops() {
     )
     .unwrap();
     let tcp = service::bind(([127, 0, 0, 1], port).into(), 128).unwrap();
-    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(edge::run_on(
+    let _stop = e2e::run_edge_on(
         edge::Sockets {
             viewers: vec![service::Listener { tcp, tls: None }],
             admin: None,
@@ -669,10 +668,7 @@ async fn a_chain_of_caches_lists_every_hop_and_refuses_loops() {
         cfg,
         None,
         None,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    );
     let started = Instant::now();
     let r = get(&c, &format!("http://127.0.0.1:{port}/live/x/3.ts")).await;
     assert!(r.status.is_server_error(), "{}", r.status);

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use e2e::fake_origin::{Chunk, FakeOrigin, Gate, Script};
-use e2e::{body_of, get};
+use e2e::{body_of, get, sample};
 use http::Method;
 use service::client::{Fetched, HttpClient, fetch, new_client};
 
@@ -25,13 +25,6 @@ async fn post(c: &HttpClient, url: &str, token: Option<&str>) -> Fetched {
     fetch(c, Method::POST, url, &headers, Duration::from_secs(10))
         .await
         .unwrap()
-}
-
-fn sample(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(prefix))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -150,8 +143,7 @@ impl Reloadable {
             edge::config::Config::parse("reload.toml", &t.lock().unwrap())
                 .map_err(|e| e.to_string())
         });
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(edge::run_on(
+        let stop = e2e::run_edge_on(
             edge::Sockets {
                 viewers: vec![service::Listener {
                     tcp: viewer,
@@ -162,10 +154,7 @@ impl Reloadable {
             cfg,
             None,
             Some(source),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        );
         Self {
             viewer: addrs.0,
             admin: addrs.1,

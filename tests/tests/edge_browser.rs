@@ -62,8 +62,7 @@ async fn stack(
     let tls = edge::tls_setup(&cfg).unwrap().unwrap();
     let secure = service::bind(([127, 0, 0, 1], 0).into(), 128).unwrap();
     let addr = secure.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(edge::run_on(
+    let stop = e2e::run_edge_on(
         edge::Sockets {
             viewers: vec![service::Listener {
                 tcp: secure,
@@ -74,10 +73,7 @@ async fn stack(
         cfg,
         Some(tls.certs),
         None,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    );
     (origin, stop, addr, ca)
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use e2e::fake_origin::{FakeOrigin, Script};
-use e2e::{body_of, get, get_with, start_edge};
+use e2e::{body_of, get, get_with, sample, start_edge};
 use http::Method;
 use service::client::{HttpClient, fetch, new_client};
 
@@ -223,14 +223,6 @@ async fn stale_if_error_by_default_when_the_upstream_said_nothing() {
 /// The edge's Prometheus text.
 async fn metrics(c: &HttpClient, edge: &e2e::TestEdge) -> String {
     String::from_utf8_lossy(&get(c, &edge.admin_url("/metrics")).await.body).into_owned()
-}
-
-/// The value of the sample whose line starts with `prefix` (0 when absent).
-fn sample(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(prefix))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 /// A client whose connections come from `ip` (another loopback address than the attacker's

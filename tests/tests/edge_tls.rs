@@ -92,8 +92,7 @@ impl TlsEdge {
                 edge::config::Config::parse("tls.toml", &toml).map_err(|e| e.to_string())
             }) as edge::ReloadSource
         });
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(edge::run_on(
+        let stop = e2e::run_edge_on(
             edge::Sockets {
                 viewers: vec![
                     service::Listener {
@@ -110,10 +109,7 @@ impl TlsEdge {
             cfg,
             Some(tls.certs.clone()),
             source,
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        );
         Self {
             plain: addrs.0,
             tls: addrs.1,
