@@ -24,6 +24,9 @@ pub struct Config {
     /// Load shedding.
     #[serde(default)]
     pub overload: OverloadConfig,
+    /// Pre-warming of newly listed live segments.
+    #[serde(default)]
+    pub prefetch: PrefetchConfig,
     /// More listeners beside `listen`, each plain or TLS.
     #[serde(default)]
     pub listeners: Vec<ListenerConfig>,
@@ -355,6 +358,64 @@ impl Default for OverloadConfig {
     }
 }
 
+/// Pre-warming: when a refreshed media playlist lists new segments, fetch them before any
+/// viewer asks (see `edge::prefetch`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrefetchConfig {
+    /// On or off.
+    pub enabled: bool,
+    /// Media playlists under these path prefixes are watched.
+    pub prefixes: Vec<String>,
+    /// Prefetches under way at once; a new segment beyond that is left to the viewers.
+    pub max_concurrent: usize,
+    /// Newly listed segments fetched per playlist refresh (the newest ones).
+    pub max_per_playlist: usize,
+}
+
+impl Default for PrefetchConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            prefixes: vec!["/live/".into()],
+            max_concurrent: 16,
+            max_per_playlist: 2,
+        }
+    }
+}
+
+impl PrefetchConfig {
+    /// Whether the playlist at `path` is watched.
+    pub fn watches(&self, path: &str) -> bool {
+        self.enabled && self.prefixes.iter().any(|p| path.starts_with(p.as_str()))
+    }
+
+    fn problems(&self) -> Vec<Problem> {
+        let mut p = Vec::new();
+        for (i, x) in self.prefixes.iter().enumerate() {
+            if !x.starts_with('/') {
+                p.push(Problem::new(
+                    format!("prefetch.prefixes[{i}]"),
+                    "must be a path starting with /",
+                ));
+            }
+        }
+        if !(1..=1024).contains(&self.max_concurrent) {
+            p.push(Problem::new(
+                "prefetch.max_concurrent",
+                "must be between 1 and 1024",
+            ));
+        }
+        if !(1..=16).contains(&self.max_per_playlist) {
+            p.push(Problem::new(
+                "prefetch.max_per_playlist",
+                "must be between 1 and 16",
+            ));
+        }
+        p
+    }
+}
+
 impl Config {
     /// Parses a config from TOML text (`file` names it in errors).
     pub fn parse(file: &str, src: &str) -> Result<Self, service::ConfigError> {
@@ -385,6 +446,7 @@ pub fn check_upstream_url(u: &str) -> Result<http::Uri, String> {
 impl Validate for Config {
     fn validate(&self) -> Vec<Problem> {
         let mut p = self.server.problems("server");
+        p.extend(self.prefetch.problems());
         let c = &self.cache;
         if c.capacity_bytes < 1 << 20 {
             p.push(Problem::new(
@@ -741,6 +803,23 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("key `admin.listen`"), "{e}");
+    }
+
+    #[test]
+    fn prefetch_problems_name_their_key_and_line() {
+        let up = "[upstream]\nurls = [\"http://127.0.0.1:8080\"]\n";
+        let src = format!(
+            "{up}[prefetch]\nprefixes = [\"live/\"]\nmax_concurrent = 0\nmax_per_playlist = 99\n"
+        );
+        let e = Config::parse("e.toml", &src).unwrap_err().to_string();
+        assert!(e.contains("line 4: key `prefetch.prefixes[0]`"), "{e}");
+        assert!(e.contains("line 5: key `prefetch.max_concurrent`"), "{e}");
+        assert!(e.contains("line 6: key `prefetch.max_per_playlist`"), "{e}");
+        let c = Config::parse("e.toml", up).unwrap();
+        assert!(c.prefetch.watches("/live/a/v/index.m3u8"));
+        assert!(!c.prefetch.watches("/vod/a/index.m3u8"));
+        let off = Config::parse("e.toml", &format!("{up}[prefetch]\nenabled = false\n")).unwrap();
+        assert!(!off.prefetch.watches("/live/a/v/index.m3u8"));
     }
 
     #[test]

@@ -145,6 +145,8 @@ pub struct Flight {
     positions: Mutex<Vec<Arc<AtomicUsize>>>,
     /// Signalled when a pass-through reader advances or leaves.
     drained: Notify,
+    /// Started by pre-warming, and no viewer has joined it yet.
+    unclaimed_prefetch: AtomicBool,
 }
 
 /// Most bytes a pass-through flight holds for its slowest reader before it stops reading
@@ -201,6 +203,13 @@ impl Flight {
             }
             done.await;
         }
+    }
+
+    /// True once, for the first viewer to join a flight that pre-warming started; at the
+    /// end of the fetch, whether none did (the stored object then carries the claim).
+    pub fn claim_prefetch(&self) -> bool {
+        self.unclaimed_prefetch.load(Ordering::Relaxed)
+            && self.unclaimed_prefetch.swap(false, Ordering::AcqRel)
     }
 
     /// Bytes received so far.
@@ -394,6 +403,13 @@ impl Writer {
     /// The flight being written.
     pub fn flight(&self) -> &Arc<Flight> {
         &self.flight
+    }
+
+    /// Marks the flight as started by pre-warming (before anyone can join it).
+    pub fn mark_prefetch(&self) {
+        self.flight
+            .unclaimed_prefetch
+            .store(true, Ordering::Release);
     }
 
     /// Publishes the response head, and opens the heads-first barrier after at most

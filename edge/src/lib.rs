@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod object;
 pub mod overload;
 pub mod pace;
+pub mod prefetch;
 pub mod proxy;
 pub mod rendezvous;
 pub mod retry;
@@ -86,6 +87,10 @@ pub struct App {
     pub access_log: Option<Arc<access_log::AccessLog>>,
     /// This node's `Via` entry (`1.1 NODE_ID`), built once per config.
     pub via: http::HeaderValue,
+    /// Pre-warming: the last segment seen per media playlist (kept across reloads).
+    pub prefetch_seen: prefetch::Seen,
+    /// Pre-warming: fetches allowed at once (`prefetch.max_concurrent`).
+    pub prefetch_permits: Arc<tokio::sync::Semaphore>,
 }
 
 /// moka's per-entry expiry: a coarse upper bound (freshness itself is decided per request
@@ -120,13 +125,23 @@ impl moka::Expiry<CacheKey, Arc<CachedObject>> for UsefulFor {
     }
 }
 
-fn new_cache(capacity_bytes: u64) -> Cache<CacheKey, Arc<CachedObject>> {
+fn new_cache(
+    capacity_bytes: u64,
+    wasted: prometheus::IntCounter,
+) -> Cache<CacheKey, Arc<CachedObject>> {
     Cache::builder()
         .max_capacity(capacity_bytes)
         .weigher(|k: &CacheKey, v: &Arc<CachedObject>| {
             v.weight().saturating_add(k.as_str().len() as u32)
         })
         .expire_after(UsefulFor)
+        // A prefetched object leaving unread (evicted, expired, replaced, purged) was
+        // fetched for nothing.
+        .eviction_listener(move |_k, v: Arc<CachedObject>, _cause| {
+            if v.claim_prefetched() {
+                wasted.inc();
+            }
+        })
         .build()
 }
 
@@ -163,7 +178,9 @@ impl App {
         let access_log = open_access_log(&cfg.access_log, &metrics.access_log_dropped)?;
         Ok(Self {
             via: via::own_entry(&cfg.node_id),
-            cache: new_cache(cfg.cache.capacity_bytes),
+            cache: new_cache(cfg.cache.capacity_bytes, metrics.prefetched_wasted.clone()),
+            prefetch_seen: prefetch::Seen::default(),
+            prefetch_permits: Arc::new(tokio::sync::Semaphore::new(cfg.prefetch.max_concurrent)),
             cfg,
             flights: Arc::new(FlightTable::default()),
             upstreams,
@@ -208,15 +225,25 @@ impl App {
             // moka cannot resize a cache: a new one takes the objects, and a smaller one
             // evicts down to its capacity by its own policy. A fetch finishing meanwhile
             // stores into the old one, which costs a miss later, nothing more.
-            let resized = new_cache(cfg.cache.capacity_bytes);
+            let resized = new_cache(
+                cfg.cache.capacity_bytes,
+                self.metrics.prefetched_wasted.clone(),
+            );
             for (k, v) in self.cache.iter() {
                 resized.insert((*k).clone(), v);
             }
             resized.run_pending_tasks();
             resized
         };
+        let prefetch_permits = if cfg.prefetch.max_concurrent == self.cfg.prefetch.max_concurrent {
+            self.prefetch_permits.clone()
+        } else {
+            Arc::new(tokio::sync::Semaphore::new(cfg.prefetch.max_concurrent))
+        };
         Ok(Self {
             via: via::own_entry(&cfg.node_id),
+            prefetch_seen: self.prefetch_seen.clone(),
+            prefetch_permits,
             cfg,
             cache,
             flights: self.flights.clone(),

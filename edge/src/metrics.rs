@@ -49,6 +49,14 @@ pub struct Metrics {
     pub admin_actions: IntCounterVec,
     /// Objects removed by `POST /purge`.
     pub purged: prometheus::IntCounter,
+    /// Segments fetched ahead of any viewer (pre-warming).
+    pub prefetched: prometheus::IntCounter,
+    /// Prefetched segments later served to a viewer (counted once per segment).
+    pub prefetched_used: prometheus::IntCounter,
+    /// Prefetched segments evicted, expired or replaced before any viewer asked.
+    pub prefetched_wasted: prometheus::IntCounter,
+    /// Newly listed segments not prefetched, by reason (`busy`: too many under way).
+    pub prefetch_skipped: IntCounterVec,
     /// Open client connections and the ones the server's limits cut
     /// (`edge_connections_open`, `edge_connections_cut_total{reason}`).
     pub conns: service::conn::ConnMetrics,
@@ -170,6 +178,25 @@ impl Metrics {
                 "edge_purged_objects_total",
                 "Objects removed by POST /purge.",
             )?,
+            prefetched: prometheus::IntCounter::new(
+                "edge_prefetched_total",
+                "Newly listed segments fetched before any viewer asked (pre-warming).",
+            )?,
+            prefetched_used: prometheus::IntCounter::new(
+                "edge_prefetched_used_total",
+                "Prefetched segments later served to a viewer (once per segment).",
+            )?,
+            prefetched_wasted: prometheus::IntCounter::new(
+                "edge_prefetched_wasted_total",
+                "Prefetched segments evicted, expired or replaced before any viewer asked.",
+            )?,
+            prefetch_skipped: IntCounterVec::new(
+                Opts::new(
+                    "edge_prefetch_skipped_total",
+                    "Newly listed segments not prefetched, by reason (busy: max_concurrent under way).",
+                ),
+                &["reason"],
+            )?,
             conns: service::conn::ConnMetrics::register(&registry, "edge")?,
             registry,
         };
@@ -184,12 +211,20 @@ impl Metrics {
             &m.reloads,
             &m.token_rejected,
             &m.admin_actions,
+            &m.prefetch_skipped,
         ] {
             m.registry.register(Box::new(c.clone()))?;
         }
         m.registry
             .register(Box::new(m.access_log_dropped.clone()))?;
-        m.registry.register(Box::new(m.purged.clone()))?;
+        for c in [
+            &m.purged,
+            &m.prefetched,
+            &m.prefetched_used,
+            &m.prefetched_wasted,
+        ] {
+            m.registry.register(Box::new(c.clone()))?;
+        }
         // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, ...
         m.registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),

@@ -108,9 +108,18 @@ pub struct CachedObject {
     pub freshness: Freshness,
     /// What it is.
     pub kind: Kind,
+    /// Fetched by pre-warming and not yet served to any viewer.
+    pub prefetched: std::sync::atomic::AtomicBool,
 }
 
 impl CachedObject {
+    /// True once, for the first viewer served a prefetched object (a plain load first: hits
+    /// are the hot path, and a swap on every hit would bounce the cache line between cores).
+    pub fn claim_prefetched(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.prefetched.load(Ordering::Relaxed) && self.prefetched.swap(false, Ordering::Relaxed)
+    }
+
     /// Current age (RFC 9111 §4.2.3, simplified: upstream Age plus resident time).
     pub fn age(&self, now: Instant) -> Duration {
         self.initial_age
@@ -310,6 +319,7 @@ mod tests {
                 stale_if_error: Duration::from_secs(10),
             },
             kind: Kind::Playlist,
+            prefetched: Default::default(),
         };
         let t0 = Instant::now();
         assert_eq!(o.state(t0), State::Fresh);

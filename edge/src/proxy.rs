@@ -269,10 +269,16 @@ async fn serve(
     if let Some(obj) = cached {
         match obj.state(now) {
             State::Fresh => {
+                if obj.claim_prefetched() {
+                    app.metrics.prefetched_used.inc();
+                }
                 let cs = format!("hit; ttl={}", obj.ttl_secs(now));
                 return (Phase::Hit, cs, from_object(&obj, req, now));
             }
             State::StaleWhileRevalidate => {
+                if obj.claim_prefetched() {
+                    app.metrics.prefetched_used.inc();
+                }
                 refresh(app, req, &key, kind);
                 app.metrics
                     .stale_served
@@ -296,6 +302,9 @@ async fn serve(
             (f, Phase::Miss)
         }
         Role::Waiter(f) => {
+            if f.claim_prefetch() {
+                app.metrics.prefetched_used.inc();
+            }
             app.metrics
                 .coalesced_waiters
                 .with_label_values(&[kind.as_str()])
@@ -481,6 +490,44 @@ fn refresh(app: &Arc<App>, req: &Request<Incoming>, key: &CacheKey, kind: Kind) 
     }
 }
 
+/// Pre-warming: starts fetches for the segments the media playlist `playlist` (just fetched,
+/// `body`) lists that its previous version did not, within `prefetch.max_concurrent`.
+fn prewarm(app: &Arc<App>, playlist: &CacheKey, body: &[u8], via: &HeaderValue) {
+    let seen = app.prefetch_seen.get(playlist);
+    let max = app.cfg.prefetch.max_per_playlist;
+    let Ok(listing) = crate::prefetch::newly_listed(playlist.as_str(), body, seen, max) else {
+        return;
+    };
+    if let Some(last) = listing.last {
+        app.prefetch_seen.set(playlist, last);
+    }
+    for target in listing.new {
+        let Ok(key) = normalize(&target, &app.cfg.cache.query_allowlist) else {
+            continue;
+        };
+        if app.cache.contains_key(&key) {
+            continue;
+        }
+        let Ok(permit) = app.prefetch_permits.clone().try_acquire_owned() else {
+            app.metrics
+                .prefetch_skipped
+                .with_label_values(&["busy"])
+                .inc();
+            continue;
+        };
+        if let Role::Writer(w) = app.flights.join_or_start(&key) {
+            w.mark_prefetch();
+            app.metrics.prefetched.inc();
+            let kind = Kind::of_request(&key);
+            let (app, via) = (app.clone(), via.clone());
+            tokio::spawn(async move {
+                let _permit = permit;
+                fill(app, w, key, kind, via).await;
+            });
+        }
+    }
+}
+
 /// Drops the in-flight gauge when a fill ends, however it ends.
 struct InflightGauge(prometheus::IntGauge);
 impl Drop for InflightGauge {
@@ -602,6 +649,14 @@ async fn fill(app: Arc<App>, w: Writer, key: CacheKey, kind: Kind, via: HeaderVa
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let kind = kind.refine(content_type, &bytes[..bytes.len().min(4096)]);
+    if parts.status == StatusCode::OK
+        && matches!(kind, Kind::Playlist | Kind::BlockingPlaylist)
+        && app.cfg.prefetch.watches(key.as_str())
+    {
+        // Before the object is stored and the flight ends: the viewers reading this
+        // playlist are about to ask for what it newly lists.
+        prewarm(&app, &key, &bytes, &via);
+    }
     let directives = Directives::from_headers(&parts.headers);
     if let Some(freshness) = Freshness::of(parts.status, &directives, kind, &app.cfg.cache)
         && bytes.len() as u64 <= app.cfg.cache.max_object_bytes
@@ -616,6 +671,7 @@ async fn fill(app: Arc<App>, w: Writer, key: CacheKey, kind: Kind, via: HeaderVa
                 initial_age,
                 freshness,
                 kind,
+                prefetched: w.flight().claim_prefetch().into(),
             }),
         );
         // Evict now: moka otherwise applies inserts in batches, and until it does the

@@ -85,6 +85,7 @@ proptest! {
                 initial_age,
                 freshness,
                 kind,
+                prefetched: Default::default(),
             };
             let later = Instant::now() + Duration::from_secs(later_s);
             let _ = o.state(later);

@@ -762,3 +762,108 @@ async fn a_hashed_pool_gives_every_object_one_owner_for_all_edges() {
         assert_ne!(o[0], 0);
     }
 }
+
+/// What a viewer saw polling one edge: each newly listed segment's cache phase.
+async fn watch_new_segments(c: &HttpClient, base: &str, for_: Duration) -> Vec<(String, String)> {
+    let pl_url = format!("{base}/live/demo/144p/index.m3u8");
+    let mut seen: Option<String> = None;
+    let mut phases = Vec::new();
+    let end = Instant::now() + for_;
+    while Instant::now() < end {
+        let pl = get(c, &pl_url).await;
+        assert_eq!(pl.status, 200);
+        let text = String::from_utf8(pl.body.to_vec()).unwrap();
+        let segs: Vec<&str> = text.lines().filter(|l| l.ends_with(".ts")).collect();
+        // Everything after the last segment this viewer knew, as a player would fetch it.
+        let new: Vec<&str> = match &seen {
+            None => vec![],
+            Some(last) => match segs.iter().position(|s| s == last) {
+                Some(i) => segs[i + 1..].to_vec(),
+                None => segs.clone(),
+            },
+        };
+        for s in &new {
+            let r = get(c, &format!("{base}/live/demo/144p/{s}")).await;
+            assert_eq!(r.status, 200);
+            phases.push((s.to_string(), r.header("x-cache").to_string()));
+        }
+        seen = segs.last().map(|s| s.to_string());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    phases
+}
+
+/// Pre-warming: a refreshed media playlist's new segments are fetched before the viewer
+/// asks, so it hits (or joins the fetch already under way) where an edge without
+/// pre-warming misses; each is fetched once; unread ones count as wasted when they leave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newly_listed_segments_are_fetched_before_viewers_ask() {
+    let origin = start_origin("[[streams]]\nname = \"demo\"\nsource = \"loop\"\n").await;
+    let c = new_client(Duration::from_secs(30));
+    wait_ok(&c, &origin.url("/readyz"), Duration::from_secs(20)).await;
+    let token = "prefetch-test-token-0123";
+    let warm = start_edge(
+        &format!("{EDGE}[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{token}\"\n"),
+        &[origin.url("")],
+    )
+    .await;
+    let cold = start_edge(
+        &format!("{EDGE}[prefetch]\nenabled = false\n"),
+        &[origin.url("")],
+    )
+    .await;
+    let (wu, ku) = (warm.url(""), cold.url(""));
+    let (w, k) = tokio::join!(
+        watch_new_segments(&c, &wu, Duration::from_secs(9)),
+        watch_new_segments(&c, &ku, Duration::from_secs(9)),
+    );
+    assert!(
+        w.len() >= 3 && k.len() >= 3,
+        "too few new segments: {w:?} {k:?}"
+    );
+    assert!(
+        w.iter().all(|(_, p)| p == "hit" || p == "coalesced"),
+        "pre-warmed edge: {w:?}"
+    );
+    assert!(
+        k.iter().all(|(_, p)| p == "miss"),
+        "edge without pre-warming: {k:?}"
+    );
+    let m = get(&c, &warm.admin_url("/metrics")).await;
+    let m = String::from_utf8(m.body.to_vec()).unwrap();
+    let fetched = e2e::sample(&m, "edge_upstream_fetches_total{kind=\"segment\"} ");
+    let prefetched = e2e::sample(&m, "edge_prefetched_total ");
+    let used = e2e::sample(&m, "edge_prefetched_used_total ");
+    // One fetch per segment: the prefetch, never a second one for the viewer.
+    assert_eq!(fetched, w.len() as f64, "{m}");
+    assert_eq!((prefetched, used), (fetched, fetched), "{m}");
+    let km = get(&c, &cold.admin_url("/metrics")).await;
+    let km = String::from_utf8(km.body.to_vec()).unwrap();
+    assert_eq!(e2e::sample(&km, "edge_prefetched_total "), 0.0, "{km}");
+
+    // A viewer that only reads the playlist: what is prefetched for it goes unread, and
+    // counts as wasted once it leaves the cache.
+    let pl_url = warm.url("/live/demo/144p/index.m3u8");
+    let end = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < end {
+        assert_eq!(get(&c, &pl_url).await.status, 200);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let purge = fetch(
+        &c,
+        Method::POST,
+        &warm.admin_url("/purge?prefix=/live/"),
+        &[("authorization", &format!("Bearer {token}"))],
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert_eq!(purge.status, 200);
+    let m = get(&c, &warm.admin_url("/metrics")).await;
+    let m = String::from_utf8(m.body.to_vec()).unwrap();
+    let prefetched2 = e2e::sample(&m, "edge_prefetched_total ");
+    let wasted = e2e::sample(&m, "edge_prefetched_wasted_total ");
+    assert!(prefetched2 >= prefetched + 2.0, "{m}");
+    assert_eq!(wasted, prefetched2 - prefetched, "{m}");
+    assert_eq!(e2e::sample(&m, "edge_prefetched_used_total "), used, "{m}");
+}
