@@ -237,6 +237,15 @@ pub struct UpstreamConfig {
     /// Retries always allowed per second, whatever the ratio.
     #[serde(default = "d_min_retries")]
     pub retry_budget_min_per_sec: u32,
+    /// Re-resolve every host name in `urls` this often, each name standing for one upstream
+    /// per address it resolves to (a Kubernetes headless Service of shields); unset: names
+    /// are resolved per connection and each URL is one upstream.
+    #[serde(default, with = "humantime_serde")]
+    pub resolve_interval: Option<Duration>,
+    /// In a `hashed` pool, a node that comes back healthy or newly appears takes its objects
+    /// back over this long, a growing share at a time (0: all at once).
+    #[serde(default = "d_ramp_in", with = "humantime_serde")]
+    pub ramp_in: Duration,
     /// Health checks.
     #[serde(default)]
     pub health: HealthConfig,
@@ -245,6 +254,9 @@ pub struct UpstreamConfig {
     pub breaker: BreakerConfig,
 }
 
+fn d_ramp_in() -> Duration {
+    Duration::from_secs(30)
+}
 fn d_head() -> Duration {
     Duration::from_secs(3)
 }
@@ -522,6 +534,23 @@ impl Validate for Config {
             && let Err(e) = service::client::tls_config(Some(ca))
         {
             p.push(Problem::new("upstream.ca_file", e.to_string()));
+        }
+        if let Some(every) = u.resolve_interval {
+            if every < Duration::from_secs(1) {
+                p.push(Problem::new(
+                    "upstream.resolve_interval",
+                    "must be at least 1s",
+                ));
+            }
+            for (i, url) in u.urls.iter().enumerate() {
+                if url.starts_with("https://") {
+                    p.push(Problem::new(
+                        format!("upstream.urls[{i}]"),
+                        "https upstreams cannot be re-resolved into addresses (certificates \
+                         name hosts): list each node by name, or leave resolve_interval unset",
+                    ));
+                }
+            }
         }
         if u.max_attempts == 0 || u.max_attempts > 10 {
             p.push(Problem::new(
@@ -820,6 +849,28 @@ mod tests {
         assert!(!c.prefetch.watches("/vod/a/index.m3u8"));
         let off = Config::parse("e.toml", &format!("{up}[prefetch]\nenabled = false\n")).unwrap();
         assert!(!off.prefetch.watches("/live/a/v/index.m3u8"));
+    }
+
+    #[test]
+    fn resolve_problems_name_their_key() {
+        let e = Config::parse(
+            "e.toml",
+            "[upstream]\nurls = [\"https://shields:8443\"]\nresolve_interval = \"100ms\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("line 3: key `upstream.resolve_interval`"), "{e}");
+        assert!(
+            e.contains("key `upstream.urls[0]`: https upstreams cannot"),
+            "{e}"
+        );
+        let c = Config::parse(
+            "e.toml",
+            "[upstream]\nurls = [\"http://shields:8080\"]\nresolve_interval = \"5s\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.upstream.resolve_interval, Some(Duration::from_secs(5)));
+        assert_eq!(c.upstream.ramp_in, Duration::from_secs(30));
     }
 
     #[test]

@@ -49,6 +49,10 @@ pub struct Metrics {
     pub admin_actions: IntCounterVec,
     /// Objects removed by `POST /purge`.
     pub purged: prometheus::IntCounter,
+    /// Re-resolutions of an upstream name that failed or found no address.
+    pub upstream_resolve_failures: prometheus::IntCounter,
+    /// Upstreams listed now (a re-resolved name counts once per address).
+    pub upstream_pool_size: IntGauge,
     /// Segments fetched ahead of any viewer (pre-warming).
     pub prefetched: prometheus::IntCounter,
     /// Prefetched segments later served to a viewer (counted once per segment).
@@ -178,6 +182,14 @@ impl Metrics {
                 "edge_purged_objects_total",
                 "Objects removed by POST /purge.",
             )?,
+            upstream_resolve_failures: prometheus::IntCounter::new(
+                "edge_upstream_resolve_failures_total",
+                "Re-resolutions of an upstream name that failed or found no address (the last answer is kept).",
+            )?,
+            upstream_pool_size: IntGauge::new(
+                "edge_upstream_pool_size",
+                "Upstreams listed now (a re-resolved name counts once per address).",
+            )?,
             prefetched: prometheus::IntCounter::new(
                 "edge_prefetched_total",
                 "Newly listed segments fetched before any viewer asked (pre-warming).",
@@ -219,6 +231,7 @@ impl Metrics {
             .register(Box::new(m.access_log_dropped.clone()))?;
         for c in [
             &m.purged,
+            &m.upstream_resolve_failures,
             &m.prefetched,
             &m.prefetched_used,
             &m.prefetched_wasted,
@@ -237,6 +250,7 @@ impl Metrics {
             &m.active_requests,
             &m.cache_bytes,
             &m.cache_objects,
+            &m.upstream_pool_size,
         ] {
             m.registry.register(Box::new(g.clone()))?;
         }

@@ -1,13 +1,21 @@
 //! The ordered list of upstreams: failover in order of preference, active health checks,
 //! a circuit breaker each, and retries (only before a response head, where GET is safe to
-//! repeat) under a budget and a per-fetch deadline.
+//! repeat) under a budget and a per-fetch deadline. With `resolve_interval`, a configured
+//! name stands for one upstream per address it resolves to, re-resolved as it changes (a
+//! shield pool behind a Kubernetes headless Service); in a hashed pool, a node that
+//! returns or appears is ramped in (`rendezvous::ramp`).
 
 use http::{Method, Request, Response, header};
 use hyper::body::Incoming;
 use service::client::HttpClient;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use tokio::time::Instant;
+
+use arc_swap::ArcSwap;
 
 use crate::breaker::{Breaker, Position};
 use crate::config::UpstreamConfig;
@@ -42,18 +50,91 @@ pub struct Upstream {
     streak: AtomicU32,
     /// Its circuit breaker.
     pub breaker: Breaker,
+    /// Which configured URL it comes from (`urls[source]`).
+    source: usize,
+    /// When its ramp-in began, ms since the set's epoch ([`NOT_RAMPING`]: not ramping).
+    ramp_from_ms: AtomicU64,
 }
 
+/// Marker in `ramp_from_ms`.
+const NOT_RAMPING: u64 = u64::MAX;
+
 impl Upstream {
+    fn new(name: String, base: String, source: usize, cfg: &UpstreamConfig) -> Self {
+        Self {
+            name,
+            base,
+            // Unknown until the first check, which runs at once; fetches still try it.
+            healthy: AtomicBool::new(false),
+            checked: AtomicBool::new(false),
+            streak: AtomicU32::new(0),
+            breaker: Breaker::new(cfg.breaker.failure_threshold, cfg.breaker.open_for),
+            source,
+            ramp_from_ms: AtomicU64::new(NOT_RAMPING),
+        }
+    }
+
     /// Whether the last health checks passed.
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
     }
 }
 
+/// Looks up `host:port`: every address it stands for now.
+pub type Resolver = Arc<
+    dyn Fn(String) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<SocketAddr>>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// The system's resolver (`getaddrinfo`: /etc/hosts, then DNS).
+pub fn system_resolver() -> Resolver {
+    Arc::new(|host_port| {
+        Box::pin(async move { Ok(tokio::net::lookup_host(host_port).await?.collect()) })
+    })
+}
+
+/// A configured URL: its parts, and whether its host is a name to re-resolve.
+#[derive(Debug)]
+struct Source {
+    /// `http` or `https`.
+    scheme: String,
+    /// `host:port` as written (the port defaulted from the scheme).
+    host_port: String,
+    /// Path prefix without a trailing slash.
+    prefix: String,
+    /// Re-resolved into one upstream per address.
+    resolve: bool,
+    /// Whether a resolution has succeeded yet (addresses found later are ramped in).
+    resolved_once: AtomicBool,
+}
+
+impl Source {
+    fn of(url: &str, resolve_names: bool) -> Self {
+        let uri: http::Uri = url.parse().unwrap_or_default();
+        let scheme = uri.scheme_str().unwrap_or("http").to_string();
+        let host = uri.host().unwrap_or("");
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "https" { 443 } else { 80 });
+        let is_name = host.parse::<std::net::IpAddr>().is_err() && !host.starts_with('[');
+        Self {
+            host_port: format!("{host}:{port}"),
+            prefix: uri.path().trim_end_matches('/').to_string(),
+            resolve: resolve_names && is_name,
+            scheme,
+            resolved_once: AtomicBool::new(false),
+        }
+    }
+}
+
 /// All upstreams, in order of preference.
 pub struct Upstreams {
-    list: Vec<Arc<Upstream>>,
+    list: ArcSwap<Vec<Arc<Upstream>>>,
+    sources: Vec<Source>,
+    resolver: Resolver,
+    /// Zero of the ramp-in clocks.
+    epoch: Instant,
     /// The header proving to the origin that a request comes from its CDN.
     auth: Option<(http::HeaderName, http::HeaderValue)>,
     client: HttpClient,
@@ -74,13 +155,14 @@ impl Upstreams {
         let kept = |base: &str| {
             previous
                 .filter(|p| p.cfg.breaker == cfg.breaker)
-                .and_then(|p| p.list.iter().find(|u| u.base == base).cloned())
+                .and_then(|p| p.list.load().iter().find(|u| u.base == base).cloned())
         };
-        let list = cfg
+        let list: Vec<Arc<Upstream>> = cfg
             .urls
             .iter()
-            .map(|u| {
-                if let Some(same) = kept(u.trim_end_matches('/')) {
+            .enumerate()
+            .map(|(i, u)| {
+                if let Some(same) = kept(u.trim_end_matches('/')).filter(|k| k.source == i) {
                     return same;
                 }
                 let uri: http::Uri = u.parse().unwrap_or_default();
@@ -88,16 +170,18 @@ impl Upstreams {
                     .authority()
                     .map(|a| a.to_string())
                     .unwrap_or_else(|| u.clone());
-                Arc::new(Upstream {
+                Arc::new(Upstream::new(
                     name,
-                    base: u.trim_end_matches('/').to_string(),
-                    // Unknown until the first check, which runs at once; fetches still try it.
-                    healthy: AtomicBool::new(false),
-                    checked: AtomicBool::new(false),
-                    streak: AtomicU32::new(0),
-                    breaker: Breaker::new(cfg.breaker.failure_threshold, cfg.breaker.open_for),
-                })
+                    u.trim_end_matches('/').to_string(),
+                    i,
+                    cfg,
+                ))
             })
+            .collect();
+        let sources = cfg
+            .urls
+            .iter()
+            .map(|u| Source::of(u, cfg.resolve_interval.is_some()))
             .collect();
         // Validated with the config (the variable was set then); read once here.
         let auth = match (&cfg.auth_header, cfg.auth_secret_value()) {
@@ -110,8 +194,12 @@ impl Upstreams {
                 }),
             _ => None,
         };
+        metrics.upstream_pool_size.set(list.len() as i64);
         Self {
-            list,
+            list: ArcSwap::from_pointee(list),
+            sources,
+            resolver: system_resolver(),
+            epoch: Instant::now(),
             auth,
             client,
             cfg: cfg.clone(),
@@ -120,9 +208,104 @@ impl Upstreams {
         }
     }
 
-    /// The upstreams, in order of preference.
-    pub fn list(&self) -> &[Arc<Upstream>] {
-        &self.list
+    /// Resolves names with `r` instead of the system's resolver (tests, embedders).
+    pub fn with_resolver(mut self, r: Resolver) -> Self {
+        self.resolver = r;
+        self
+    }
+
+    /// The upstreams now, in order of preference.
+    pub fn list(&self) -> Arc<Vec<Arc<Upstream>>> {
+        self.list.load_full()
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(NOT_RAMPING - 1)
+    }
+
+    /// Starts `u`'s ramp-in, in a hashed pool with a ramp configured.
+    fn start_ramp(&self, u: &Upstream) {
+        if self.cfg.pick == crate::config::Pick::Hashed && !self.cfg.ramp_in.is_zero() {
+            u.ramp_from_ms.store(self.now_ms(), Ordering::Relaxed);
+            tracing::info!(upstream = %u.name, ramp_in = ?self.cfg.ramp_in, "ramping in");
+        }
+    }
+
+    /// `u`'s ramp-in weight now: its share of its own objects, in [0, 1].
+    fn weight(&self, u: &Upstream, now_ms: u64) -> f64 {
+        let from = u.ramp_from_ms.load(Ordering::Relaxed);
+        if from == NOT_RAMPING {
+            return 1.0;
+        }
+        let ramp = self.cfg.ramp_in.as_millis() as f64;
+        let w = now_ms.saturating_sub(from) as f64 / ramp;
+        if w >= 1.0 {
+            u.ramp_from_ms.store(NOT_RAMPING, Ordering::Relaxed);
+        }
+        w.min(1.0)
+    }
+
+    /// Re-resolves every name source: an address that stays keeps its upstream (health,
+    /// breaker), a new one is added (ramped in, unless this is the name's first
+    /// resolution), a gone one is dropped. A failed or empty answer keeps what was there.
+    pub async fn resolve(&self) {
+        let current = self.list.load_full();
+        let mut next: Vec<Arc<Upstream>> = Vec::with_capacity(current.len());
+        let mut changed = false;
+        for (i, src) in self.sources.iter().enumerate() {
+            let of_source = current.iter().filter(|u| u.source == i);
+            if !src.resolve {
+                next.extend(of_source.cloned());
+                continue;
+            }
+            let mut addrs = match (self.resolver)(src.host_port.clone()).await {
+                Ok(a) if !a.is_empty() => a,
+                answer => {
+                    self.metrics.upstream_resolve_failures.inc();
+                    let why = match answer {
+                        Err(e) => e.to_string(),
+                        Ok(_) => "no addresses".to_string(),
+                    };
+                    tracing::warn!(name = %src.host_port, error = %why, "cannot resolve upstream; keeping the last answer");
+                    next.extend(of_source.cloned());
+                    continue;
+                }
+            };
+            addrs.sort_unstable();
+            addrs.dedup();
+            let first = !src.resolved_once.swap(true, Ordering::Relaxed);
+            for a in addrs {
+                let name = a.to_string();
+                if let Some(u) = current.iter().find(|u| u.source == i && u.name == name) {
+                    next.push(u.clone());
+                    continue;
+                }
+                changed = true;
+                let base = format!("{}://{name}{}", src.scheme, src.prefix);
+                let u = Arc::new(Upstream::new(name, base, i, &self.cfg));
+                if !first {
+                    self.start_ramp(&u);
+                }
+                tracing::info!(upstream = %u.name, from = %src.host_port, "upstream listed");
+                next.push(u);
+            }
+        }
+        for u in current
+            .iter()
+            .filter(|u| !next.iter().any(|n| Arc::ptr_eq(n, u)))
+        {
+            changed = true;
+            tracing::info!(upstream = %u.name, "upstream no longer listed");
+            for g in [&self.metrics.upstream_healthy, &self.metrics.breaker_state] {
+                let _ = g.remove_label_values(&[&u.name]);
+            }
+        }
+        if changed {
+            self.list.store(Arc::new(next));
+        }
+        self.metrics
+            .upstream_pool_size
+            .set(self.list.load().len() as i64);
     }
 
     /// The client the fetches go through (kept across a reload that keeps the CA file).
@@ -132,7 +315,7 @@ impl Upstreams {
 
     /// At least one upstream passes its health checks.
     pub fn any_healthy(&self) -> bool {
-        self.list.iter().any(|u| u.is_healthy())
+        self.list.load().iter().any(|u| u.is_healthy())
     }
 
     fn note(&self, u: &Upstream, transition: Option<Position>) {
@@ -164,14 +347,17 @@ impl Upstreams {
         self.budget.deposit();
         // In order of preference, or of this object's owners in a shield pool; healthy
         // upstreams first, each group keeping that order.
+        let list = self.list.load_full();
         let ranked: Vec<&Arc<Upstream>> = match self.cfg.pick {
-            crate::config::Pick::Ordered => self.list.iter().collect(),
+            crate::config::Pick::Ordered => list.iter().collect(),
             crate::config::Pick::Hashed => {
-                let names: Vec<&str> = self.list.iter().map(|u| u.name.as_str()).collect();
-                crate::rendezvous::order(key.as_str(), &names)
-                    .into_iter()
-                    .map(|i| &self.list[i])
-                    .collect()
+                let names: Vec<&str> = list.iter().map(|u| u.name.as_str()).collect();
+                let mut order = crate::rendezvous::order(key.as_str(), &names);
+                let now = self.now_ms();
+                crate::rendezvous::ramp(key.as_str(), &names, &mut order, |i| {
+                    self.weight(&list[i], now)
+                });
+                order.into_iter().map(|i| &list[i]).collect()
             }
         };
         let mut order: Vec<&Arc<Upstream>> =
@@ -310,8 +496,16 @@ impl Upstreams {
     /// Runs the health checks forever (spawn it): one probe per upstream per interval.
     pub async fn check_health(self: Arc<Self>) {
         let h = self.cfg.health.clone();
+        let mut resolve_at = Instant::now();
         loop {
-            for u in &self.list {
+            if let Some(every) = self.cfg.resolve_interval
+                && Instant::now() >= resolve_at
+            {
+                self.resolve().await;
+                resolve_at = Instant::now() + every;
+            }
+            let list = self.list.load_full();
+            for u in list.iter() {
                 let url = format!("{}{}", u.base, h.path);
                 let ok = matches!(
                     service::client::fetch(&self.client, Method::GET, &url, &[], h.timeout).await,
@@ -333,6 +527,10 @@ impl Upstreams {
                 if ok != was && (streak >= needed || first) {
                     u.healthy.store(ok, Ordering::Relaxed);
                     u.streak.store(0, Ordering::Relaxed);
+                    if ok && !first {
+                        // Back from a failure, most likely with a cold cache.
+                        self.start_ramp(u);
+                    }
                     if ok {
                         tracing::info!(upstream = %u.name, "upstream healthy");
                     } else {

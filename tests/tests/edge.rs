@@ -867,3 +867,139 @@ async fn newly_listed_segments_are_fetched_before_viewers_ask() {
     assert_eq!(wasted, prefetched2 - prefetched, "{m}");
     assert_eq!(e2e::sample(&m, "edge_prefetched_used_total "), used, "{m}");
 }
+
+/// A shield pool behind one name (`upstream.resolve_interval`, as a Kubernetes headless
+/// Service): the name stands for one upstream per address, followed as the answer changes;
+/// a node that appears takes back its objects gradually (`ramp_in`) and no other object
+/// moves; a node that leaves the answer gets nothing more; a failed lookup keeps the pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolved_pool_follows_its_name_and_ramps_in_a_new_node() {
+    use edge::upstream::Upstreams;
+    let mut shields = [
+        FakeOrigin::start().await,
+        FakeOrigin::start().await,
+        FakeOrigin::start().await,
+    ];
+    let answer = Arc::new(std::sync::Mutex::new(Some(vec![
+        shields[0].addr,
+        shields[1].addr,
+    ])));
+    let looked_up = answer.clone();
+    let resolver: edge::upstream::Resolver = Arc::new(move |name: String| {
+        assert_eq!(name, "shields.live.svc:8080");
+        let a = looked_up.lock().unwrap().clone();
+        Box::pin(async move { a.ok_or_else(|| std::io::Error::other("SERVFAIL")) })
+    });
+    let cfg = edge::config::Config::parse(
+        "pool.toml",
+        "[upstream]\nurls = [\"http://shields.live.svc:8080\"]\npick = \"hashed\"\n\
+         resolve_interval = \"1s\"\nramp_in = \"4s\"\n[upstream.health]\ninterval = \"100ms\"\n",
+    )
+    .unwrap();
+    let metrics = Arc::new(edge::metrics::Metrics::new().unwrap());
+    let pool = Arc::new(
+        Upstreams::new(
+            &cfg.upstream,
+            new_client(Duration::from_secs(5)),
+            metrics.clone(),
+            None,
+        )
+        .with_resolver(resolver),
+    );
+    let checks = tokio::spawn(pool.clone().check_health());
+    let addrs: Vec<String> = shields.iter().map(|s| s.addr.to_string()).collect();
+    let names = |n: usize| addrs[n].clone();
+    let listed = |want: usize| {
+        let pool = pool.clone();
+        async move {
+            for _ in 0..100 {
+                let l = pool.list();
+                if l.len() == want && l.iter().all(|u| u.is_healthy()) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("pool never had {want} healthy upstreams: {:?}", pool.list());
+        }
+    };
+    let owners = || {
+        let pool = pool.clone();
+        async move {
+            let via = http::HeaderValue::from_static("1.1 test");
+            let mut o = Vec::new();
+            for i in 0..600 {
+                let key = edge::key::normalize(&format!("/live/o/{i}.ts"), &[]).unwrap();
+                let (_, u) = pool.fetch(&key, Method::GET, &via).await.unwrap();
+                o.push(u.name.clone());
+            }
+            o
+        }
+    };
+    let share = |o: &[String], n: usize| {
+        o.iter().filter(|x| **x == names(n)).count() as f64 / o.len() as f64
+    };
+
+    listed(2).await;
+    let before = owners().await;
+    assert!(
+        (0.4..0.6).contains(&share(&before, 0)) && (0.4..0.6).contains(&share(&before, 1)),
+        "two nodes split the objects"
+    );
+    *answer.lock().unwrap() = Some(shields.iter().map(|s| s.addr).collect());
+    listed(3).await;
+    let early = owners().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mid = owners().await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let after = owners().await;
+    let (e, m, a) = (share(&early, 2), share(&mid, 2), share(&after, 2));
+    assert!(
+        e < 0.15 && e <= m && m <= a && m < a && (0.25..0.42).contains(&a),
+        "the new node's share ramps up: {e} {m} {a}"
+    );
+    for (i, (b, x)) in before.iter().zip(&after).enumerate() {
+        assert!(
+            b == x || *x == names(2),
+            "object {i} moved from {b} to {x}, not to the new node"
+        );
+    }
+
+    // A failed lookup keeps the pool as it was.
+    *answer.lock().unwrap() = None;
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(pool.list().len(), 3);
+    assert!(metrics.upstream_resolve_failures.get() >= 1);
+
+    // A node gone from the answer gets nothing more, though it still runs.
+    *answer.lock().unwrap() = Some(vec![shields[1].addr, shields[2].addr]);
+    listed(2).await;
+    let gone = owners().await;
+    assert_eq!(share(&gone, 0), 0.0);
+    assert!(
+        after
+            .iter()
+            .zip(&gone)
+            .all(|(a, g)| a == g || *a == names(0)),
+        "only the gone node's objects moved"
+    );
+
+    // A node that fails and comes back (same address) is ramped back in too.
+    shields[1].kill();
+    let addr1 = shields[1].addr;
+    for _ in 0..100 {
+        if pool.list().iter().any(|u| !u.is_healthy()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    shields[1] = FakeOrigin::start_on(addr1).await;
+    listed(2).await;
+    let back = share(&owners().await, 1);
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    let settled = share(&owners().await, 1);
+    assert!(
+        back < 0.25 && (0.4..0.6).contains(&settled),
+        "the recovered node's share ramps up: {back} then {settled}"
+    );
+    checks.abort();
+}
