@@ -4,6 +4,7 @@
 pub mod abr;
 pub mod config;
 pub mod demo;
+pub mod histogram;
 pub mod join;
 pub mod live;
 pub mod movie;

@@ -233,14 +233,7 @@ async fn live(cfg: Config, a: LiveArgs, demo_mode: bool) -> anyhow::Result<()> {
             100.0 * (1.0 - o.upstream_fetches as f64 / (o.requests.max(1)) as f64)
         );
     }
-    let report = Report {
-        mode: "live",
-        abr: r.abr.clone(),
-        players: sessions.len(),
-        aggregate,
-        sessions,
-        edge: offload,
-    };
+    let report = Report::new("live", &r.abr, sessions, offload);
     let out_json = a
         .out
         .clone()

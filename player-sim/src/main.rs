@@ -33,6 +33,72 @@ enum Cmd {
     Demo(live_cmd::LiveArgs),
     /// Offline: every trace in a folder × one movie, with one controller or all of them.
     Trace(TraceArgs),
+    /// Fleet: combine the reports of many `run`s (one per edge or pod) into one, with
+    /// exact totals and means and percentiles from mergeable histograms.
+    Merge(MergeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct MergeArgs {
+    /// Merged report to write.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Leave the sessions out of the merged report (aggregates still from them when every
+    /// report has them).
+    #[arg(long)]
+    no_sessions: bool,
+    /// Reports written by `player-sim run --out` (live) or `trace --out` with one controller.
+    #[arg(required = true, value_name = "REPORT")]
+    reports: Vec<PathBuf>,
+}
+
+fn merge_cmd(a: MergeArgs) -> anyhow::Result<()> {
+    let mut reports = Vec::with_capacity(a.reports.len());
+    for p in &a.reports {
+        let text = std::fs::read_to_string(p)
+            .map_err(|e| anyhow::anyhow!("report {}: {e}", p.display()))?;
+        let r: Report = serde_json::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "report {}: not a player-sim report (a `trace --abr all` file holds several; merge one controller's): {e}",
+                p.display()
+            )
+        })?;
+        reports.push(r);
+    }
+    let merged = player_sim::qoe::merge(reports, !a.no_sessions)
+        .map_err(|e| anyhow::anyhow!("{e} (reports in the order given, from 0)"))?;
+    println!("{}", output::table_header());
+    println!(
+        "{}",
+        output::table_row(&merged.abr, merged.players, &merged.aggregate)
+    );
+    let exact = if merged.percentiles_from_histograms {
+        "means exact, percentiles from histograms (within 1 %)"
+    } else {
+        "exact, from every session"
+    };
+    println!(
+        "{} reports, {} players ({} failed); aggregates {exact}",
+        a.reports.len(),
+        merged.players,
+        merged.failed
+    );
+    if let Some(o) = merged.edge {
+        println!(
+            "edges: {} requests answered with {} upstream fetches ({:.2} % offload)",
+            o.requests,
+            o.upstream_fetches,
+            100.0 * (1.0 - o.upstream_fetches as f64 / o.requests.max(1) as f64)
+        );
+    }
+    if let Some(parent) = a.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| anyhow::anyhow!("--out {}: {e}", parent.display()))?;
+    }
+    std::fs::write(&a.out, serde_json::to_string_pretty(&merged)?)
+        .map_err(|e| anyhow::anyhow!("--out {}: {e}", a.out.display()))?;
+    println!("report: {}", a.out.display());
+    Ok(())
 }
 
 #[derive(clap::Args, Debug)]
@@ -179,14 +245,7 @@ fn trace_cmd(a: TraceArgs) -> anyhow::Result<()> {
             output::table_row(name, sessions.len(), &agg),
             took.as_secs_f64() * 1000.0
         );
-        reports.push(Report {
-            mode: "trace",
-            abr: name.clone(),
-            players: sessions.len(),
-            aggregate: agg,
-            sessions,
-            edge: None,
-        });
+        reports.push(Report::new("trace", name, sessions, None));
     }
     if let Some(out) = &a.out {
         let json = if reports.len() == 1 {
@@ -239,6 +298,7 @@ fn main() -> ExitCode {
         Cmd::Trace(a) => trace_cmd(a),
         Cmd::Run(a) => live_cmd::run(a, false),
         Cmd::Demo(a) => live_cmd::run(a, true),
+        Cmd::Merge(a) => merge_cmd(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,12 +1,14 @@
 //! Quality of experience per session and aggregated over sessions.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use crate::histogram::LogHistogram;
 
 /// Weight of one second of rebuffering in QoE_lin (Pensieve).
 pub const REBUF_PENALTY: f64 = 4.3;
 
 /// QoE of one session.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Session {
     /// Session id.
     pub id: usize,
@@ -43,7 +45,7 @@ pub struct Session {
 /// Sabre's reporting definitions: its "total play time" is the first download plus all time
 /// after it (playing or stalled), and its time averages divide per-segment sums by that time
 /// in segments. So startup and stalls lower its average bitrate, unlike `avg_bitrate_kbps`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct SabreMetrics {
     /// "time average played bitrate", kbit/s.
     pub time_average_played_bitrate: f64,
@@ -56,7 +58,7 @@ pub struct SabreMetrics {
 }
 
 /// Mean and percentiles of one metric.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
     /// Mean.
     pub mean: f64,
@@ -83,7 +85,7 @@ impl Stats {
 }
 
 /// Aggregate QoE over sessions (the report's `aggregate`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Aggregate {
     /// Startup time, s.
     pub startup_s: Stats,
@@ -122,26 +124,195 @@ impl Aggregate {
     }
 }
 
+/// The metrics of [`Aggregate`] as mergeable histograms (the report's `histograms`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Histograms {
+    /// Startup time, s.
+    pub startup_s: LogHistogram,
+    /// Stall count.
+    pub rebuffer_count: LogHistogram,
+    /// Stall time, s.
+    pub rebuffer_s: LogHistogram,
+    /// Stall ratio.
+    pub rebuffer_ratio: LogHistogram,
+    /// Played bitrate, kbit/s.
+    pub avg_bitrate_kbps: LogHistogram,
+    /// Switches.
+    pub switches: LogHistogram,
+    /// Live latency, s (sessions that measured it).
+    pub latency_s: LogHistogram,
+    /// QoE_lin.
+    pub qoe_lin: LogHistogram,
+}
+
+impl Histograms {
+    /// The histograms of `sessions`.
+    pub fn of(sessions: &[Session]) -> Self {
+        let h = |g: fn(&Session) -> f64| LogHistogram::of(sessions.iter().map(g));
+        Self {
+            startup_s: h(|s| s.startup_s),
+            rebuffer_count: h(|s| f64::from(s.rebuffer_count)),
+            rebuffer_s: h(|s| s.rebuffer_s),
+            rebuffer_ratio: h(|s| s.rebuffer_ratio),
+            avg_bitrate_kbps: h(|s| s.avg_bitrate_kbps),
+            switches: h(|s| f64::from(s.switches)),
+            latency_s: LogHistogram::of(sessions.iter().filter_map(|s| s.latency_s)),
+            qoe_lin: h(|s| s.qoe_lin),
+        }
+    }
+
+    fn merge(&mut self, o: &Self) {
+        self.startup_s.merge(&o.startup_s);
+        self.rebuffer_count.merge(&o.rebuffer_count);
+        self.rebuffer_s.merge(&o.rebuffer_s);
+        self.rebuffer_ratio.merge(&o.rebuffer_ratio);
+        self.avg_bitrate_kbps.merge(&o.avg_bitrate_kbps);
+        self.switches.merge(&o.switches);
+        self.latency_s.merge(&o.latency_s);
+        self.qoe_lin.merge(&o.qoe_lin);
+    }
+
+    /// The aggregate they describe: means exact, percentiles within
+    /// [`crate::histogram::RELATIVE_ERROR`].
+    pub fn aggregate(&self) -> Aggregate {
+        let st = |h: &LogHistogram| Stats {
+            mean: h.mean(),
+            p50: h.quantile(0.5),
+            p95: h.quantile(0.95),
+        };
+        Aggregate {
+            startup_s: st(&self.startup_s),
+            rebuffer_count: st(&self.rebuffer_count),
+            rebuffer_s: st(&self.rebuffer_s),
+            rebuffer_ratio: st(&self.rebuffer_ratio),
+            avg_bitrate_kbps: st(&self.avg_bitrate_kbps),
+            switches: st(&self.switches),
+            latency_s: (self.latency_s.count > 0).then(|| st(&self.latency_s)),
+            qoe_lin: st(&self.qoe_lin),
+        }
+    }
+}
+
 /// The JSON report (schema in docs/report-schema.md).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     /// `live` or `trace`.
-    pub mode: &'static str,
-    /// Controller name.
+    pub mode: String,
+    /// Controller name (`mixed` in a merge of different ones).
     pub abr: String,
     /// Sessions (players).
     pub players: usize,
+    /// Sessions that failed (ended with an error).
+    #[serde(default)]
+    pub failed: usize,
     /// Aggregates.
     pub aggregate: Aggregate,
-    /// Every session.
+    /// The same metrics as mergeable histograms.
+    #[serde(default)]
+    pub histograms: Histograms,
+    /// The aggregate's percentiles come from the histograms (a merge of reports without
+    /// their sessions), not from every session.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub percentiles_from_histograms: bool,
+    /// Every session (left out of a merge made with `--no-sessions`).
+    #[serde(default)]
     pub sessions: Vec<Session>,
-    /// Origin offload seen at the edge during a live run, when known.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Origin offload seen at the edge during a live run, when known (summed in a merge).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub edge: Option<Offload>,
 }
 
+impl Report {
+    /// The report of `sessions`.
+    pub fn new(mode: &str, abr: &str, sessions: Vec<Session>, edge: Option<Offload>) -> Self {
+        Self {
+            mode: mode.into(),
+            abr: abr.into(),
+            players: sessions.len(),
+            failed: sessions.iter().filter(|s| s.error.is_some()).count(),
+            aggregate: Aggregate::of(&sessions),
+            histograms: Histograms::of(&sessions),
+            percentiles_from_histograms: false,
+            sessions,
+            edge,
+        }
+    }
+}
+
+/// Why reports cannot be merged.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MergeError {
+    /// Nothing to merge.
+    #[error("no reports to merge")]
+    Empty,
+    /// Live and trace reports mixed.
+    #[error("report {0} is a {1} report, the first is {2}: only reports of one mode merge")]
+    Mode(usize, String, String),
+    /// A report's histograms do not account for its players (written by an older
+    /// player-sim, or edited).
+    #[error("report {0} has {1} players but histograms of {2}: it cannot be merged exactly")]
+    NoHistograms(usize, usize, u64),
+}
+
+/// Combines the reports of many player-sim processes into one: players, failures and edge
+/// counters summed, histograms merged. The aggregate is exact (from every session) when
+/// every report carries its sessions, else from the merged histograms (means exact,
+/// percentiles within [`crate::histogram::RELATIVE_ERROR`]). `keep_sessions: false` leaves
+/// the sessions out of the result (a million-viewer run's file stays small).
+pub fn merge(reports: Vec<Report>, keep_sessions: bool) -> Result<Report, MergeError> {
+    let mut it = reports.into_iter().enumerate();
+    let (_, mut out) = it.next().ok_or(MergeError::Empty)?;
+    let complete = |i: usize, r: &Report| {
+        let n = r.histograms.startup_s.count;
+        if n == r.players as u64 {
+            Ok(r.sessions.len() == r.players)
+        } else {
+            Err(MergeError::NoHistograms(i, r.players, n))
+        }
+    };
+    let mut all_sessions = complete(0, &out)?;
+    for (i, r) in it {
+        if r.mode != out.mode {
+            return Err(MergeError::Mode(i, r.mode, out.mode));
+        }
+        all_sessions &= complete(i, &r)?;
+        if r.abr != out.abr {
+            out.abr = "mixed".into();
+        }
+        out.players = out.players.saturating_add(r.players);
+        out.failed = out.failed.saturating_add(r.failed);
+        out.histograms.merge(&r.histograms);
+        out.edge = match (out.edge, r.edge) {
+            (Some(a), Some(b)) => Some(Offload {
+                requests: a.requests.saturating_add(b.requests),
+                upstream_fetches: a.upstream_fetches.saturating_add(b.upstream_fetches),
+            }),
+            _ => None,
+        };
+        if all_sessions {
+            // Ids renumbered so that they stay unique in the merged report.
+            let base = out.sessions.len();
+            out.sessions
+                .extend(r.sessions.into_iter().enumerate().map(|(k, mut s)| {
+                    s.id = base + k;
+                    s
+                }));
+        }
+    }
+    out.aggregate = if all_sessions {
+        Aggregate::of(&out.sessions)
+    } else {
+        out.histograms.aggregate()
+    };
+    out.percentiles_from_histograms = !all_sessions;
+    if !all_sessions || !keep_sessions {
+        out.sessions = Vec::new();
+    }
+    Ok(out)
+}
+
 /// Requests the edge answered vs fetches it sent upstream (the report's `edge`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Offload {
     /// Client requests the edge answered.
     pub requests: u64,
@@ -152,6 +323,138 @@ pub struct Offload {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn session(id: usize, startup: f64, rebuf: f64, kbps: f64) -> Session {
+        Session {
+            id,
+            startup_s: startup,
+            rebuffer_count: u32::from(rebuf > 0.0),
+            rebuffer_s: rebuf,
+            rebuffer_ratio: rebuf / 60.0,
+            avg_bitrate_kbps: kbps,
+            switches: (id % 4) as u32,
+            latency_s: Some(6.0 + id as f64 / 100.0),
+            qoe_lin: kbps / 100.0 - 4.3 * rebuf,
+            ..Default::default()
+        }
+    }
+
+    fn sessions(n: usize) -> Vec<Session> {
+        (0..n)
+            .map(|i| {
+                session(
+                    i,
+                    0.3 + (i % 17) as f64 / 10.0,
+                    if i % 5 == 0 { 1.5 } else { 0.0 },
+                    400.0 + (i % 7) as f64 * 300.0,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_merge_of_parts_with_sessions_is_the_whole_exactly() {
+        let all = sessions(300);
+        let whole = Report::new("live", "bola", all.clone(), None);
+        let parts: Vec<Report> = all
+            .chunks(70)
+            .map(|c| {
+                Report::new(
+                    "live",
+                    "bola",
+                    c.to_vec(),
+                    Some(Offload {
+                        requests: 10,
+                        upstream_fetches: 1,
+                    }),
+                )
+            })
+            .collect();
+        let n = parts.len() as u64;
+        let m = merge(parts, true).unwrap();
+        assert_eq!(m.aggregate, whole.aggregate);
+        assert_eq!((m.players, m.sessions.len(), m.failed), (300, 300, 0));
+        assert!(m.sessions.iter().enumerate().all(|(i, s)| s.id == i));
+        assert_eq!(
+            m.edge,
+            Some(Offload {
+                requests: 10 * n,
+                upstream_fetches: n
+            })
+        );
+        assert_eq!(m.histograms.startup_s.count, 300);
+        assert!(!m.percentiles_from_histograms);
+    }
+
+    #[test]
+    fn a_merge_without_sessions_is_within_the_histogram_error() {
+        let all = sessions(1000);
+        let whole = Aggregate::of(&all);
+        let parts: Vec<Report> = all
+            .chunks(128)
+            .map(|c| {
+                let mut r = Report::new("live", "bola", c.to_vec(), None);
+                r.sessions.clear(); // as written with --no-sessions
+                r
+            })
+            .collect();
+        let m = merge(parts, false).unwrap();
+        assert!(m.sessions.is_empty() && m.percentiles_from_histograms);
+        let close = |a: Stats, b: Stats| {
+            let e =
+                |x: f64, y: f64| (x - y).abs() <= y.abs() * crate::histogram::RELATIVE_ERROR + 1e-9;
+            e(a.p50, b.p50)
+                && e(a.p95, b.p95)
+                && (a.mean - b.mean).abs() < 1e-9 * (1.0 + b.mean.abs())
+        };
+        let g = &m.aggregate;
+        for (got, want) in [
+            (g.startup_s, whole.startup_s),
+            (g.rebuffer_s, whole.rebuffer_s),
+            (g.rebuffer_ratio, whole.rebuffer_ratio),
+            (g.avg_bitrate_kbps, whole.avg_bitrate_kbps),
+            (g.switches, whole.switches),
+            (g.qoe_lin, whole.qoe_lin),
+            (g.latency_s.unwrap(), whole.latency_s.unwrap()),
+        ] {
+            assert!(close(got, want), "{got:?} vs {want:?}");
+        }
+    }
+
+    #[test]
+    fn merge_refusals_say_why() {
+        assert_eq!(merge(vec![], true).unwrap_err(), MergeError::Empty);
+        let live = Report::new("live", "bola", sessions(3), None);
+        let trace = Report::new("trace", "bola", sessions(3), None);
+        assert_eq!(
+            merge(vec![live.clone(), trace], true).unwrap_err(),
+            MergeError::Mode(1, "trace".into(), "live".into())
+        );
+        let mut old = live.clone();
+        old.histograms = Histograms::default();
+        assert_eq!(
+            merge(vec![live, old], true).unwrap_err(),
+            MergeError::NoHistograms(1, 3, 0)
+        );
+    }
+
+    #[test]
+    fn a_report_survives_json() {
+        let r = Report::new(
+            "live",
+            "bola",
+            sessions(20),
+            Some(Offload {
+                requests: 5,
+                upstream_fetches: 2,
+            }),
+        );
+        let back: Report = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(
+            (back.aggregate, back.histograms, back.sessions),
+            (r.aggregate, r.histograms, r.sessions)
+        );
+    }
 
     #[test]
     fn nearest_rank_percentiles() {
