@@ -129,6 +129,35 @@ impl Default for PlayerConfig {
     }
 }
 
+impl RunConfig {
+    /// The live population this describes, playing `url` (the caller's: `run` takes
+    /// `self.url`, the demo its own stack's). Errors name the key.
+    pub fn population(&self, url: &str) -> Result<crate::live::Population, String> {
+        let duration_ms = self.duration.as_secs_f64() * 1000.0;
+        let mut schedule = schedule::parse(
+            &self.bandwidth,
+            self.latency.as_secs_f64() * 1000.0,
+            duration_ms,
+        )
+        .map_err(|e| format!("bandwidth: {e}"))?;
+        schedule.name = "schedule".into();
+        Ok(crate::live::Population {
+            url: url.to_string(),
+            players: self.players,
+            duration: self.duration,
+            abr: self.abr.clone(),
+            schedule,
+            vary: self.vary,
+            join: Join::parse(&self.join).map_err(|e| format!("join: {e}"))?,
+            exit: (!self.exit.is_empty())
+                .then(|| Exit::parse(&self.exit))
+                .transpose()
+                .map_err(|e| format!("exit: {e}"))?,
+            record: self.plot_players,
+        })
+    }
+}
+
 impl PlayerConfig {
     /// The live players' settings.
     pub fn settings(&self) -> Settings {

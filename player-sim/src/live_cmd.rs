@@ -8,10 +8,9 @@ use std::time::Duration;
 use anyhow::{Context as _, anyhow, bail};
 use player_sim::config::{Config, run_problems};
 use player_sim::demo::{self, Stack};
-use player_sim::join::{Exit, Join};
-use player_sim::live::{self, Metrics, Population, Shared};
+use player_sim::live::{self, Metrics, Shared};
 use player_sim::qoe::{Aggregate, Report};
-use player_sim::{output, plot, schedule};
+use player_sim::{output, plot};
 
 /// Flags of `run` and `demo`; each overrides the config's `[run]` key of the same name.
 #[derive(clap::Args, Debug)]
@@ -139,24 +138,7 @@ async fn live(cfg: Config, a: LiveArgs, demo_mode: bool) -> anyhow::Result<()> {
         None
     };
     let url = stack.as_ref().map_or(r.url.clone(), Stack::master_url);
-    let duration_ms = r.duration.as_secs_f64() * 1000.0;
-    let mut trace = schedule::parse(&r.bandwidth, r.latency.as_secs_f64() * 1000.0, duration_ms)
-        .map_err(|e| anyhow!("--bandwidth: {e}"))?;
-    trace.name = "schedule".into();
-    let pop = Population {
-        url: url.clone(),
-        players: r.players,
-        duration: r.duration,
-        abr: r.abr.clone(),
-        schedule: trace,
-        vary: r.vary,
-        join: Join::parse(&r.join).map_err(|e| anyhow!(e))?,
-        exit: (!r.exit.is_empty())
-            .then(|| Exit::parse(&r.exit))
-            .transpose()
-            .map_err(|e| anyhow!(e))?,
-        record: r.plot_players,
-    };
+    let pop = r.population(&url).map_err(|e| anyhow!("--{e}"))?;
     let metrics = Metrics::new().context("metrics")?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     if !r.metrics_listen.is_empty() {

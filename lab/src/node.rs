@@ -1,0 +1,69 @@
+//! What runs inside a host namespace: the lab starts itself there (`lab node ...`) as an
+//! origin, an edge (shields are edges) or a player population, so one binary runs a whole
+//! scenario and nothing else has to be built.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+
+/// Serves an origin from its config file until SIGTERM.
+pub fn origin(config: &Path) -> ExitCode {
+    let cfg = match origin::config::Config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let server = cfg.server.clone();
+    let listen = cfg.listen;
+    service::serve_main(&server, listen, move |l, stop| origin::run(l, cfg, stop))
+}
+
+/// Serves an edge (or shield) from its config file until SIGTERM.
+pub fn edge(config: &Path) -> ExitCode {
+    let cfg = match edge::config::Config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let server = cfg.server.clone();
+    let listen = cfg.listen;
+    service::serve_main(&server, listen, move |l, stop| {
+        edge::run(l, cfg, None, stop)
+    })
+}
+
+/// Plays the population of a player-sim config and writes its report to `out`.
+pub fn players(config: &Path, out: &Path) -> anyhow::Result<()> {
+    let cfg = player_sim::config::Config::load(config).map_err(|e| anyhow!("{e}"))?;
+    let pop = cfg
+        .run
+        .population(&cfg.run.url)
+        .map_err(|e| anyhow!("{}: {e}", config.display()))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    let result = rt.block_on(async {
+        let shared = Arc::new(player_sim::live::Shared {
+            client: service::client::new_client(Duration::from_secs(90)),
+            metrics: player_sim::live::Metrics::new().context("metrics")?,
+            settings: cfg.player.settings(),
+        });
+        anyhow::Ok(player_sim::live::run(&pop, shared, false).await)
+    })?;
+    let sessions = result
+        .outcomes
+        .into_iter()
+        .map(|o| o.session)
+        .collect::<Vec<_>>();
+    let report = player_sim::qoe::Report::new("live", &cfg.run.abr, sessions, None);
+    std::fs::write(out, serde_json::to_string(&report)?)
+        .with_context(|| format!("cannot write {}", out.display()))
+}

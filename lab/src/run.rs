@@ -1,0 +1,410 @@
+//! Runs a scenario: builds the network, writes each node's config, starts the nodes in
+//! their namespaces, starts the players, plays the events, scrapes every node each second,
+//! then judges the figures and writes `summary.json`.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::figures::{self, Summary};
+use crate::net::{self, Net};
+use crate::prom::{self, Growth};
+use crate::scenario::{Action, NodeSpec, Role, Scenario};
+
+/// Viewers' (and origins') port on every host.
+const PORT: u16 = 8080;
+/// Shields' and edges' admin port.
+const ADMIN: u16 = 9081;
+
+/// A node of the topology and its process.
+struct Node {
+    spec: NodeSpec,
+    ns: String,
+    ip: Ipv4Addr,
+    config: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Node {
+    fn metrics_url(&self) -> String {
+        match self.spec.role {
+            Role::Origin => format!("http://{}:{PORT}/metrics", self.ip),
+            _ => format!("http://{}:{ADMIN}/metrics", self.ip),
+        }
+    }
+
+    fn ready_url(&self) -> String {
+        match self.spec.role {
+            Role::Origin => format!("http://{}:{PORT}/readyz", self.ip),
+            _ => format!("http://{}:{ADMIN}/readyz", self.ip),
+        }
+    }
+
+    fn start(&mut self) -> anyhow::Result<()> {
+        let role = match self.spec.role {
+            Role::Origin => "origin",
+            Role::Shield | Role::Edge => "edge",
+        };
+        self.child = Some(spawn_in(
+            &self.ns,
+            &["node", role, "--config", &self.config.to_string_lossy()],
+            &self.log,
+        )?);
+        Ok(())
+    }
+
+    fn signal(&mut self, s: Signal) {
+        if let Some(c) = &self.child
+            && let Ok(pid) = i32::try_from(c.id())
+        {
+            let _ = kill(Pid::from_raw(pid), s);
+        }
+    }
+
+    /// Stops it (SIGTERM, then SIGKILL after `grace`) and reaps it.
+    fn stop(&mut self, grace: Duration) {
+        self.signal(Signal::SIGTERM);
+        if let Some(mut c) = self.child.take() {
+            wait_or_kill(&mut c, grace);
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // However the run ends (an error, a panic), no node outlives it.
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Player processes, killed if the run ends before they do.
+struct Players(Vec<Child>);
+
+impl Drop for Players {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Waits for `c` at most `grace`, then kills it; always reaps it.
+fn wait_or_kill(c: &mut Child, grace: Duration) {
+    let end = Instant::now() + grace;
+    while Instant::now() < end {
+        if let Ok(Some(_)) = c.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = c.kill();
+    let _ = c.wait();
+}
+
+/// Starts this program as `lab ARGS` in namespace `ns`, its output to `log`.
+fn spawn_in(ns: &str, args: &[&str], log: &Path) -> anyhow::Result<Child> {
+    let exe = std::env::current_exe().context("cannot find the lab's own executable")?;
+    let out =
+        std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+    let err = out.try_clone()?;
+    Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(exe)
+        .args(args)
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .with_context(|| format!("cannot start `lab {}` in {ns}", args.join(" ")))
+}
+
+fn origin_toml(s: &Scenario, ip: Ipv4Addr) -> String {
+    format!(
+        "listen = \"{ip}:{PORT}\"\n[server]\ndrain_timeout = \"1s\"\n[[streams]]\nname = \"demo\"\nsource = \"loop\"\nsegment_duration = \"{}ms\"\nwindow = {}\n",
+        s.stream.segment_duration.as_millis(),
+        s.stream.window
+    )
+}
+
+fn edge_toml(s: &Scenario, n: &NodeSpec, ip: Ipv4Addr, ips: &BTreeMap<String, Ipv4Addr>) -> String {
+    let urls: Vec<String> = n
+        .upstreams
+        .iter()
+        .map(|u| format!("\"http://{}:{PORT}\"", ips[u]))
+        .collect();
+    // A shield's viewers' port serves content only: edges check shields with the master
+    // playlist (from the shield's cache), origins with their /healthz.
+    let health = if n
+        .upstreams
+        .iter()
+        .all(|u| s.node(u).is_some_and(|x| x.role == Role::Origin))
+    {
+        "/healthz"
+    } else {
+        "/live/demo/master.m3u8"
+    };
+    format!(
+        "listen = \"{ip}:{PORT}\"\nnode_id = \"{name}\"\nlog_level = \"warn\"\n\
+         [server]\ndrain_timeout = \"1s\"\nmax_connections = 30000\n\
+         max_connections_per_client = 0\nmax_requests_per_client = 0\n\
+         [upstream]\nurls = [{urls}]\npick = \"{pick}\"\n\
+         [upstream.health]\npath = \"{health}\"\ninterval = \"500ms\"\n\
+         [overload]\nmax_active = 24000\nnew_joins_above = 20000\n\
+         [prefetch]\nenabled = {prefetch}\n\
+         [admin]\nlisten = \"{ip}:{ADMIN}\"\n",
+        name = n.name,
+        urls = urls.join(", "),
+        pick = s.pick_of(n),
+        prefetch = Scenario::prefetch_of(n),
+    )
+}
+
+fn players_toml(s: &Scenario, i: usize, edge_ip: Ipv4Addr) -> String {
+    let p = &s.players[i];
+    format!(
+        "[run]\nurl = \"http://{edge_ip}:{PORT}/live/demo/master.m3u8\"\nplayers = {}\nduration = \"{}ms\"\nabr = \"{}\"\nbandwidth = \"{}\"\nvary = {}\njoin = \"{}\"\nexit = \"{}\"\n[player]\nseed = {}\n",
+        p.count,
+        s.duration.as_millis(),
+        p.abr,
+        p.bandwidth,
+        p.vary,
+        p.join,
+        p.exit,
+        p.seed.unwrap_or(i as u64 + 1)
+    )
+}
+
+/// Polls `url` until it answers 200, for at most `limit`.
+async fn wait_ready(
+    c: &service::client::HttpClient,
+    url: &str,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    service::client::wait_ok(c, url, limit)
+        .await
+        .map_err(|last| anyhow!("{url} not ready within {limit:?}: {last}"))
+}
+
+/// Scrapes every running node once into `g`.
+async fn scrape(c: &service::client::HttpClient, nodes: &[Node], g: &mut Growth) {
+    for n in nodes.iter().filter(|n| n.child.is_some()) {
+        if let Ok(r) = service::client::fetch(
+            c,
+            http::Method::GET,
+            &n.metrics_url(),
+            &[],
+            Duration::from_secs(2),
+        )
+        .await
+            && r.status == 200
+        {
+            g.observe(
+                &n.spec.name,
+                &prom::parse(&String::from_utf8_lossy(&r.body)),
+            );
+        }
+    }
+}
+
+/// Runs scenario `s` with its outputs in `out`; returns the summary (also written to
+/// `out/summary.json`).
+pub fn run(s: &Scenario, out: &Path) -> anyhow::Result<Summary> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("the lab needs root: it creates network namespaces (run it as root, or in CI)");
+    }
+    for d in ["configs", "logs", "players"] {
+        std::fs::create_dir_all(out.join(d))
+            .with_context(|| format!("cannot create {}", out.join(d).display()))?;
+    }
+    let prefix = format!("lab{}", std::process::id());
+    let mut net = Net::create(&prefix)?;
+    let mut ips = BTreeMap::new();
+    let mut nodes = Vec::new();
+    for (i, spec) in s.nodes.iter().enumerate() {
+        let ip = net::address(u8::try_from(i + 1)?);
+        let ns = net.add_host(&spec.name, ip)?;
+        if let Some(r) = &spec.link {
+            net.set_rate(&ns, Some(r))?;
+        }
+        ips.insert(spec.name.clone(), ip);
+        nodes.push(Node {
+            spec: spec.clone(),
+            ns,
+            ip,
+            config: out.join("configs").join(format!("{}.toml", spec.name)),
+            log: out.join("logs").join(format!("{}.log", spec.name)),
+            child: None,
+        });
+    }
+    for n in &nodes {
+        let toml = match n.spec.role {
+            Role::Origin => origin_toml(s, n.ip),
+            _ => edge_toml(s, &n.spec, n.ip, &ips),
+        };
+        std::fs::write(&n.config, toml)?;
+    }
+    let mut populations = Vec::new();
+    for (i, p) in s.players.iter().enumerate() {
+        let ns = net.add_host(&format!("players{i}"), net::address(u8::try_from(100 + i)?))?;
+        let config = out.join("configs").join(format!("players{i}.toml"));
+        std::fs::write(&config, players_toml(s, i, ips[&p.edge]))?;
+        populations.push((
+            ns,
+            config,
+            out.join("players").join(format!("report-{i}.json")),
+        ));
+    }
+    let ctl = net.add_host("ctl", net::address(254))?;
+    // This thread and the runtime's threads (started below) live in the lab's network.
+    net::enter(&ctl)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(drive(s, &net, &mut nodes, &populations, out));
+    for n in nodes.iter_mut() {
+        n.stop(Duration::from_secs(3));
+    }
+    drop(net);
+    let summary = result?;
+    std::fs::write(
+        out.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?,
+    )?;
+    Ok(summary)
+}
+
+async fn drive(
+    s: &Scenario,
+    net: &Net,
+    nodes: &mut [Node],
+    populations: &[(String, PathBuf, PathBuf)],
+    out: &Path,
+) -> anyhow::Result<Summary> {
+    let c = service::client::new_client(Duration::from_secs(10));
+    // Origins first (until their window is full), then shields, then edges.
+    for role in [Role::Origin, Role::Shield, Role::Edge] {
+        for n in nodes.iter_mut().filter(|n| n.spec.role == role) {
+            n.start()?;
+        }
+        let limit = match role {
+            Role::Origin => s.stream.segment_duration * (s.stream.window as u32 + 10),
+            _ => Duration::from_secs(20),
+        };
+        for n in nodes.iter().filter(|n| n.spec.role == role) {
+            wait_ready(&c, &n.ready_url(), limit)
+                .await
+                .with_context(|| {
+                    format!("{} did not come up; see {}", n.spec.name, n.log.display())
+                })?;
+        }
+    }
+    let mut growth = Growth::default();
+    scrape(&c, nodes, &mut growth).await;
+    let mut players = Players(Vec::new());
+    for (i, (ns, config, report)) in populations.iter().enumerate() {
+        players.0.push(spawn_in(
+            ns,
+            &[
+                "node",
+                "players",
+                "--config",
+                &config.to_string_lossy(),
+                "--out",
+                &report.to_string_lossy(),
+            ],
+            &out.join("logs").join(format!("players{i}.log")),
+        )?);
+    }
+    let t0 = Instant::now();
+    let mut events = s.events.clone();
+    events.sort_by_key(|e| e.at);
+    let mut next = events.into_iter().peekable();
+    // Players stop by themselves after `duration`; they are given a margin to finish their
+    // last downloads and write their reports, then killed.
+    let end = t0 + s.duration + Duration::from_secs(30);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        scrape(&c, nodes, &mut growth).await;
+        while let Some(e) = next.next_if(|e| t0.elapsed() >= e.at) {
+            let Some(n) = nodes.iter_mut().find(|n| n.spec.name == e.node) else {
+                continue;
+            };
+            println!(
+                "{:>6.1} s  {:?} {}",
+                t0.elapsed().as_secs_f64(),
+                e.action,
+                e.node
+            );
+            match e.action {
+                Action::Kill => {
+                    n.signal(Signal::SIGKILL);
+                    if let Some(mut ch) = n.child.take() {
+                        let _ = ch.wait();
+                    }
+                }
+                Action::Stop => n.stop(Duration::from_secs(5)),
+                Action::Restart => {
+                    if n.child.is_none() {
+                        n.start()?;
+                        growth.restarted(&n.spec.name);
+                    }
+                }
+                Action::Link => {
+                    let rate = e.rate.as_deref().filter(|r| *r != "none");
+                    net.set_rate(&n.ns, rate)?;
+                }
+            }
+        }
+        let all_done = players
+            .0
+            .iter_mut()
+            .all(|p| matches!(p.try_wait(), Ok(Some(_))));
+        if all_done || Instant::now() >= end {
+            break;
+        }
+    }
+    scrape(&c, nodes, &mut growth).await;
+    for p in players.0.iter_mut() {
+        wait_or_kill(p, Duration::from_millis(100));
+    }
+    let mut reports = Vec::new();
+    for (i, (_, _, report)) in populations.iter().enumerate() {
+        let text = std::fs::read_to_string(report).with_context(|| {
+            format!(
+                "players{i} wrote no report; see {}",
+                out.join("logs").join(format!("players{i}.log")).display()
+            )
+        })?;
+        reports.push(serde_json::from_str(&text).with_context(|| format!("{}", report.display()))?);
+    }
+    let merged = if reports.is_empty() {
+        None
+    } else {
+        let m = player_sim::qoe::merge(reports, false)?;
+        std::fs::write(out.join("players.json"), serde_json::to_string_pretty(&m)?)?;
+        Some(m)
+    };
+    let roles: BTreeMap<String, Role> = nodes
+        .iter()
+        .map(|n| (n.spec.name.clone(), n.spec.role))
+        .collect();
+    let figures = figures::compute(&growth, |n| roles.get(n).copied(), merged.as_ref());
+    Ok(figures::judge(&s.name, figures, &s.expect))
+}
