@@ -81,6 +81,65 @@ pub fn compute(
     f
 }
 
+/// Rates over the steady window (`window` grew over `secs` seconds, every player active)
+/// and the capacity model's predictions for them (`model`), with measured ÷ predicted.
+pub fn steady_rates(
+    window: &Growth,
+    secs: f64,
+    role_of: impl Fn(&str) -> Option<Role>,
+    players: Option<&Report>,
+    segment_s: f64,
+    shields: usize,
+    origins: usize,
+) -> BTreeMap<String, f64> {
+    let mut f = BTreeMap::new();
+    if secs <= 0.0 {
+        return f;
+    }
+    let role_of = &role_of;
+    let is = |r: Role| move |n: &str| role_of(n) == Some(r);
+    let egress = window.sum("edge_sent_bytes_total", is(Role::Edge), |_| true) * 8.0 / secs / 1e6;
+    let origin_rps = window.sum("origin_http_requests_total", is(Role::Origin), |_| true) / secs;
+    let shield_rps = window.sum("edge_requests_total", is(Role::Shield), |_| true) / secs;
+    let edge_cpu = window.sum("process_cpu_seconds_total", is(Role::Edge), |_| true) / secs;
+    let edges = window
+        .nodes()
+        .iter()
+        .filter(|n| role_of(n) == Some(Role::Edge))
+        .count();
+    f.insert("edge_egress_mbps".into(), egress);
+    f.insert("origin_rps".into(), origin_rps);
+    f.insert("shield_rps".into(), shield_rps);
+    if edges > 0 {
+        f.insert("edge_cpu_cores_mean".into(), edge_cpu / edges as f64);
+    }
+    let renditions = window
+        .labels_of("origin_segments_published_total", "rendition")
+        .len() as f64;
+    if let Some(r) = players
+        && renditions > 0.0
+    {
+        if edge_cpu > 0.0 {
+            f.insert("players_per_edge_core".into(), r.players as f64 / edge_cpu);
+        }
+        let p = crate::model::predict(&crate::model::Inputs {
+            viewers: r.players as f64,
+            bitrate_kbps: r.aggregate.avg_bitrate_kbps.mean,
+            segment_s,
+            playlist_bytes: 800.0,
+            renditions,
+            shields: shields as f64,
+            origins: origins as f64,
+            health_per_s: 2.0,
+        });
+        f.insert("model_edge_egress_mbps".into(), p.edge_egress_mbps);
+        f.insert("model_origin_rps".into(), p.origin_rps);
+        f.insert("model_egress_ratio".into(), egress / p.edge_egress_mbps);
+        f.insert("model_origin_ratio".into(), origin_rps / p.origin_rps);
+    }
+    f
+}
+
 /// One `[expect]` range and whether it held.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Held {

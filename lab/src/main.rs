@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod figures;
+mod model;
 mod net;
 mod node;
 mod prom;

@@ -122,6 +122,15 @@ impl Growth {
         n
     }
 
+    /// The values label `label` takes on series called `name`.
+    pub fn labels_of(&self, name: &str, label: &str) -> std::collections::BTreeSet<String> {
+        self.grown
+            .values()
+            .filter(|(s, _)| s.name == name)
+            .map(|(s, _)| s.label(label).to_string())
+            .collect()
+    }
+
     /// Growth of every series called `name` on nodes for which `node` says yes, whose
     /// labels pass `filter`, summed.
     pub fn sum(

@@ -200,8 +200,12 @@ async fn wait_ready(
         .map_err(|last| anyhow!("{url} not ready within {limit:?}: {last}"))
 }
 
-/// Scrapes every running node once into `g`.
-async fn scrape(c: &service::client::HttpClient, nodes: &[Node], g: &mut Growth) {
+/// Scrapes every running node once: (node, samples).
+async fn scrape(
+    c: &service::client::HttpClient,
+    nodes: &[Node],
+) -> Vec<(String, Vec<prom::Sample>)> {
+    let mut out = Vec::new();
     for n in nodes.iter().filter(|n| n.child.is_some()) {
         if let Ok(r) = service::client::fetch(
             c,
@@ -213,11 +217,36 @@ async fn scrape(c: &service::client::HttpClient, nodes: &[Node], g: &mut Growth)
         .await
             && r.status == 200
         {
-            g.observe(
-                &n.spec.name,
-                &prom::parse(&String::from_utf8_lossy(&r.body)),
-            );
+            out.push((
+                n.spec.name.clone(),
+                prom::parse(&String::from_utf8_lossy(&r.body)),
+            ));
         }
+    }
+    out
+}
+
+/// Writes every running node's `/metrics` text to `dir/NODE.prom` (for a look afterwards).
+async fn dump_metrics(c: &service::client::HttpClient, nodes: &[Node], dir: &Path) {
+    for n in nodes.iter().filter(|n| n.child.is_some()) {
+        if let Ok(r) = service::client::fetch(
+            c,
+            http::Method::GET,
+            &n.metrics_url(),
+            &[],
+            Duration::from_secs(2),
+        )
+        .await
+        {
+            let _ = std::fs::write(dir.join(format!("{}.prom", n.spec.name)), &r.body);
+        }
+    }
+}
+
+/// Takes one scrape of every node into `g`.
+fn observe(g: &mut Growth, scraped: &[(String, Vec<prom::Sample>)]) {
+    for (node, samples) in scraped {
+        g.observe(node, samples);
     }
 }
 
@@ -227,7 +256,7 @@ pub fn run(s: &Scenario, out: &Path) -> anyhow::Result<Summary> {
     if !nix::unistd::geteuid().is_root() {
         bail!("the lab needs root: it creates network namespaces (run it as root, or in CI)");
     }
-    for d in ["configs", "logs", "players"] {
+    for d in ["configs", "logs", "players", "metrics"] {
         std::fs::create_dir_all(out.join(d))
             .with_context(|| format!("cannot create {}", out.join(d).display()))?;
     }
@@ -315,7 +344,12 @@ async fn drive(
         }
     }
     let mut growth = Growth::default();
-    scrape(&c, nodes, &mut growth).await;
+    observe(&mut growth, &scrape(&c, nodes).await);
+    // The same counters over the steady window only.
+    let mut window = Growth::default();
+    let (w_from, w_to) = s.steady_window();
+    let mut window_secs = 0.0;
+    let mut window_started: Option<Instant> = None;
     let mut players = Players(Vec::new());
     for (i, (ns, config, report)) in populations.iter().enumerate() {
         players.0.push(spawn_in(
@@ -341,7 +375,14 @@ async fn drive(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        scrape(&c, nodes, &mut growth).await;
+        let scraped = scrape(&c, nodes).await;
+        observe(&mut growth, &scraped);
+        let t = t0.elapsed();
+        if t >= w_from && t <= w_to {
+            observe(&mut window, &scraped);
+            let started = *window_started.get_or_insert_with(Instant::now);
+            window_secs = started.elapsed().as_secs_f64();
+        }
         while let Some(e) = next.next_if(|e| t0.elapsed() >= e.at) {
             let Some(n) = nodes.iter_mut().find(|n| n.spec.name == e.node) else {
                 continue;
@@ -364,6 +405,7 @@ async fn drive(
                     if n.child.is_none() {
                         n.start()?;
                         growth.restarted(&n.spec.name);
+                        window.restarted(&n.spec.name);
                     }
                 }
                 Action::Link => {
@@ -380,7 +422,8 @@ async fn drive(
             break;
         }
     }
-    scrape(&c, nodes, &mut growth).await;
+    observe(&mut growth, &scrape(&c, nodes).await);
+    dump_metrics(&c, nodes, &out.join("metrics")).await;
     for p in players.0.iter_mut() {
         wait_or_kill(p, Duration::from_millis(100));
     }
@@ -405,6 +448,16 @@ async fn drive(
         .iter()
         .map(|n| (n.spec.name.clone(), n.spec.role))
         .collect();
-    let figures = figures::compute(&growth, |n| roles.get(n).copied(), merged.as_ref());
+    let mut figures = figures::compute(&growth, |n| roles.get(n).copied(), merged.as_ref());
+    let count = |r: Role| s.nodes.iter().filter(|n| n.role == r).count();
+    figures.extend(figures::steady_rates(
+        &window,
+        window_secs,
+        |n| roles.get(n).copied(),
+        merged.as_ref(),
+        s.stream.segment_duration.as_secs_f64(),
+        count(Role::Shield),
+        count(Role::Origin),
+    ));
     Ok(figures::judge(&s.name, figures, &s.expect))
 }

@@ -31,6 +31,11 @@ pub struct Scenario {
     /// Timed events.
     #[serde(default)]
     pub events: Vec<EventSpec>,
+    /// The steady window, from the players' start: rates and the capacity model's figures
+    /// are measured over it (default: from 40 % of the duration to 3 s before its end, after
+    /// the usual join ramps).
+    #[serde(default, with = "humantime_serde")]
+    pub steady_from: Option<Duration>,
     /// Ranges (`[min, max]`) that figures must fall in for the run to pass.
     #[serde(default)]
     pub expect: BTreeMap<String, [f64; 2]>,
@@ -190,6 +195,15 @@ pub const FIGURES: &[&str] = &[
     "rebuffer_count_mean",
     "startup_p95_s",
     "bitrate_mean_kbps",
+    "edge_egress_mbps",
+    "origin_rps",
+    "shield_rps",
+    "edge_cpu_cores_mean",
+    "players_per_edge_core",
+    "model_edge_egress_mbps",
+    "model_origin_rps",
+    "model_egress_ratio",
+    "model_origin_ratio",
 ];
 
 impl Scenario {
@@ -214,6 +228,13 @@ impl Scenario {
     /// The node called `name`.
     pub fn node(&self, name: &str) -> Option<&NodeSpec> {
         self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// The steady window (from, to), from the players' start.
+    pub fn steady_window(&self) -> (Duration, Duration) {
+        let to = self.duration.saturating_sub(Duration::from_secs(3));
+        let from = self.steady_from.unwrap_or(self.duration * 2 / 5).min(to);
+        (from, to)
     }
 
     /// Whether `n` pre-warms.

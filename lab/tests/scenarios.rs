@@ -79,3 +79,44 @@ fn flash_crowd() {
 fn edge_restart() {
     scenario("edge-restart");
 }
+
+/// Every scenario file in lab/scenarios passes `lab check` (no root needed), and a broken
+/// one is refused with its file, line and key.
+#[test]
+fn every_scenario_file_checks() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 5);
+    let ok = Command::new(env!("CARGO_BIN_EXE_lab"))
+        .arg("check")
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let bad = std::env::temp_dir().join(format!("lab-bad-{}.toml", std::process::id()));
+    let text = std::fs::read_to_string(dir.join("steady.toml"))
+        .unwrap()
+        .replace("count = 500", "count = 0");
+    std::fs::write(&bad, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lab"))
+        .arg("check")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("key `players[0].count`") && err.contains("lab-bad-"),
+        "{err}"
+    );
+    let _ = std::fs::remove_file(&bad);
+}
