@@ -60,6 +60,12 @@ pub fn compute(
             s.label("status").starts_with('5')
         }),
     );
+    f.insert(
+        "edge_segment_upstream_waits".into(),
+        g.sum("edge_requests_total", is(Role::Edge), |s| {
+            seg(s) && matches!(s.label("cache"), "miss" | "coalesced")
+        }),
+    );
     if let Some(p99) = g.quantile("edge_request_duration_seconds", 0.99, is(Role::Edge), seg) {
         f.insert("edge_segment_ttfb_p99_ms".into(), p99 * 1000.0);
     }

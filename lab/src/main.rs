@@ -65,6 +65,14 @@ enum NodeCmd {
         #[arg(long)]
         out: PathBuf,
     },
+    Delay {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        #[arg(long, value_parser = humantime::parse_duration)]
+        delay: std::time::Duration,
+    },
 }
 
 fn main() -> ExitCode {
@@ -74,6 +82,13 @@ fn main() -> ExitCode {
         Cmd::Node { what } => match what {
             NodeCmd::Origin { config } => node::origin(&config),
             NodeCmd::Edge { config } => node::edge(&config),
+            NodeCmd::Delay { listen, to, delay } => match node::delay(listen, to, delay) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            },
             NodeCmd::Players { config, out } => match node::players(&config, &out) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

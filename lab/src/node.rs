@@ -67,3 +67,69 @@ pub fn players(config: &Path, out: &Path) -> anyhow::Result<()> {
     std::fs::write(out, serde_json::to_string(&report)?)
         .with_context(|| format!("cannot write {}", out.display()))
 }
+
+/// Relays TCP from `listen` to `to`, holding every chunk `delay` in each direction: the
+/// round trip to a far-away node (this machine's kernel has no netem). Memory is bounded:
+/// at most 64 chunks of 64 KiB wait per direction per connection.
+pub fn delay(
+    listen: std::net::SocketAddr,
+    to: std::net::SocketAddr,
+    delay: Duration,
+) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    rt.block_on(async move {
+        let l = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        loop {
+            let (client, _) = l.accept().await?;
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(to).await else {
+                    return;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                tokio::join!(pump(cr, sw, delay), pump(sr, cw, delay));
+            });
+        }
+    })
+}
+
+/// Copies `from` to `to`, each chunk written `delay` after it was read (order kept).
+async fn pump(
+    mut from: impl tokio::io::AsyncRead + Unpin,
+    mut to: impl tokio::io::AsyncWrite + Unpin,
+    delay: Duration,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(tokio::time::Instant, Vec<u8>)>(64);
+    let reader = async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n) = from.read(&mut buf).await {
+            if n == 0
+                || tx
+                    .send((tokio::time::Instant::now() + delay, buf[..n].to_vec()))
+                    .await
+                    .is_err()
+            {
+                break;
+            }
+        }
+    };
+    let writer = async move {
+        while let Some((at, chunk)) = rx.recv().await {
+            tokio::time::sleep_until(at).await;
+            if to.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown().await;
+    };
+    tokio::join!(reader, writer);
+}

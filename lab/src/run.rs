@@ -30,6 +30,8 @@ struct Node {
     config: PathBuf,
     log: PathBuf,
     child: Option<Child>,
+    /// The delay relay in front of its content port, when it has a delay.
+    relay: Option<Child>,
 }
 
 impl Node {
@@ -57,7 +59,32 @@ impl Node {
             &["node", role, "--config", &self.config.to_string_lossy()],
             &self.log,
         )?);
+        if let Some(d) = self.spec.delay {
+            let log = self.log.with_extension("relay.log");
+            self.relay = Some(spawn_in(
+                &self.ns,
+                &[
+                    "node",
+                    "delay",
+                    "--listen",
+                    &format!("{}:{PORT}", self.ip),
+                    "--to",
+                    &format!("127.0.0.1:{PORT}"),
+                    "--delay",
+                    &format!("{}us", d.as_micros()),
+                ],
+                &log,
+            )?);
+        }
         Ok(())
+    }
+
+    /// Kills it at once (a crash), relay included.
+    fn crash(&mut self) {
+        for mut c in [self.child.take(), self.relay.take()].into_iter().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     fn signal(&mut self, s: Signal) {
@@ -74,16 +101,14 @@ impl Node {
         if let Some(mut c) = self.child.take() {
             wait_or_kill(&mut c, grace);
         }
+        self.crash();
     }
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
         // However the run ends (an error, a panic), no node outlives it.
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.crash();
     }
 }
 
@@ -133,6 +158,15 @@ fn spawn_in(ns: &str, args: &[&str], log: &Path) -> anyhow::Result<Child> {
         .with_context(|| format!("cannot start `lab {}` in {ns}", args.join(" ")))
 }
 
+/// Where a node's server listens: its address, or loopback behind its delay relay.
+fn listen_ip(n: &NodeSpec, ip: Ipv4Addr) -> Ipv4Addr {
+    if n.delay.is_some() {
+        Ipv4Addr::LOCALHOST
+    } else {
+        ip
+    }
+}
+
 fn origin_toml(s: &Scenario, ip: Ipv4Addr) -> String {
     format!(
         "listen = \"{ip}:{PORT}\"\n[server]\ndrain_timeout = \"1s\"\n[[streams]]\nname = \"demo\"\nsource = \"loop\"\nsegment_duration = \"{}ms\"\nwindow = {}\n",
@@ -158,8 +192,9 @@ fn edge_toml(s: &Scenario, n: &NodeSpec, ip: Ipv4Addr, ips: &BTreeMap<String, Ip
     } else {
         "/live/demo/master.m3u8"
     };
+    let listen = listen_ip(n, ip);
     format!(
-        "listen = \"{ip}:{PORT}\"\nnode_id = \"{name}\"\nlog_level = \"warn\"\n\
+        "listen = \"{listen}:{PORT}\"\nnode_id = \"{name}\"\nlog_level = \"warn\"\n\
          [server]\ndrain_timeout = \"1s\"\nmax_connections = 30000\n\
          max_connections_per_client = 0\nmax_requests_per_client = 0\n\
          [upstream]\nurls = [{urls}]\npick = \"{pick}\"\n\
@@ -278,11 +313,12 @@ pub fn run(s: &Scenario, out: &Path) -> anyhow::Result<Summary> {
             config: out.join("configs").join(format!("{}.toml", spec.name)),
             log: out.join("logs").join(format!("{}.log", spec.name)),
             child: None,
+            relay: None,
         });
     }
     for n in &nodes {
         let toml = match n.spec.role {
-            Role::Origin => origin_toml(s, n.ip),
+            Role::Origin => origin_toml(s, listen_ip(&n.spec, n.ip)),
             _ => edge_toml(s, &n.spec, n.ip, &ips),
         };
         std::fs::write(&n.config, toml)?;
@@ -394,12 +430,7 @@ async fn drive(
                 e.node
             );
             match e.action {
-                Action::Kill => {
-                    n.signal(Signal::SIGKILL);
-                    if let Some(mut ch) = n.child.take() {
-                        let _ = ch.wait();
-                    }
-                }
+                Action::Kill => n.crash(),
                 Action::Stop => n.stop(Duration::from_secs(5)),
                 Action::Restart => {
                     if n.child.is_none() {

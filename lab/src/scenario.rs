@@ -108,6 +108,10 @@ pub struct NodeSpec {
     /// Rate limit of the node's link (tc tbf), e.g. "200mbit"; none by default.
     #[serde(default)]
     pub link: Option<String>,
+    /// One-way delay added to everything sent to and from the node's content port, e.g.
+    /// "25ms" for an origin in another region (a relay in the node's namespace).
+    #[serde(default, with = "humantime_serde")]
+    pub delay: Option<Duration>,
 }
 
 /// A player population.
@@ -186,6 +190,7 @@ pub const FIGURES: &[&str] = &[
     "edge_hit_ratio",
     "shield_hit_ratio",
     "edge_segment_ttfb_p99_ms",
+    "edge_segment_upstream_waits",
     "edge_errors",
     "prefetched",
     "prefetch_used_ratio",
@@ -336,6 +341,9 @@ impl Validate for Scenario {
                 && !matches!(pick.as_str(), "ordered" | "hashed")
             {
                 p.push(Problem::new(key("pick"), "ordered or hashed"));
+            }
+            if n.delay.is_some_and(|d| d > Duration::from_secs(2)) {
+                p.push(Problem::new(key("delay"), "at most 2s"));
             }
             if let Some(r) = &n.link
                 && !valid_rate(r)

@@ -52,9 +52,11 @@ pub fn sum_samples(text: &str, name: &str) -> Option<f64> {
 /// Content-Type of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Histogram buckets for request latencies in seconds (1 ms to 10 s).
+/// Histogram buckets for request latencies in seconds (100 µs to 10 s: a cache hit takes
+/// well under a millisecond, and a coarser first bucket would hide a miss among the hits).
 pub const LATENCY_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
 ];
 
 #[cfg(test)]
