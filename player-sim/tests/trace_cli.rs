@@ -157,7 +157,10 @@ fn merge_of_the_halves_is_the_whole() {
         let mut a = m["histograms"][k].clone();
         let mut b = h.clone();
         let (sa, sb) = (a["sum"].as_f64().unwrap(), b["sum"].as_f64().unwrap());
-        assert!((sa - sb).abs() <= 1e-9 * (1.0 + sb.abs()), "{k}: {sa} vs {sb}");
+        assert!(
+            (sa - sb).abs() <= 1e-9 * (1.0 + sb.abs()),
+            "{k}: {sa} vs {sb}"
+        );
         a.as_object_mut().unwrap().remove("sum");
         b.as_object_mut().unwrap().remove("sum");
         assert_eq!(a, b, "{k}");
