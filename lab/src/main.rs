@@ -13,6 +13,7 @@ mod model;
 mod net;
 mod node;
 mod prom;
+mod prometheus;
 mod run;
 mod scenario;
 
@@ -34,6 +35,14 @@ enum Cmd {
         /// Folder for summary.json, players.json, the nodes' configs and logs.
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        /// Also run Prometheus (Debian's `prometheus`) in the lab with the fleet's rules,
+        /// and check that every dashboard query and recording rule returns data.
+        #[arg(long)]
+        prometheus: bool,
+        /// Where the rules and the dashboard are (prometheus/rules.yml,
+        /// grafana/live-stack.json).
+        #[arg(long, value_name = "DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy"))]
+        deploy: PathBuf,
     },
     /// Checks scenario files and exits: 0 when valid, 2 with the problems otherwise.
     Check {
@@ -121,7 +130,12 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         }
-        Cmd::Run { scenario, out } => {
+        Cmd::Run {
+            scenario,
+            out,
+            prometheus,
+            deploy,
+        } => {
             let s = match scenario::Scenario::load(&scenario) {
                 Ok(s) => s,
                 Err(e) => {
@@ -141,7 +155,8 @@ fn main() -> ExitCode {
                     format!("\n  {}", s.description)
                 }
             );
-            match run::run(&s, &out) {
+            let deploy = prometheus.then(|| prometheus::Deploy::under(&deploy));
+            match run::run(&s, &out, deploy.as_ref()) {
                 Ok(summary) => {
                     for (k, v) in &summary.figures {
                         let verdict = summary.expect.get(k).map_or(String::new(), |h| {

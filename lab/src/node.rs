@@ -51,12 +51,24 @@ pub fn players(config: &Path, out: &Path) -> anyhow::Result<()> {
         .build()
         .context("cannot start the runtime")?;
     let result = rt.block_on(async {
+        let metrics = player_sim::live::Metrics::new().context("metrics")?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        if !cfg.run.metrics_listen.is_empty() {
+            let addr = cfg.run.metrics_listen.parse().context("metrics_listen")?;
+            player_sim::live::serve_metrics(addr, metrics.clone(), async move {
+                let _ = stopped.await;
+            })
+            .await
+            .with_context(|| format!("metrics_listen {addr}"))?;
+        }
         let shared = Arc::new(player_sim::live::Shared {
             client: service::client::new_client(Duration::from_secs(90)),
-            metrics: player_sim::live::Metrics::new().context("metrics")?,
+            metrics,
             settings: cfg.player.settings(),
         });
-        anyhow::Ok(player_sim::live::run(&pop, shared, false).await)
+        let r = player_sim::live::run(&pop, shared, false).await;
+        let _ = stop.send(());
+        anyhow::Ok(r)
     })?;
     let sessions = result
         .outcomes

@@ -17,6 +17,11 @@ use crate::net::{self, Net};
 use crate::prom::{self, Growth};
 use crate::scenario::{Action, NodeSpec, Role, Scenario};
 
+/// Player populations' `/metrics` port.
+const PLAYERS_METRICS: u16 = 9102;
+/// The lab's Prometheus (with `--prometheus`), on the lab's own address.
+const PROMETHEUS: u16 = 9090;
+
 /// Viewers' (and origins') port on every host.
 const PORT: u16 = 8080;
 /// Shields' and edges' admin port.
@@ -209,10 +214,10 @@ fn edge_toml(s: &Scenario, n: &NodeSpec, ip: Ipv4Addr, ips: &BTreeMap<String, Ip
     )
 }
 
-fn players_toml(s: &Scenario, i: usize, edge_ip: Ipv4Addr) -> String {
+fn players_toml(s: &Scenario, i: usize, edge_ip: Ipv4Addr, own: Ipv4Addr) -> String {
     let p = &s.players[i];
     format!(
-        "[run]\nurl = \"http://{edge_ip}:{PORT}/live/demo/master.m3u8\"\nplayers = {}\nduration = \"{}ms\"\nabr = \"{}\"\nbandwidth = \"{}\"\nvary = {}\njoin = \"{}\"\nexit = \"{}\"\n[player]\nseed = {}\n",
+        "[run]\nmetrics_listen = \"{own}:{PLAYERS_METRICS}\"\nurl = \"http://{edge_ip}:{PORT}/live/demo/master.m3u8\"\nplayers = {}\nduration = \"{}ms\"\nabr = \"{}\"\nbandwidth = \"{}\"\nvary = {}\njoin = \"{}\"\nexit = \"{}\"\n[player]\nseed = {}\n",
         p.count,
         s.duration.as_millis(),
         p.abr,
@@ -287,7 +292,11 @@ fn observe(g: &mut Growth, scraped: &[(String, Vec<prom::Sample>)]) {
 
 /// Runs scenario `s` with its outputs in `out`; returns the summary (also written to
 /// `out/summary.json`).
-pub fn run(s: &Scenario, out: &Path) -> anyhow::Result<Summary> {
+pub fn run(
+    s: &Scenario,
+    out: &Path,
+    prometheus: Option<&crate::prometheus::Deploy>,
+) -> anyhow::Result<Summary> {
     if !nix::unistd::geteuid().is_root() {
         bail!("the lab needs root: it creates network namespaces (run it as root, or in CI)");
     }
@@ -325,9 +334,10 @@ pub fn run(s: &Scenario, out: &Path) -> anyhow::Result<Summary> {
     }
     let mut populations = Vec::new();
     for (i, p) in s.players.iter().enumerate() {
-        let ns = net.add_host(&format!("players{i}"), net::address(u8::try_from(100 + i)?))?;
+        let own = net::address(u8::try_from(100 + i)?);
+        let ns = net.add_host(&format!("players{i}"), own)?;
         let config = out.join("configs").join(format!("players{i}.toml"));
-        std::fs::write(&config, players_toml(s, i, ips[&p.edge]))?;
+        std::fs::write(&config, players_toml(s, i, ips[&p.edge], own))?;
         populations.push((
             ns,
             config,
@@ -341,7 +351,7 @@ pub fn run(s: &Scenario, out: &Path) -> anyhow::Result<Summary> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let result = rt.block_on(drive(s, &net, &mut nodes, &populations, out));
+    let result = rt.block_on(drive(s, &net, &mut nodes, &populations, out, prometheus));
     for n in nodes.iter_mut() {
         n.stop(Duration::from_secs(3));
     }
@@ -360,6 +370,7 @@ async fn drive(
     nodes: &mut [Node],
     populations: &[(String, PathBuf, PathBuf)],
     out: &Path,
+    prometheus: Option<&crate::prometheus::Deploy>,
 ) -> anyhow::Result<Summary> {
     let c = service::client::new_client(Duration::from_secs(10));
     // Origins first (until their window is full), then shields, then edges.
@@ -378,6 +389,38 @@ async fn drive(
                     format!("{} did not come up; see {}", n.spec.name, n.log.display())
                 })?;
         }
+    }
+    // With --prometheus: a Prometheus in the lab scrapes every node and population by tier.
+    let mut prom = None;
+    let mut prom_targets: Vec<(&str, std::net::SocketAddr)> = nodes
+        .iter()
+        .map(|n| {
+            let port = if n.spec.role == Role::Origin {
+                PORT
+            } else {
+                ADMIN
+            };
+            (
+                n.spec.role.as_str(),
+                std::net::SocketAddr::from((n.ip, port)),
+            )
+        })
+        .collect();
+    for i in 0..populations.len() {
+        let ip = net::address(u8::try_from(100 + i)?);
+        prom_targets.push((
+            "player-sim",
+            std::net::SocketAddr::from((ip, PLAYERS_METRICS)),
+        ));
+    }
+    if let Some(d) = prometheus {
+        let cfg = crate::prometheus::config(&prom_targets, &d.rules);
+        let listen = std::net::SocketAddr::from((net::address(254), PROMETHEUS));
+        prom = Some(crate::prometheus::Server::start(
+            &out.join("prometheus"),
+            &cfg,
+            listen,
+        )?);
     }
     let mut growth = Growth::default();
     observe(&mut growth, &scrape(&c, nodes).await);
@@ -402,6 +445,7 @@ async fn drive(
         )?);
     }
     let t0 = Instant::now();
+    let mut checked: Option<Vec<(String, String, bool)>> = None;
     let mut events = s.events.clone();
     events.sort_by_key(|e| e.at);
     let mut next = events.into_iter().peekable();
@@ -445,6 +489,21 @@ async fn drive(
                 }
             }
         }
+        // The dashboard's queries, while the players still play (their series end with them).
+        if let (Some(p), Some(d), None) = (prom.as_mut(), prometheus, &checked)
+            && t0.elapsed() + Duration::from_secs(12) >= s.duration
+        {
+            p.wait_up(&c, prom_targets.len()).await?;
+            let dashboard: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(&d.dashboard)
+                    .with_context(|| format!("{}", d.dashboard.display()))?,
+            )
+            .with_context(|| format!("{}", d.dashboard.display()))?;
+            let rules = std::fs::read_to_string(&d.rules)
+                .with_context(|| format!("{}", d.rules.display()))?;
+            let q = crate::prometheus::queries(&dashboard, &rules);
+            checked = Some(p.check(&c, &q, Duration::from_secs(8)).await?);
+        }
         let all_done = players
             .0
             .iter_mut()
@@ -480,6 +539,20 @@ async fn drive(
         .map(|n| (n.spec.name.clone(), n.spec.role))
         .collect();
     let mut figures = figures::compute(&growth, |n| roles.get(n).copied(), merged.as_ref());
+    if let Some(results) = &checked {
+        let text: String = results
+            .iter()
+            .map(|(what, q, ok)| {
+                format!("{} {what}: {q}\n", if *ok { "data   " } else { "NO DATA" })
+            })
+            .collect();
+        std::fs::write(out.join("prometheus").join("queries.txt"), text)?;
+        figures.insert("prometheus_queries".into(), results.len() as f64);
+        figures.insert(
+            "prometheus_queries_empty".into(),
+            results.iter().filter(|(_, _, ok)| !ok).count() as f64,
+        );
+    }
     let count = |r: Role| s.nodes.iter().filter(|n| n.role == r).count();
     figures.extend(figures::steady_rates(
         &window,

@@ -209,6 +209,8 @@ pub const FIGURES: &[&str] = &[
     "model_origin_rps",
     "model_egress_ratio",
     "model_origin_ratio",
+    "prometheus_queries",
+    "prometheus_queries_empty",
 ];
 
 impl Scenario {

@@ -7,10 +7,10 @@
 use std::path::Path;
 use std::process::Command;
 
-fn scenario(name: &str) {
+fn scenario(name: &str, extra: &[&str]) -> serde_json::Value {
     if std::env::var("LAB_TESTS").as_deref() == Ok("skip") {
         eprintln!("LAB_TESTS=skip: scenario {name} not run");
-        return;
+        return serde_json::Value::Null;
     }
     assert!(
         nix::unistd::geteuid().is_root(),
@@ -23,6 +23,7 @@ fn scenario(name: &str) {
         .arg(&file)
         .arg("--out")
         .arg(&out)
+        .args(extra)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);
@@ -45,6 +46,9 @@ fn scenario(name: &str) {
         );
     }
     println!("{stdout}");
+    if let Ok(q) = std::fs::read_to_string(out.join("prometheus/queries.txt")) {
+        println!("{q}");
+    }
     let _ = std::fs::remove_dir_all(&out);
     // Nothing of the lab is left behind.
     let left = Command::new("ip").args(["netns", "list"]).output().unwrap();
@@ -53,31 +57,39 @@ fn scenario(name: &str) {
         !left.lines().any(|l| l.starts_with("lab")),
         "namespaces left behind: {left}"
     );
+    summary
 }
 
+/// With Prometheus in the lab: it scrapes every node and population by tier with the
+/// fleet's rules, and every Grafana dashboard query and recording rule returns data.
 #[test]
 fn steady() {
-    scenario("steady");
+    let s = scenario("steady", &["--prometheus"]);
+    if s.is_null() {
+        return;
+    }
+    assert!(s["figures"]["prometheus_queries"].as_f64().unwrap() >= 40.0, "{s:#}");
+    assert_eq!(s["figures"]["prometheus_queries_empty"], 0.0, "{s:#}");
 }
 
 #[test]
 fn shield_killed() {
-    scenario("shield-killed");
+    scenario("shield-killed", &[]);
 }
 
 #[test]
 fn origin_failover() {
-    scenario("origin-failover");
+    scenario("origin-failover", &[]);
 }
 
 #[test]
 fn flash_crowd() {
-    scenario("flash-crowd");
+    scenario("flash-crowd", &[]);
 }
 
 #[test]
 fn edge_restart() {
-    scenario("edge-restart");
+    scenario("edge-restart", &[]);
 }
 
 /// Every scenario file in lab/scenarios passes `lab check` (no root needed), and a broken
