@@ -240,11 +240,8 @@ async fn wait_ready(
         .map_err(|last| anyhow!("{url} not ready within {limit:?}: {last}"))
 }
 
-/// Scrapes every running node once: (node, samples).
-async fn scrape(
-    c: &service::client::HttpClient,
-    nodes: &[Node],
-) -> Vec<(String, Vec<prom::Sample>)> {
+/// Scrapes every running node once: (node, its `/metrics` text).
+async fn scrape(c: &service::client::HttpClient, nodes: &[Node]) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for n in nodes.iter().filter(|n| n.child.is_some()) {
         if let Ok(r) = service::client::fetch(
@@ -259,28 +256,19 @@ async fn scrape(
         {
             out.push((
                 n.spec.name.clone(),
-                prom::parse(&String::from_utf8_lossy(&r.body)),
+                String::from_utf8_lossy(&r.body).into_owned(),
             ));
         }
     }
     out
 }
 
-/// Writes every running node's `/metrics` text to `dir/NODE.prom` (for a look afterwards).
-async fn dump_metrics(c: &service::client::HttpClient, nodes: &[Node], dir: &Path) {
-    for n in nodes.iter().filter(|n| n.child.is_some()) {
-        if let Ok(r) = service::client::fetch(
-            c,
-            http::Method::GET,
-            &n.metrics_url(),
-            &[],
-            Duration::from_secs(2),
-        )
-        .await
-        {
-            let _ = std::fs::write(dir.join(format!("{}.prom", n.spec.name)), &r.body);
-        }
-    }
+/// Parses one scrape of every node.
+fn parse_all(scraped: &[(String, String)]) -> Vec<(String, Vec<prom::Sample>)> {
+    scraped
+        .iter()
+        .map(|(n, text)| (n.clone(), prom::parse(text)))
+        .collect()
 }
 
 /// Takes one scrape of every node into `g`.
@@ -423,7 +411,7 @@ async fn drive(
         )?);
     }
     let mut growth = Growth::default();
-    observe(&mut growth, &scrape(&c, nodes).await);
+    observe(&mut growth, &parse_all(&scrape(&c, nodes).await));
     // The same counters over the steady window only.
     let mut window = Growth::default();
     let (w_from, w_to) = s.steady_window();
@@ -455,7 +443,7 @@ async fn drive(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        let scraped = scrape(&c, nodes).await;
+        let scraped = parse_all(&scrape(&c, nodes).await);
         observe(&mut growth, &scraped);
         let t = t0.elapsed();
         if t >= w_from && t <= w_to {
@@ -512,8 +500,12 @@ async fn drive(
             break;
         }
     }
-    observe(&mut growth, &scrape(&c, nodes).await);
-    dump_metrics(&c, nodes, &out.join("metrics")).await;
+    let last = scrape(&c, nodes).await;
+    observe(&mut growth, &parse_all(&last));
+    // Each node's last /metrics, for a look afterwards.
+    for (node, text) in &last {
+        let _ = std::fs::write(out.join("metrics").join(format!("{node}.prom")), text);
+    }
     for p in players.0.iter_mut() {
         wait_or_kill(p, Duration::from_millis(100));
     }

@@ -68,7 +68,10 @@ fn steady() {
     if s.is_null() {
         return;
     }
-    assert!(s["figures"]["prometheus_queries"].as_f64().unwrap() >= 40.0, "{s:#}");
+    assert!(
+        s["figures"]["prometheus_queries"].as_f64().unwrap() >= 40.0,
+        "{s:#}"
+    );
     assert_eq!(s["figures"]["prometheus_queries_empty"], 0.0, "{s:#}");
 }
 
