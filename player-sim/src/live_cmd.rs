@@ -170,15 +170,29 @@ async fn live(cfg: Config, a: LiveArgs, demo_mode: bool) -> anyhow::Result<()> {
             format!(", exit {}", r.exit)
         }
     );
+    // The edge's counters before the run: the report gives this run's share, not all the
+    // edge ever served.
+    let edge_metrics = match &stack {
+        Some(s) => Some(format!("http://{}/metrics", s.edge_admin)),
+        None => (!r.edge_metrics.is_empty()).then(|| r.edge_metrics.clone()),
+    };
+    let before = match &edge_metrics {
+        Some(u) => demo::offload(&client, u).await,
+        None => None,
+    };
+    if edge_metrics.is_some() && before.is_none() {
+        eprintln!(
+            "warning: cannot read the edge's counters before the run: no offload in the report"
+        );
+    }
     let run = tokio::select! {
         res = live::run(&pop, shared.clone(), !a.quiet) => res,
         _ = service::shutdown::signal() => bail!("interrupted"),
     };
     let _ = stop_tx.send(());
-    let offload = match &stack {
-        Some(s) => demo::offload(&client, &format!("http://{}/metrics", s.edge_admin)).await,
-        None if !r.edge_metrics.is_empty() => demo::offload(&client, &r.edge_metrics).await,
-        None => None,
+    let offload = match (&edge_metrics, before) {
+        (Some(u), Some(b)) => demo::offload(&client, u).await.map(|after| after.since(&b)),
+        _ => None,
     };
     let sessions: Vec<_> = run.outcomes.iter().map(|o| o.session.clone()).collect();
     let aggregate = Aggregate::of(&sessions);

@@ -320,6 +320,18 @@ pub struct Offload {
     pub upstream_fetches: u64,
 }
 
+impl Offload {
+    /// What the counters grew by since `start` (a restarted edge's counters fell: then
+    /// what it counted since it started).
+    pub fn since(&self, start: &Offload) -> Offload {
+        let d = |now: u64, then: u64| if now >= then { now - then } else { now };
+        Offload {
+            requests: d(self.requests, start.requests),
+            upstream_fetches: d(self.upstream_fetches, start.upstream_fetches),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -454,6 +466,30 @@ mod tests {
             (back.aggregate, back.histograms, back.sessions),
             (r.aggregate, r.histograms, r.sessions)
         );
+    }
+
+    #[test]
+    fn offload_counts_only_the_run() {
+        let start = Offload {
+            requests: 1000,
+            upstream_fetches: 40,
+        };
+        let end = Offload {
+            requests: 1300,
+            upstream_fetches: 43,
+        };
+        assert_eq!(
+            end.since(&start),
+            Offload {
+                requests: 300,
+                upstream_fetches: 3
+            }
+        );
+        let restarted = Offload {
+            requests: 50,
+            upstream_fetches: 2,
+        };
+        assert_eq!(restarted.since(&start), restarted);
     }
 
     #[test]

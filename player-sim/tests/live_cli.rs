@@ -93,3 +93,60 @@ fn a_dead_url_fails_every_session_quickly_with_the_reason() {
     assert_eq!(report["mode"], "live");
     assert_eq!(report["players"], 3);
 }
+
+/// `--edge-metrics` reports what the edge's counters grew by during this run, not all the
+/// edge ever served (it used to report the cumulative counters).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_metrics_count_only_this_run() {
+    let stack = player_sim::demo::Stack::start(std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
+    // Traffic before the run: 300 requests the run must not count.
+    let c = service::client::new_client(std::time::Duration::from_secs(10));
+    for _ in 0..300 {
+        let r = service::client::fetch(
+            &c,
+            http::Method::GET,
+            &stack.master_url(),
+            &[],
+            std::time::Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status, 200);
+    }
+    let dir = std::env::temp_dir().join(format!("player-sim-offload-{}", std::process::id()));
+    let out = dir.join("r.json");
+    let args = vec![
+        "run".to_string(),
+        "--url".into(),
+        stack.master_url(),
+        "--players".into(),
+        "2".into(),
+        "--duration".into(),
+        "4s".into(),
+        "--edge-metrics".into(),
+        format!("http://{}/metrics", stack.edge_admin),
+        "--out-dir".into(),
+        dir.to_string_lossy().into_owned(),
+        "--out".into(),
+        out.to_string_lossy().into_owned(),
+        "--quiet".into(),
+    ];
+    let o = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_player-sim"))
+            .args(&args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let requests = report["edge"]["requests"].as_u64().unwrap();
+    // Two players over 4 s: a master, a media playlist per 2 s and a segment per 2 s each —
+    // a few dozen requests, not the 300 made before.
+    assert!((4..100).contains(&requests), "{requests}: {report}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
