@@ -207,6 +207,32 @@ mod tests {
         );
     }
 
+    /// Every controller ends at the top rung on a constant 100 Mbit/s trace (BOLA used to
+    /// stay below it: its buffer thresholds were out of the player's reach).
+    #[test]
+    fn every_controller_reaches_the_top_with_plenty_of_bandwidth() {
+        let t = Trace::parse(
+            "t",
+            r#"[{"duration_ms": 600000, "bandwidth_kbps": 100000, "latency_ms": 20}]"#,
+        )
+        .unwrap();
+        let m = Movie {
+            segment_ms: 4000.0,
+            bitrates_kbps: vec![300.0, 750.0, 1200.0, 1850.0, 2850.0, 4300.0],
+            sizes_bits: vec![vec![1.2e6, 3.0e6, 4.8e6, 7.4e6, 11.4e6, 17.2e6]; 48],
+        };
+        for name in ["throughput", "bba", "bola", "mpc"] {
+            let mut abr = crate::abr::by_name(name).unwrap();
+            let (s, steps) = run(0, &m, &t, abr.as_mut(), Settings::default());
+            assert_eq!(steps.last().unwrap().quality, 5, "{name}: {steps:?}");
+            assert!(
+                s.avg_bitrate_kbps > 3500.0,
+                "{name}: {}",
+                s.avg_bitrate_kbps
+            );
+        }
+    }
+
     /// With plenty of bandwidth the buffer fills to its cap and the player waits; nothing stalls.
     #[test]
     fn full_buffer_waits_and_never_stalls() {

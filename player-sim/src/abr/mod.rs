@@ -131,16 +131,18 @@ mod tests {
     }
 
     #[test]
-    fn bola_follows_dash_js_scores() {
-        // γp = 2.2188, V = 4.5069 for the Envivio ladder (22 s buffer target); the argmax of
-        // (V·(u + γp) − buffer)/bitrate, worked out by hand, at each buffer level:
+    fn bola_follows_sabre_sized_scores() {
+        // u = ln(b/300), γp = 5, V = (25 − 2) / (ln(4300/300) + 5) = 3.0016 for the Envivio
+        // ladder with 2 s segments and a 25 s buffer; the argmax of
+        // (V·(u + γp) − buffer)/bitrate at each buffer level:
         let mut a = Bola;
         for (buffer, want) in [
             (0.0, 0),
             (5.0, 0),
             (10.0, 0),
             (15.0, 1),
-            (20.0, 4),
+            (17.0, 3),
+            (20.0, 5),
             (25.0, 5),
         ] {
             assert_eq!(
