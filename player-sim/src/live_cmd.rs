@@ -214,8 +214,13 @@ async fn live(cfg: Config, a: LiveArgs, demo_mode: bool) -> anyhow::Result<()> {
         .collect();
     let abandoned: u32 = run.outcomes.iter().map(|o| o.abandoned).sum();
     let requests: u64 = run.outcomes.iter().map(|o| o.requests).sum();
+    let left_early = run
+        .outcomes
+        .iter()
+        .filter(|o| o.session.never_started && o.session.error.is_none())
+        .count();
     println!(
-        "{} sessions failed{}; {abandoned} downloads abandoned for a lower rendition; {requests} player requests",
+        "{} sessions failed{}; {left_early} players left before playback started; {abandoned} downloads abandoned for a lower rendition; {requests} player requests",
         failed.len(),
         failed
             .first()

@@ -142,6 +142,7 @@ pub fn run(
         id,
         trace: Some(trace.name.clone()),
         startup_s: startup_ms / 1000.0,
+        never_started: false,
         rebuffer_count: pb.stalls,
         rebuffer_s: pb.stalled_ms / 1000.0,
         rebuffer_ratio: pb.rebuffer_ratio(),

@@ -15,8 +15,12 @@ pub struct Session {
     /// The trace it ran on (offline mode).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trace: Option<String>,
-    /// From the first request to the start of playback, s.
+    /// From the first request to the start of playback, s (for a session that never
+    /// started, to its end: left out of the startup figures).
     pub startup_s: f64,
+    /// Playback never started (the player left or failed first).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub never_started: bool,
     /// Stalls after playback started.
     pub rebuffer_count: u32,
     /// Time stalled after playback started, s.
@@ -112,7 +116,7 @@ impl Aggregate {
         let f = |g: fn(&Session) -> f64| Stats::of(sessions.iter().map(g).collect());
         let lat: Vec<f64> = sessions.iter().filter_map(|s| s.latency_s).collect();
         Self {
-            startup_s: f(|s| s.startup_s),
+            startup_s: Stats::of(started(sessions).collect()),
             rebuffer_count: f(|s| f64::from(s.rebuffer_count)),
             rebuffer_s: f(|s| s.rebuffer_s),
             rebuffer_ratio: f(|s| s.rebuffer_ratio),
@@ -122,6 +126,14 @@ impl Aggregate {
             qoe_lin: f(|s| s.qoe_lin),
         }
     }
+}
+
+/// The startup times of the sessions that started playing.
+fn started(sessions: &[Session]) -> impl Iterator<Item = f64> + '_ {
+    sessions
+        .iter()
+        .filter(|s| !s.never_started)
+        .map(|s| s.startup_s)
 }
 
 /// The metrics of [`Aggregate`] as mergeable histograms (the report's `histograms`).
@@ -150,7 +162,7 @@ impl Histograms {
     pub fn of(sessions: &[Session]) -> Self {
         let h = |g: fn(&Session) -> f64| LogHistogram::of(sessions.iter().map(g));
         Self {
-            startup_s: h(|s| s.startup_s),
+            startup_s: LogHistogram::of(started(sessions)),
             rebuffer_count: h(|s| f64::from(s.rebuffer_count)),
             rebuffer_s: h(|s| s.rebuffer_s),
             rebuffer_ratio: h(|s| s.rebuffer_ratio),
@@ -205,6 +217,9 @@ pub struct Report {
     /// Sessions that failed (ended with an error).
     #[serde(default)]
     pub failed: usize,
+    /// Sessions whose player left before playback started (not failed).
+    #[serde(default)]
+    pub left_before_start: usize,
     /// Aggregates.
     pub aggregate: Aggregate,
     /// The same metrics as mergeable histograms.
@@ -230,6 +245,10 @@ impl Report {
             abr: abr.into(),
             players: sessions.len(),
             failed: sessions.iter().filter(|s| s.error.is_some()).count(),
+            left_before_start: sessions
+                .iter()
+                .filter(|s| s.never_started && s.error.is_none())
+                .count(),
             aggregate: Aggregate::of(&sessions),
             histograms: Histograms::of(&sessions),
             percentiles_from_histograms: false,
@@ -263,7 +282,8 @@ pub fn merge(reports: Vec<Report>, keep_sessions: bool) -> Result<Report, MergeE
     let mut it = reports.into_iter().enumerate();
     let (_, mut out) = it.next().ok_or(MergeError::Empty)?;
     let complete = |i: usize, r: &Report| {
-        let n = r.histograms.startup_s.count;
+        // Every session is in the stall-count histogram (not all in startup's).
+        let n = r.histograms.rebuffer_count.count;
         if n == r.players as u64 {
             Ok(r.sessions.len() == r.players)
         } else {
@@ -281,6 +301,7 @@ pub fn merge(reports: Vec<Report>, keep_sessions: bool) -> Result<Report, MergeE
         }
         out.players = out.players.saturating_add(r.players);
         out.failed = out.failed.saturating_add(r.failed);
+        out.left_before_start = out.left_before_start.saturating_add(r.left_before_start);
         out.histograms.merge(&r.histograms);
         out.edge = match (out.edge, r.edge) {
             (Some(a), Some(b)) => Some(Offload {
@@ -466,6 +487,26 @@ mod tests {
             (back.aggregate, back.histograms, back.sessions),
             (r.aggregate, r.histograms, r.sessions)
         );
+    }
+
+    #[test]
+    fn sessions_that_never_started_are_counted_apart_from_startup() {
+        let mut all = sessions(10);
+        all[3].never_started = true;
+        all[3].startup_s = 99.0;
+        all[4].never_started = true;
+        all[4].startup_s = 77.0;
+        all[4].error = Some("gone".into());
+        let r = Report::new("live", "bola", all.clone(), None);
+        assert_eq!((r.left_before_start, r.failed), (1, 1));
+        assert!(
+            r.aggregate.startup_s.p95 < 77.0,
+            "{:?}",
+            r.aggregate.startup_s
+        );
+        assert_eq!(r.histograms.startup_s.count, 8);
+        let m = merge(vec![r.clone(), r], true).unwrap();
+        assert_eq!((m.players, m.left_before_start, m.failed), (20, 2, 2));
     }
 
     #[test]

@@ -204,6 +204,7 @@ pub async fn run(spec: Spec, url: String, shared: Arc<Shared>) -> Outcome {
         id: spec.id,
         trace: Some(trace.name.clone()),
         startup_s: pb.started_at_ms.unwrap_or(now_ms) / 1000.0,
+        never_started: pb.started_at_ms.is_none(),
         rebuffer_count: pb.stalls,
         rebuffer_s: stalled_s,
         rebuffer_ratio: pb.rebuffer_ratio(),
