@@ -109,6 +109,9 @@ pub struct PlayerConfig {
     pub abandon: bool,
     /// Seed of every random choice (schedules, joins, exits, backoff jitter).
     pub seed: u64,
+    /// CMCD (CTA-5004) with every request: `off`, `query` (one `CMCD` parameter) or
+    /// `headers` (`CMCD-*`), so edge access logs can be joined with the sessions.
+    pub cmcd: crate::cmcd::Mode,
 }
 
 impl Default for PlayerConfig {
@@ -125,6 +128,7 @@ impl Default for PlayerConfig {
             retry_cap: s.retry_cap,
             abandon: s.abandon,
             seed: s.seed,
+            cmcd: s.cmcd,
         }
     }
 }
@@ -172,6 +176,7 @@ impl PlayerConfig {
             retry_cap: self.retry_cap,
             abandon: self.abandon,
             seed: self.seed,
+            cmcd: self.cmcd,
         }
     }
 }

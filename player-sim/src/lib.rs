@@ -2,6 +2,7 @@
 //! traces on a virtual clock, and live against any HLS URL with emulated bandwidth.
 
 pub mod abr;
+pub mod cmcd;
 pub mod config;
 pub mod demo;
 pub mod histogram;

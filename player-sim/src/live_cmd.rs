@@ -45,6 +45,9 @@ pub struct LiveArgs {
     /// Seed of every random choice.
     #[arg(long)]
     seed: Option<u64>,
+    /// CMCD with every request: off, query or headers (or player.cmcd).
+    #[arg(long, value_parser = player_sim::cmcd::Mode::parse)]
+    cmcd: Option<player_sim::cmcd::Mode>,
     /// Serve /metrics here during the run.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<String>,
@@ -86,6 +89,9 @@ fn merged(a: &LiveArgs) -> anyhow::Result<Config> {
     );
     if let Some(s) = a.seed {
         cfg.player.seed = s;
+    }
+    if let Some(m) = a.cmcd {
+        cfg.player.cmcd = m;
     }
     let problems = run_problems(&cfg.run, |k| {
         let flag = k.replace('_', "-");

@@ -261,3 +261,95 @@ async fn retries_honour_retry_after_and_give_up_with_the_reason() {
         4
     );
 }
+
+/// CMCD (CTA-5004) from the players, as a query parameter and as headers: every request a
+/// player makes reaches the edge's access log with its session id (seed-id), so log lines
+/// join with the simulator's sessions; segments carry the rendition's bitrate, the object
+/// type and duration, the first requests the startup flag. The query parameter does not
+/// split the cache (one upstream fetch per segment whatever the CMCD).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cmcd_reaches_the_edge_log_in_either_form() {
+    let origin = e2e::start_origin("[[streams]]\nname = \"demo\"\nsource = \"loop\"\n").await;
+    let c = service::client::new_client(Duration::from_secs(30));
+    e2e::wait_ok(&c, &origin.url("/readyz"), Duration::from_secs(20)).await;
+    for mode in [
+        player_sim::cmcd::Mode::Query,
+        player_sim::cmcd::Mode::Headers,
+    ] {
+        let log = std::env::temp_dir().join(format!("cmcd-{mode:?}-{}.log", std::process::id()));
+        let _ = std::fs::remove_file(&log);
+        let edge = e2e::start_edge(
+            &format!(
+                "[access_log]\npath = {log:?}\n[server]\nmax_connections_per_client = 0\nmax_requests_per_client = 0\n[upstream]\nurls = [\"http://127.0.0.1:9\"]\n"
+            ),
+            &[origin.url("")],
+        )
+        .await;
+        let pop = population(
+            &edge.url("/live/demo/master.m3u8"),
+            "throughput",
+            "3000kbps",
+            2,
+            6,
+        );
+        let settings = Settings {
+            cmcd: mode,
+            seed: 7,
+            ..Settings::default()
+        };
+        let (r, _) = run(pop, settings).await;
+        let player_requests: u64 = r.outcomes.iter().map(|o| o.requests).sum();
+        let mut lines: Vec<serde_json::Value> = Vec::new();
+        for _ in 0..100 {
+            lines = std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            if lines.len() as u64 >= player_requests {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(lines.len() as u64, player_requests, "{mode:?}");
+        for l in &lines {
+            let sid = l["cmcd"]["sid"].as_str().unwrap_or("");
+            assert!(sid == "7-0" || sid == "7-1", "{mode:?}: {l}");
+            assert_eq!(l["cmcd"]["cid"], "/live/demo/master.m3u8", "{l}");
+            assert_eq!(l["cmcd"]["st"], "l", "{l}");
+        }
+        let segments: Vec<_> = lines
+            .iter()
+            .filter(|l| l["path"].as_str().unwrap_or("").contains(".ts"))
+            .collect();
+        assert!(!segments.is_empty());
+        for s in &segments {
+            assert_eq!(s["cmcd"]["ot"], "av", "{s}");
+            assert!(
+                s["cmcd"]["br"]
+                    .as_str()
+                    .is_some_and(|b| b.parse::<u32>().unwrap() > 0),
+                "{s}"
+            );
+            assert_eq!(s["cmcd"]["d"], "2000", "{s}");
+        }
+        // The first request of each session (the master playlist) is a startup request.
+        for sid in ["7-0", "7-1"] {
+            let first = lines.iter().find(|l| l["cmcd"]["sid"] == sid).unwrap();
+            assert_eq!(first["cmcd"]["su"], "true", "{first}");
+        }
+        // Query CMCD differs per player and per request, yet each segment is fetched once.
+        let m = e2e::get(&c, &edge.admin_url("/metrics")).await;
+        let m = String::from_utf8(m.body.to_vec()).unwrap();
+        let fetched = e2e::sample(&m, "edge_upstream_fetches_total{kind=\"segment\"} ");
+        let distinct: std::collections::HashSet<&str> = segments
+            .iter()
+            .map(|s| s["path"].as_str().unwrap().split('?').next().unwrap())
+            .collect();
+        assert!(
+            fetched <= distinct.len() as f64,
+            "{mode:?}: {fetched} fetches for {} segments",
+            distinct.len()
+        );
+    }
+}

@@ -42,6 +42,8 @@ pub struct Settings {
     pub abandon: bool,
     /// Seed of every random choice.
     pub seed: u64,
+    /// CMCD (CTA-5004) with every request: off, as a query parameter or as headers.
+    pub cmcd: crate::cmcd::Mode,
 }
 
 impl Default for Settings {
@@ -57,6 +59,7 @@ impl Default for Settings {
             retry_cap: Duration::from_secs(8),
             abandon: true,
             seed: 1,
+            cmcd: crate::cmcd::Mode::Off,
         }
     }
 }

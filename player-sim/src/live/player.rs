@@ -14,6 +14,7 @@ use tokio::time::{Instant, sleep_until, timeout_at};
 use super::Shared;
 use super::link::{Link, from_ms, ms};
 use crate::abr::{Abr, Context, LOOKAHEAD, Report};
+use crate::cmcd;
 use crate::offline::Step;
 use crate::playback::{Media, Playback, State};
 use crate::qoe::{REBUF_PENALTY, Session};
@@ -183,6 +184,13 @@ pub async fn run(spec: Spec, url: String, shared: Arc<Shared>) -> Outcome {
         seen_stalls: 0,
         seen_stalled_ms: 0.0,
         stalled_now: false,
+        sid: format!("{}-{}", shared.settings.seed, spec.id),
+        cid: url
+            .split_once("://")
+            .and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_string()))
+            .unwrap_or_default(),
+        last_kbps: None,
+        cmcd_stalls: 0,
     };
     let error = match timeout_at(spec.leave_at, p.play(&url)).await {
         Ok(Err(e)) => {
@@ -249,6 +257,14 @@ struct Player<'t> {
     seen_stalls: u32,
     seen_stalled_ms: f64,
     stalled_now: bool,
+    /// CMCD session id (`seed-id`).
+    sid: String,
+    /// CMCD content id: the master playlist's path.
+    cid: String,
+    /// Throughput of the last segment download, kbit/s (CMCD `mtp`).
+    last_kbps: Option<f64>,
+    /// Stalls counted at the last request (CMCD `bs`: one since).
+    cmcd_stalls: u32,
 }
 
 /// Sizes of the next [`LOOKAHEAD`] segments of `seg_ms` per rung, bits, estimated from the
@@ -395,7 +411,10 @@ impl Player<'_> {
         self.pause_until(send_at).await;
         self.requests += 1;
         let deadline = send_at + self.settings().request_timeout;
-        let result = self.exchange(url, asked, deadline, abandon_from).await;
+        let cmcd = self.cmcd(kind, abandon_from);
+        let result = self
+            .exchange(url, cmcd, asked, deadline, abandon_from)
+            .await;
         let label = match &result {
             Ok(Got::Body { .. }) => "2xx",
             Ok(Got::Abandoned { .. }) => "abandoned",
@@ -413,17 +432,63 @@ impl Player<'_> {
         result
     }
 
+    /// This request's CMCD, as the settings ask: (query value, headers).
+    fn cmcd(
+        &mut self,
+        kind: Kind,
+        segment: Option<(usize, f64)>,
+    ) -> Option<(String, Vec<(&'static str, String)>)> {
+        let mode = self.settings().cmcd;
+        if mode == cmcd::Mode::Off {
+            return None;
+        }
+        let object = match (kind, segment) {
+            (Kind::Segment, Some((q, seg_ms))) => cmcd::Object::Segment {
+                bitrate_kbps: self.ladder.get(q).map_or(0.0, |v| v.kbps),
+                duration_ms: seg_ms,
+            },
+            _ => cmcd::Object::Manifest,
+        };
+        let starved = self.playback.stalls > self.cmcd_stalls;
+        self.cmcd_stalls = self.playback.stalls;
+        let d = cmcd::Data {
+            object,
+            buffer_ms: self.playback.level_ms(),
+            throughput_kbps: self.last_kbps,
+            session: &self.sid,
+            content: &self.cid,
+            live: !self.playlists.iter().flatten().any(|l| l.pl.endlist),
+            startup: self.playback.started_at_ms.is_none(),
+            starved,
+        };
+        Some(match mode {
+            cmcd::Mode::Query => (cmcd::query_value(&d), Vec::new()),
+            _ => (String::new(), cmcd::headers(&d)),
+        })
+    }
+
     async fn exchange(
         &mut self,
         url: &str,
+        cmcd: Option<(String, Vec<(&'static str, String)>)>,
         asked: Instant,
         deadline: Instant,
         abandon_from: Option<(usize, f64)>,
     ) -> Result<Got, Failure> {
-        let req = Request::builder()
+        let (query, headers) = cmcd.unwrap_or_default();
+        let target = if query.is_empty() {
+            url.to_string()
+        } else {
+            cmcd::append_query(url, &query)
+        };
+        let mut req = Request::builder()
             .method(Method::GET)
-            .uri(url)
-            .header("user-agent", "player-sim")
+            .uri(target)
+            .header("user-agent", "player-sim");
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        let req = req
             .body(service::body::empty())
             .map_err(|e| Failure::Transport(e.to_string()))?;
         let resp = match timeout_at(deadline, self.shared.client.request(req)).await {
@@ -675,6 +740,9 @@ impl Player<'_> {
                         latency_ms,
                         transfer_ms,
                     });
+                    // Bits per ms is kbit/s.
+                    self.last_kbps =
+                        Some(body.len() as f64 * 8.0 / (latency_ms + transfer_ms).max(1.0));
                     self.count_segment(q, kbps, &bitrates);
                     if self.record {
                         self.steps.push(Step {
