@@ -256,6 +256,7 @@ async fn live(cfg: Config, a: LiveArgs, demo_mode: bool) -> anyhow::Result<()> {
             trace: &run.schedules[o.session.id],
             steps: &o.steps,
             ladder_kbps: &o.ladder_kbps,
+            stalls: &o.stall_spans,
         })
         .collect();
     files.push(("timelines.svg", plot::timelines(&recorded)));

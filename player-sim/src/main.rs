@@ -273,16 +273,18 @@ fn trace_cmd(a: TraceArgs) -> anyhow::Result<()> {
             .filter_map(|(id, t)| {
                 let mut abr = abr::by_name(&names[0])?;
                 let (_, steps) = offline::run(id, &movie, t, abr.as_mut(), settings);
-                Some((t, steps))
+                let stalls = offline::stall_spans(&steps);
+                Some((t, steps, stalls))
             })
             .collect();
         let lines: Vec<plot::Timeline<'_>> = kept
             .iter()
-            .map(|(t, steps)| plot::Timeline {
+            .map(|(t, steps, stalls)| plot::Timeline {
                 title: format!("{} on {}", names[0], t.name),
                 trace: t,
                 steps,
                 ladder_kbps: &movie.bitrates_kbps,
+                stalls,
             })
             .collect();
         files.push(("timelines.svg", plot::timelines(&lines)));

@@ -44,6 +44,20 @@ pub struct Step {
     pub stall_ms: f64,
 }
 
+/// A session's stalls as (start, end) ms, from its steps: offline, a player that runs dry is
+/// always downloading (it never idles with an empty buffer), so each stall ends with the
+/// download it happened in.
+pub fn stall_spans(steps: &[Step]) -> Vec<(f64, f64)> {
+    steps
+        .iter()
+        .filter(|s| s.stall_ms > 0.0)
+        .map(|s| {
+            let end = s.at_ms + s.download_ms;
+            (end - s.stall_ms, end)
+        })
+        .collect()
+}
+
 /// Runs one session of `movie` over `trace` with `abr`.
 pub fn run(
     id: usize,
@@ -205,6 +219,13 @@ mod tests {
         assert_eq!(
             steps.iter().map(|x| x.at_ms).collect::<Vec<_>>(),
             vec![0.0, 4100.0, 8200.0, 12300.0]
+        );
+        // Stall #1: seg 1 arrives at 8.2 s after the 2 s buffer ran out at 6.1 s.
+        let spans = stall_spans(&steps);
+        assert_eq!(spans.len(), 3);
+        assert!(
+            (spans[0].0 - 6100.0).abs() < 1e-9 && (spans[0].1 - 8200.0).abs() < 1e-9,
+            "{spans:?}"
         );
     }
 

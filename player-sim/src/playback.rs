@@ -40,6 +40,9 @@ pub struct Media {
     pub pdt_ms: Option<f64>,
 }
 
+/// Most stall intervals a playback keeps (for plots; the totals count every stall).
+pub const MAX_SPANS: usize = 10_000;
+
 /// Playback clock, buffer and QoE integrals of one player.
 #[derive(Debug, Clone)]
 pub struct Playback {
@@ -58,6 +61,8 @@ pub struct Playback {
     pub stalled_ms: f64,
     /// Stalls after startup.
     pub stalls: u32,
+    /// Finished stalls as (start, end) ms, the first [`MAX_SPANS`].
+    spans: Vec<(f64, f64)>,
     /// Live-latency samples, ms.
     latency_sum_ms: f64,
     latency_samples: u32,
@@ -78,6 +83,7 @@ impl Playback {
             bitrate_time: 0.0,
             stalled_ms: 0.0,
             stalls: 0,
+            spans: Vec::new(),
             latency_sum_ms: 0.0,
             latency_samples: 0,
         }
@@ -153,13 +159,30 @@ impl Playback {
                 self.started_at_ms = Some(now_ms);
                 true
             }
-            State::Stalled(_) if level >= self.resume_threshold_ms => true,
+            State::Stalled(since) if level >= self.resume_threshold_ms => {
+                if self.spans.len() < MAX_SPANS {
+                    self.spans.push((since, now_ms));
+                }
+                true
+            }
             _ => false,
         };
         if changed {
             self.state = State::Playing;
         }
         changed
+    }
+
+    /// Stalls after startup as (start, end) ms, oldest first; one still going ends at the
+    /// last time played to.
+    pub fn stall_spans(&self) -> Vec<(f64, f64)> {
+        let mut v = self.spans.clone();
+        if let State::Stalled(since) = self.state
+            && v.len() < MAX_SPANS
+        {
+            v.push((since, self.last_ms));
+        }
+        v
     }
 
     /// Quality of the segment playing now.
@@ -254,6 +277,11 @@ mod tests {
         assert_eq!(p.stalled_ms, 3500.0);
         assert_eq!(p.played_ms, 6000.0);
         assert_eq!(p.avg_bitrate_kbps(), (500.0 + 1000.0 + 500.0) / 3.0);
+        // The first stall ran 6.5–9 s; the second began at 11 s and is still going.
+        assert_eq!(
+            p.stall_spans(),
+            vec![(6500.0, 9000.0), (11_000.0, 12_000.0)]
+        );
     }
 
     #[test]

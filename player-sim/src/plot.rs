@@ -27,12 +27,16 @@ pub struct Timeline<'a> {
     pub steps: &'a [Step],
     /// The ladder, kbit/s, by quality index.
     pub ladder_kbps: &'a [f64],
+    /// Stalls as (start, end) ms, shaded.
+    pub stalls: &'a [(f64, f64)],
 }
 
 impl Timeline<'_> {
-    /// The plotted span: up to the end of the last download, ms.
+    /// The plotted span: up to the end of the last download or stall, ms.
     fn duration_ms(&self) -> f64 {
-        self.steps.last().map_or(1.0, |s| s.at_ms + s.download_ms)
+        let downloads = self.steps.last().map_or(1.0, |s| s.at_ms + s.download_ms);
+        let stalls = self.stalls.iter().map(|s| s.1).fold(0.0, f64::max);
+        downloads.max(stalls)
     }
 }
 
@@ -214,6 +218,18 @@ pub fn timelines(players: &[Timeline<'_>]) -> String {
                 y0 + PANEL_H - v.min(vmax) / vmax * PANEL_H,
             )
         };
+        // Stalls first, under the lines.
+        for &(from, to) in p.stalls {
+            let (x0, _) = map(from.clamp(0.0, duration_ms), 0.0, ymax);
+            let (x1, _) = map(to.clamp(0.0, duration_ms), 0.0, ymax);
+            if x1 > x0 {
+                let _ = write!(
+                    out,
+                    r##"<rect class="stall" x="{x0:.1}" y="{y0:.1}" width="{:.1}" height="{PANEL_H:.1}" fill="#d62728" fill-opacity="0.15"/>"##,
+                    x1 - x0
+                );
+            }
+        }
         let pts: Vec<_> = bw.iter().map(|&(t, v)| map(t, v, ymax)).collect();
         polyline(&mut out, &pts, "#999", 1.5, "4 3");
         // Chosen bitrate: a step per downloaded segment, from its request to the next.
@@ -258,6 +274,7 @@ pub fn timelines(players: &[Timeline<'_>]) -> String {
                 ("bandwidth", "#999"),
                 ("chosen bitrate", COLORS[0]),
                 ("buffer", COLORS[4]),
+                ("stall", "#f2b8b8"),
             ],
         );
     }
@@ -383,6 +400,7 @@ mod tests {
                 trace: &t,
                 steps: &steps,
                 ladder_kbps: &[200.0, 800.0],
+                stalls: &[(1000.0, 2500.0)],
             }]),
             cdf("cdf", "rebuffer %", &[("a".into(), vec![0.0, 1.0, 5.0])]),
             histogram("startup", "s", &[0.5, 1.0, 1.2, 3.0], 10),
@@ -391,5 +409,17 @@ mod tests {
             assert!(!svg.contains("NaN") && !svg.contains("inf"));
             assert!(!svg.contains("<bola>"), "text is escaped");
         }
+        let tl = timelines(&[Timeline {
+            title: "t".into(),
+            trace: &t,
+            steps: &steps,
+            ladder_kbps: &[200.0, 800.0],
+            stalls: &[(1000.0, 2500.0)],
+        }]);
+        assert_eq!(
+            tl.matches(r#"class="stall""#).count(),
+            1,
+            "the stall is shaded"
+        );
     }
 }

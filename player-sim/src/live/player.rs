@@ -50,6 +50,8 @@ pub struct Outcome {
     pub abandoned: u32,
     /// The ladder it saw, kbit/s by quality index.
     pub ladder_kbps: Vec<f64>,
+    /// Its stalls as (start, end) ms since it joined.
+    pub stall_spans: Vec<(f64, f64)>,
 }
 
 /// Why a request failed.
@@ -234,6 +236,7 @@ pub async fn run(spec: Spec, url: String, shared: Arc<Shared>) -> Outcome {
         requests: p.requests,
         abandoned: p.abandoned,
         ladder_kbps: p.ladder.iter().map(|v| v.kbps).collect(),
+        stall_spans: p.playback.stall_spans(),
     }
 }
 
