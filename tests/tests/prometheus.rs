@@ -7,8 +7,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::ffi::OsStr;
-use std::path::PathBuf;
 use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use e2e::{repo_root, tool};
