@@ -83,8 +83,13 @@ pub async fn offload(client: &HttpClient, metrics_url: &str) -> Option<Offload> 
     .await
     .ok()?;
     let text = std::str::from_utf8(&r.body).ok()?;
+    // An edge's page (its build info is always there); its labelled counters have no
+    // samples until something is counted, which reads as 0 (an idle edge before a run).
+    if r.status != 200 || !text.contains("edge_build_info") {
+        return None;
+    }
     Some(Offload {
-        requests: service::metrics::sum_samples(text, "edge_requests_total")? as u64,
+        requests: service::metrics::sum_samples(text, "edge_requests_total").unwrap_or(0.0) as u64,
         upstream_fetches: service::metrics::sum_samples(text, "edge_upstream_fetches_total")
             .unwrap_or(0.0) as u64,
     })

@@ -101,6 +101,20 @@ async fn edge_metrics_count_only_this_run() {
     let stack = player_sim::demo::Stack::start(std::time::Duration::from_secs(60))
         .await
         .unwrap();
+    // An edge that has served nothing yet has no request samples at all: still an offload
+    // (the demo's case; the first version of the fix dropped it).
+    let idle = player_sim::demo::offload(
+        &service::client::new_client(std::time::Duration::from_secs(10)),
+        &format!("http://{}/metrics", stack.edge_admin),
+    )
+    .await;
+    assert_eq!(
+        idle,
+        Some(player_sim::qoe::Offload {
+            requests: 0,
+            upstream_fetches: 0
+        })
+    );
     // Traffic before the run: 300 requests the run must not count.
     let c = service::client::new_client(std::time::Duration::from_secs(10));
     for _ in 0..300 {
