@@ -12,23 +12,8 @@
 // force before that moment, each later step is applied at its time from node.
 // --page: the page is first navigated there (default: the stream's origin + "/"), so the
 // player runs same-origin, as play.mjs does.
-import { chromium } from "playwright-core";
-import { createHash, X509Certificate } from "node:crypto";
-import { readFileSync, writeFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
-import { dirname, join } from "node:path";
-
-function arg(name, fallback) {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i < 0) {
-    if (fallback === undefined) {
-      console.error(`missing --${name}`);
-      process.exit(2);
-    }
-    return fallback;
-  }
-  return process.argv[i + 1];
-}
+import { arg, hlsPath, launch } from "./chromium.mjs";
+import { writeFileSync } from "node:fs";
 
 // "90s", "500ms", "2m", "1.5s", "90" (seconds) -> seconds
 function seconds(text) {
@@ -59,23 +44,9 @@ const ca = arg("ca", "");
 steps.sort((a, b) => a.t - b.t);
 if (steps[0].t > 0) steps.unshift({ t: 0, kbps: steps[0].kbps });
 
-const here = dirname(fileURLToPath(import.meta.url));
-const args = ["--autoplay-policy=no-user-gesture-required", "--no-sandbox"];
-if (ca) {
-  const spki = new X509Certificate(readFileSync(ca)).publicKey.export({
-    type: "spki",
-    format: "der",
-  });
-  args.push(
-    `--ignore-certificate-errors-spki-list=${createHash("sha256").update(spki).digest("base64")}`,
-  );
-}
 const sleep = (ms) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args,
-});
+const browser = await launch(ca);
 // Stopped (the bench script's trap): close Chromium and leave now, not when the schedule ends.
 for (const sig of ["SIGTERM", "SIGINT"]) {
   process.on(sig, () => {
@@ -88,7 +59,7 @@ try {
   const page = await browser.newPage();
   await page.goto(page_url).catch(() => {});
   await page.setContent("<video id=v muted playsinline></video>");
-  await page.addScriptTag({ path: join(here, "node_modules/hls.js/dist/hls.min.js") });
+  await page.addScriptTag({ path: hlsPath });
   const cdp = await page.context().newCDPSession(page);
   await cdp.send("Network.enable");
   const throttle = (kbps) =>

@@ -8,43 +8,13 @@
 // same-origin, as a site's own player does), then hls.js from node_modules is injected.
 // --ca: a PEM CA certificate that Chromium trusts for this run (its public key is pinned with
 // --ignore-certificate-errors-spki-list, which accepts a chain containing that key).
-import { chromium } from "playwright-core";
-import { createHash, X509Certificate } from "node:crypto";
-import { readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
-import { dirname, join } from "node:path";
-
-function arg(name, fallback) {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i < 0) {
-    if (fallback === undefined) {
-      console.error(`missing --${name}`);
-      process.exit(2);
-    }
-    return fallback;
-  }
-  return process.argv[i + 1];
-}
+import { arg, hlsPath, launch } from "./chromium.mjs";
 
 const page_url = arg("page");
 const url = arg("url");
 const seconds = Number(arg("seconds", "12"));
 const ca = arg("ca", "");
-const here = dirname(fileURLToPath(import.meta.url));
-const args = ["--autoplay-policy=no-user-gesture-required", "--no-sandbox"];
-if (ca) {
-  const spki = new X509Certificate(readFileSync(ca)).publicKey.export({
-    type: "spki",
-    format: "der",
-  });
-  args.push(
-    `--ignore-certificate-errors-spki-list=${createHash("sha256").update(spki).digest("base64")}`,
-  );
-}
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args,
-});
+const browser = await launch(ca);
 try {
   const page = await browser.newPage();
   const tls = new Set();
@@ -54,7 +24,7 @@ try {
   });
   await page.goto(page_url);
   await page.setContent("<video id=v muted playsinline></video>");
-  await page.addScriptTag({ path: join(here, "node_modules/hls.js/dist/hls.min.js") });
+  await page.addScriptTag({ path: hlsPath });
   const report = await page.evaluate(
     ({ url, seconds }) =>
       new Promise((resolve) => {
