@@ -93,19 +93,6 @@ pub fn has_number(data: &Value) -> bool {
     }
 }
 
-/// Percent-encodes a query parameter.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 /// A Prometheus server; killed when dropped.
 pub struct Server {
     child: Child,
@@ -164,7 +151,13 @@ impl Server {
         let until = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(d) = self
-                .get(c, &format!("/api/v1/query?query={}", encode("up == 1")))
+                .get(
+                    c,
+                    &format!(
+                        "/api/v1/query?query={}",
+                        service::percent::encode("up == 1")
+                    ),
+                )
                 .await
                 && d["result"].as_array().is_some_and(|a| a.len() >= targets)
             {
@@ -194,7 +187,10 @@ impl Server {
             for (i, (_, q)) in queries.iter().enumerate() {
                 if !answered[i] {
                     let d = self
-                        .get(c, &format!("/api/v1/query?query={}", encode(q)))
+                        .get(
+                            c,
+                            &format!("/api/v1/query?query={}", service::percent::encode(q)),
+                        )
                         .await?;
                     answered[i] = has_number(&d);
                 }

@@ -124,23 +124,10 @@ fn key(kv: &str) -> &str {
     kv.split('=').next().unwrap_or(kv)
 }
 
-/// `url` with the `CMCD` query parameter added.
-pub fn with_query(url: &str, d: &Data<'_>) -> String {
-    append_query(url, &query_value(d))
-}
-
 /// `url` with `CMCD=value` (percent-encoded) added to its query.
 pub fn append_query(url: &str, value: &str) -> String {
-    let mut enc = String::new();
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            enc.push(b as char);
-        } else {
-            enc.push_str(&format!("%{b:02X}"));
-        }
-    }
     let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}CMCD={enc}")
+    format!("{url}{sep}CMCD={}", service::percent::encode(value))
 }
 
 /// The `CMCD-*` headers that have keys.
@@ -216,14 +203,14 @@ mod tests {
 
     #[test]
     fn the_query_parameter_is_percent_encoded_and_appended() {
-        let u = with_query("http://e/live/a/0.ts?x=1", &segment());
+        let u = append_query("http://e/live/a/0.ts?x=1", &query_value(&segment()));
         assert!(
             u.starts_with(
                 "http://e/live/a/0.ts?x=1&CMCD=bl%3D6000%2Cbr%3D1000%2Cbs%2Ccid%3D%22%2Flive"
             ),
             "{u}"
         );
-        assert!(with_query("http://e/m.m3u8", &segment()).contains("m.m3u8?CMCD="));
+        assert!(append_query("http://e/m.m3u8", "su").ends_with("m.m3u8?CMCD=su"));
     }
 
     #[test]

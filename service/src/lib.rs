@@ -9,6 +9,7 @@ pub mod conn;
 pub mod delta;
 pub mod handoff;
 pub mod metrics;
+pub mod percent;
 pub mod server;
 pub mod shutdown;
 mod stream;
