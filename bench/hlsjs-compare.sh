@@ -3,14 +3,14 @@
 # schedule. Starts the origin (loop stream `demo`) and an edge in front of it from the release
 # binaries (temp copies of config/origin.toml and config/edge.toml on free ports), then for each
 # schedule runs RUNS times: tests/browser/compare.mjs (hls.js 1.7.4, default config) and
-# `player-sim run --players 1 --abr throughput`, and prints a side-by-side table of medians.
+# `player-sim run --players 1 --abr hlsjs`, and prints a side-by-side table of medians.
 #
 #   RUNS=3 DURATION=90s bench/hlsjs-compare.sh                 # the three default schedules
 #   RUNS=1 DURATION=40s SCHEDULES="2000kbps@0s,350kbps@20s,2000kbps@30s" bench/hlsjs-compare.sh
 #   TABLE_ONLY=1 OUT=/tmp/hlsjs-compare.XXXX RUNS=3 bench/hlsjs-compare.sh   # tables of a past run
 #
 # Env: RUNS (3), DURATION (90s), SCHEDULES (';'-separated, overrides the list), LATENCY (20ms,
-# per request, both players), ABR (throughput), OUT (folder for every JSON; default a temp dir
+# per request, both players), ABR (hlsjs), OUT (folder for every JSON; default a temp dir
 # that is kept and printed), CHROMIUM (/usr/bin/chromium). One Chromium at a time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +18,7 @@ ROOT=$PWD
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-90s}
 LATENCY=${LATENCY:-20ms}
-ABR=${ABR:-throughput}
+ABR=${ABR:-hlsjs}
 DEFAULT_SCHEDULES="2000kbps@0s,350kbps@30s,2000kbps@60s;2000kbps@0s,150kbps@30s,2000kbps@50s;300kbps@0s,600kbps@20s,900kbps@40s,1500kbps@60s"
 IFS=';' read -r -a SCHEDS <<<"${SCHEDULES:-$DEFAULT_SCHEDULES}"
 OUT=${OUT:-$(mktemp -d /tmp/hlsjs-compare.XXXXXX)}

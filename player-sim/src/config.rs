@@ -65,7 +65,7 @@ impl Default for RunConfig {
             url: "http://127.0.0.1:8081/live/demo/master.m3u8".into(),
             players: 300,
             duration: Duration::from_secs(60),
-            abr: "throughput".into(),
+            abr: "hlsjs".into(),
             bandwidth: "3000kbps@0s,600kbps@20s,1500kbps@40s".into(),
             vary: 0.25,
             latency: Duration::from_millis(20),

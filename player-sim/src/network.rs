@@ -90,6 +90,25 @@ impl<'a> Network<'a> {
         total
     }
 
+    /// Bits the link can transfer in the next `ms` (without moving along the trace).
+    pub fn capacity_bits(&self, mut ms: f64) -> f64 {
+        let periods = &self.trace.periods;
+        let (mut index, mut left) = (self.index, self.time_to_next);
+        let mut bits = 0.0;
+        // Bounded: a trace of zero-length periods must not spin forever.
+        for _ in 0..=periods.len() {
+            let t = ms.min(left);
+            bits += t * periods[index].bandwidth_kbps;
+            ms -= t;
+            if ms <= 0.0 {
+                break;
+            }
+            index = (index + 1) % periods.len();
+            left = periods[index].duration_ms;
+        }
+        bits
+    }
+
     /// Downloads `bits`: latency, then transfer.
     pub fn download(&mut self, bits: f64) -> Download {
         let latency_ms = self.latency();

@@ -96,6 +96,9 @@ pub fn run(
             bitrates_kbps: b,
             segment_ms: seg,
             upcoming_bits: &movie.sizes_bits[i..],
+            peak_kbps: b,
+            first_listed: 0,
+            live: false,
         };
         let q = abr.choose(&ctx).min(b.len() - 1);
         let bits = movie.sizes_bits[i][q];

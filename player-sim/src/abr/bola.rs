@@ -61,6 +61,9 @@ mod tests {
             bitrates_kbps: &LADDER,
             segment_ms: 4000.0,
             upcoming_bits: &[],
+            peak_kbps: &LADDER,
+            first_listed: 0,
+            live: false,
         })
     }
 

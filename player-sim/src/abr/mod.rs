@@ -2,13 +2,16 @@
 
 mod bba;
 mod bola;
+mod ewma;
 mod fixed;
+mod hlsjs;
 mod mpc;
 mod throughput;
 
 pub use bba::Bba;
 pub use bola::Bola;
 pub use fixed::Fixed;
+pub use hlsjs::HlsJs;
 pub use mpc::RobustMpc;
 pub use throughput::Throughput;
 
@@ -30,6 +33,52 @@ pub struct Context<'a> {
     /// Sizes of the upcoming segments (from `segment` on), bits per quality, when known
     /// (offline); live mode passes estimates from the bitrates.
     pub upcoming_bits: &'a [Vec<f64>],
+    /// Peak bitrates (the master playlist's BANDWIDTH), kbit/s, by quality; offline the
+    /// ladder's own. `bitrates_kbps` are the averages (AVERAGE-BANDWIDTH when given).
+    pub peak_kbps: &'a [f64],
+    /// The quality of the variant listed first in the master playlist.
+    pub first_listed: usize,
+    /// A live stream (its playlist has no ENDLIST).
+    pub live: bool,
+}
+
+/// A segment download in progress, as an abandon rule sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress<'a> {
+    /// Quality being fetched.
+    pub quality: usize,
+    /// The segment's duration, ms.
+    pub segment_ms: f64,
+    /// Since the request was sent, ms.
+    pub elapsed_ms: f64,
+    /// When the first byte came (ms since the request), if it has.
+    pub first_byte_ms: Option<f64>,
+    /// Bits received so far.
+    pub loaded_bits: f64,
+    /// The whole segment's bits, when the response said (Content-Length).
+    pub total_bits: Option<f64>,
+    /// Buffered media, ms.
+    pub buffer_ms: f64,
+    /// Playback has started (before that, hls.js's media element has no data to judge by).
+    pub playing: bool,
+    /// A live stream: a switch costs a playlist load too.
+    pub live: bool,
+    /// Average bitrates, kbit/s, ascending.
+    pub bitrates_kbps: &'a [f64],
+    /// Peak bitrates, kbit/s.
+    pub peak_kbps: &'a [f64],
+}
+
+/// What an abandon rule says about a download in progress.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Abandon {
+    /// Go on, and ask again later.
+    Keep,
+    /// Go on, and stop asking about this download.
+    Stop,
+    /// Abort it once it has run this long (ms since the request; now if already past),
+    /// then ask [`Abr::abort`] for the quality to fetch instead.
+    AbortAt(f64),
 }
 
 /// A finished download, reported back to the controller.
@@ -53,6 +102,52 @@ pub trait Abr: Send {
     fn choose(&mut self, ctx: &Context<'_>) -> usize;
     /// Learns from a finished download.
     fn report(&mut self, r: &Report);
+    /// Judges a download in progress (the driver asks every [`ABANDON_CHECK_MS`]). The default
+    /// is the simple rule every controller had: past half a segment's time after the first
+    /// byte, when the rest would arrive after the buffer runs dry and a lower rung would not
+    /// (or sooner), abort now.
+    fn abandon(&mut self, p: &Progress<'_>) -> Abandon {
+        match simple_abandon(p) {
+            Some(_) => Abandon::AbortAt(p.elapsed_ms),
+            None => Abandon::Keep,
+        }
+    }
+    /// The download was aborted as [`Abr::abandon`] asked: the quality to fetch instead. The
+    /// default learns from the partial download and takes the simple rule's rung.
+    fn abort(&mut self, p: &Progress<'_>) -> usize {
+        let first = p.first_byte_ms.unwrap_or(p.elapsed_ms);
+        self.report(&Report {
+            quality: p.quality,
+            bits: p.loaded_bits,
+            latency_ms: first,
+            transfer_ms: (p.elapsed_ms - first).max(0.0),
+        });
+        simple_abandon(p).unwrap_or(p.quality.saturating_sub(1))
+    }
+}
+
+/// How often a driver asks [`Abr::abandon`] during a download, ms (hls.js's timer).
+pub const ABANDON_CHECK_MS: f64 = 100.0;
+
+/// The simple abandon rule: the rung to switch to, or `None` to go on.
+fn simple_abandon(p: &Progress<'_>) -> Option<usize> {
+    let q = p.quality;
+    let first = p.first_byte_ms?;
+    let streaming = p.elapsed_ms - first;
+    if q == 0 || streaming <= p.segment_ms / 2.0 || p.loaded_bits <= 0.0 {
+        return None;
+    }
+    let rate = p.loaded_bits / streaming; // bits per ms
+    let total = p.total_bits.unwrap_or(p.bitrates_kbps[q] * p.segment_ms);
+    let finish_ms = (total - p.loaded_bits).max(0.0) / rate;
+    if finish_ms <= p.buffer_ms {
+        return None;
+    }
+    let to = (0..q)
+        .rev()
+        .find(|&l| p.bitrates_kbps[l] * p.segment_ms / rate < p.buffer_ms)
+        .unwrap_or(0);
+    (p.bitrates_kbps[to] * p.segment_ms / rate < finish_ms).then_some(to)
 }
 
 /// Upcoming segments a controller looks at (RobustMPC's horizon); live mode estimates this
@@ -60,11 +155,12 @@ pub trait Abr: Send {
 pub const LOOKAHEAD: usize = 5;
 
 /// Names accepted by [`by_name`].
-pub const NAMES: &[&str] = &["throughput", "bba", "bola", "mpc", "fixed"];
+pub const NAMES: &[&str] = &["hlsjs", "throughput", "bba", "bola", "mpc", "fixed"];
 
 /// Builds a controller by name (`fixed` and `fixed:N` pin quality N, default the lowest).
 pub fn by_name(name: &str) -> Option<Box<dyn Abr>> {
     Some(match name {
+        "hlsjs" => Box::new(HlsJs::default()),
         "throughput" => Box::new(Throughput::default()),
         "bba" => Box::new(Bba::default()),
         "bola" => Box::new(Bola),
@@ -97,6 +193,9 @@ mod tests {
             bitrates_kbps: bitrates,
             segment_ms: 2000.0,
             upcoming_bits: sizes,
+            peak_kbps: bitrates,
+            first_listed: 0,
+            live: false,
         }
     }
 

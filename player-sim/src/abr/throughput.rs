@@ -2,38 +2,8 @@
 //! and 9 s) of download bandwidth, the lower one taken; the highest rung below 0.95 of it, or
 //! below 0.7 of it when that means switching up. 500 kbit/s until the first sample.
 
+use super::ewma::Ewma;
 use super::{Abr, Context, Report};
-
-/// hls.js's exponentially weighted moving average with zero-factor correction.
-#[derive(Debug, Clone, Copy)]
-struct Ewma {
-    alpha: f64,
-    estimate: f64,
-    total_weight: f64,
-}
-
-impl Ewma {
-    fn new(half_life_s: f64) -> Self {
-        Self {
-            alpha: (0.5f64.ln() / half_life_s).exp(),
-            estimate: 0.0,
-            total_weight: 0.0,
-        }
-    }
-    fn sample(&mut self, weight: f64, value: f64) {
-        let a = self.alpha.powf(weight);
-        self.estimate = value * (1.0 - a) + a * self.estimate;
-        self.total_weight += weight;
-    }
-    fn get(&self) -> f64 {
-        let zero_factor = 1.0 - self.alpha.powf(self.total_weight);
-        if zero_factor > 0.0 {
-            self.estimate / zero_factor
-        } else {
-            self.estimate
-        }
-    }
-}
 
 /// The hls.js throughput rule.
 #[derive(Debug, Clone, Copy)]
@@ -63,7 +33,7 @@ impl Default for Throughput {
 impl Throughput {
     /// Current bandwidth estimate, kbit/s.
     pub fn estimate_kbps(&self) -> f64 {
-        if self.fast.total_weight <= 0.0 {
+        if self.fast.total_weight() <= 0.0 {
             self.default_kbps
         } else {
             self.fast.get().min(self.slow.get())

@@ -53,6 +53,13 @@ impl<'a> Link<'a> {
         self.clock
     }
 
+    /// How many bytes the link delivers in the next `ms` of its schedule, from now or from
+    /// where its accounting stands (whichever is later).
+    pub fn bytes_within(&mut self, ms: f64) -> usize {
+        self.catch_up(Instant::now());
+        (self.net.capacity_bits(ms) / 8.0).min(usize::MAX as f64) as usize
+    }
+
     /// Milliseconds since the player joined.
     pub fn elapsed_ms(&self) -> f64 {
         ms(Instant::now().saturating_duration_since(self.joined))
@@ -87,6 +94,8 @@ mod tests {
         // 50 kB take 500 ms after the latency; a second 50 kB another 500 ms.
         assert_eq!(link.deliver(50_000) - start, Duration::from_millis(550));
         assert_eq!(link.deliver(50_000) - start, Duration::from_millis(1050));
+        // 100 ms of link time carries 10 kB.
+        assert_eq!(link.bytes_within(100.0), 10_000);
         // After 10 s idle, the link is free again at once.
         tokio::time::advance(Duration::from_secs(10)).await;
         let now = Instant::now();

@@ -13,7 +13,7 @@ use tokio::time::{Instant, sleep_until, timeout_at};
 
 use super::Shared;
 use super::link::{Link, from_ms, ms};
-use crate::abr::{Abr, Context, LOOKAHEAD, Report};
+use crate::abr::{ABANDON_CHECK_MS, Abandon, Abr, Context, LOOKAHEAD, Progress, Report};
 use crate::cmcd;
 use crate::offline::Step;
 use crate::playback::{Media, Playback, State};
@@ -72,18 +72,25 @@ impl std::fmt::Display for Failure {
     }
 }
 
+/// Where a download's abandon timer stands.
+#[derive(Clone, Copy)]
+enum Check {
+    /// Ask the controller at this moment.
+    Next(Instant),
+    /// Abort at this moment (the controller said so).
+    AbortAt(Instant),
+    /// Not asking again for this download.
+    Stopped,
+}
+
 enum Got {
     Body {
         body: Bytes,
         latency_ms: f64,
         transfer_ms: f64,
     },
-    Abandoned {
-        to: usize,
-        bits: f64,
-        latency_ms: f64,
-        transfer_ms: f64,
-    },
+    /// Aborted for the controller's choice of rung.
+    Abandoned { to: usize },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -105,7 +112,10 @@ impl Kind {
 
 struct Variant {
     url: String,
+    /// AVERAGE-BANDWIDTH when given, else BANDWIDTH, kbit/s.
     kbps: f64,
+    /// BANDWIDTH, kbit/s.
+    peak_kbps: f64,
 }
 
 struct Loaded {
@@ -193,6 +203,7 @@ pub async fn run(spec: Spec, url: String, shared: Arc<Shared>) -> Outcome {
             .unwrap_or_default(),
         last_kbps: None,
         cmcd_stalls: 0,
+        first_listed: 0,
     };
     let error = match timeout_at(spec.leave_at, p.play(&url)).await {
         Ok(Err(e)) => {
@@ -268,6 +279,8 @@ struct Player<'t> {
     last_kbps: Option<f64>,
     /// Stalls counted at the last request (CMCD `bs`: one since).
     cmcd_stalls: u32,
+    /// Ladder index of the variant the master playlist lists first.
+    first_listed: usize,
 }
 
 /// Sizes of the next [`LOOKAHEAD`] segments of `seg_ms` per rung, bits, estimated from the
@@ -515,6 +528,7 @@ impl Player<'_> {
             .and_then(|v| v.parse().ok());
         let first_byte = Instant::now();
         let latency_ms = ms(first_byte - asked);
+        let mut check = Check::Next(first_byte);
         let mut body = resp.into_body();
         let mut buf = Vec::with_capacity(expected.unwrap_or(16 * 1024).min(8 << 20));
         loop {
@@ -529,23 +543,36 @@ impl Player<'_> {
             let Ok(data) = frame.into_data() else {
                 continue;
             };
-            let at = self.link.deliver(data.len());
-            if at > deadline {
-                self.pause_until(deadline).await;
-                return Err(Failure::Timeout);
-            }
-            self.pause_until(at).await;
-            self.shared.metrics.bytes.inc_by(data.len() as u64);
-            buf.extend_from_slice(&data);
-            if let Some((q, seg_ms)) = abandon_from
-                && let Some(to) = self.should_abandon(q, seg_ms, buf.len(), expected, first_byte)
-            {
-                return Ok(Got::Abandoned {
-                    to,
-                    bits: buf.len() as f64 * 8.0,
-                    latency_ms,
-                    transfer_ms: ms(Instant::now() - first_byte),
-                });
+            // Delivered in slices of at most one abandon-check interval of link time, so
+            // that the controller's timer can fire in the middle of a large read.
+            let mut rest = &data[..];
+            while !rest.is_empty() {
+                let n = self
+                    .link
+                    .bytes_within(ABANDON_CHECK_MS)
+                    .clamp(1, rest.len());
+                let at = self.link.deliver(n);
+                if at > deadline {
+                    self.pause_until(deadline).await;
+                    return Err(Failure::Timeout);
+                }
+                self.pause_until(at).await;
+                self.shared.metrics.bytes.inc_by(n as u64);
+                buf.extend_from_slice(&rest[..n]);
+                rest = &rest[n..];
+                if let Some((q, seg_ms)) = abandon_from
+                    && let Some(to) = self.judge(
+                        &mut check,
+                        q,
+                        seg_ms,
+                        buf.len(),
+                        expected,
+                        asked,
+                        first_byte,
+                    )
+                {
+                    return Ok(Got::Abandoned { to });
+                }
             }
         }
         Ok(Got::Body {
@@ -555,41 +582,64 @@ impl Player<'_> {
         })
     }
 
-    /// hls.js's abandon rule: past half a segment's time, if the rest will arrive after the
-    /// buffer runs dry and a lower rendition would arrive in time (or sooner), switch to it.
-    fn should_abandon(
+    /// Runs the controller's abandon rule when its timer is due: the rung to switch to when
+    /// the download is to be aborted now.
+    #[allow(clippy::too_many_arguments)]
+    fn judge(
         &mut self,
+        check: &mut Check,
         q: usize,
         seg_ms: f64,
         got: usize,
         expected: Option<usize>,
+        asked: Instant,
         first_byte: Instant,
     ) -> Option<usize> {
-        if !self.settings().abandon || q == 0 {
+        if !self.settings().abandon {
             return None;
         }
-        let elapsed = ms(Instant::now() - first_byte);
-        if elapsed <= seg_ms / 2.0 || got == 0 {
-            return None;
+        let now = Instant::now();
+        match *check {
+            Check::Next(t) | Check::AbortAt(t) if now < t => return None,
+            Check::Stopped => return None,
+            _ => {}
         }
-        let rate = got as f64 * 8.0 / elapsed; // bits per ms
-        let total_bits = expected
-            .map(|e| e as f64 * 8.0)
-            .unwrap_or(self.ladder[q].kbps * seg_ms);
-        let finish_ms = (total_bits - got as f64 * 8.0).max(0.0) / rate;
         self.advance();
-        let buffer = self.playback.level_ms();
-        if finish_ms <= buffer {
-            return None;
+        let bitrates: Vec<f64> = self.ladder.iter().map(|v| v.kbps).collect();
+        let peaks: Vec<f64> = self.ladder.iter().map(|v| v.peak_kbps).collect();
+        let p = Progress {
+            quality: q,
+            segment_ms: seg_ms,
+            elapsed_ms: ms(now - asked),
+            first_byte_ms: Some(ms(first_byte - asked)),
+            loaded_bits: got as f64 * 8.0,
+            total_bits: expected.map(|e| e as f64 * 8.0),
+            buffer_ms: self.playback.level_ms(),
+            playing: self.playback.started_at_ms.is_some(),
+            live: !self.playlists.iter().flatten().any(|l| l.pl.endlist),
+            bitrates_kbps: &bitrates,
+            peak_kbps: &peaks,
+        };
+        if let Check::AbortAt(_) = check {
+            return Some(self.abr.abort(&p).min(bitrates.len() - 1));
         }
-        let mut to = 0;
-        for l in (0..q).rev() {
-            if self.ladder[l].kbps * seg_ms / rate < buffer {
-                to = l;
-                break;
+        match self.abr.abandon(&p) {
+            Abandon::Keep => {
+                *check = Check::Next(now + from_ms(ABANDON_CHECK_MS));
+                None
+            }
+            Abandon::Stop => {
+                *check = Check::Stopped;
+                None
+            }
+            Abandon::AbortAt(t) if t <= p.elapsed_ms => {
+                Some(self.abr.abort(&p).min(bitrates.len() - 1))
+            }
+            Abandon::AbortAt(t) => {
+                *check = Check::AbortAt(asked + from_ms(t));
+                None
             }
         }
-        (self.ladder[to].kbps * seg_ms / rate < finish_ms).then_some(to)
     }
 
     /// Fetches with retries: full-jitter backoff (at least any Retry-After), up to the limit.
@@ -625,15 +675,22 @@ impl Player<'_> {
                     .map(|v| Variant {
                         url: resolve(url, &v.uri),
                         kbps: v.average_bandwidth.unwrap_or(v.bandwidth) as f64 / 1000.0,
+                        peak_kbps: v.bandwidth as f64 / 1000.0,
                     })
                     .collect();
+                let first = v.first().map(|f| f.url.clone());
                 v.sort_by(|a, b| a.kbps.total_cmp(&b.kbps));
+                self.first_listed = v
+                    .iter()
+                    .position(|x| Some(&x.url) == first.as_ref())
+                    .unwrap_or(0);
                 v
             }
             // A bare media playlist: one rendition of unknown bitrate.
             Ok(m3u8_rs::Playlist::MediaPlaylist(_)) => vec![Variant {
                 url: url.to_string(),
                 kbps: 0.0,
+                peak_kbps: 0.0,
             }],
             Err(e) => {
                 return Err(format!("{url}: not an HLS playlist: {e:?}"));
@@ -644,11 +701,12 @@ impl Player<'_> {
         }
         self.playlists = (0..self.ladder.len()).map(|_| None).collect();
         let bitrates: Vec<f64> = self.ladder.iter().map(|v| v.kbps).collect();
+        let peaks: Vec<f64> = self.ladder.iter().map(|v| v.peak_kbps).collect();
         let mut upcoming = Vec::new();
         let mut q = self
             .abr
             .choose(&self.context(
-                &bitrates,
+                (&bitrates, &peaks),
                 estimate(&mut upcoming, &bitrates, 2000.0),
                 0.0,
                 2000.0,
@@ -698,7 +756,7 @@ impl Player<'_> {
                 let chosen = self
                     .abr
                     .choose(&self.context(
-                        &bitrates,
+                        (&bitrates, &peaks),
                         estimate(&mut upcoming, &bitrates, seg_ms),
                         self.playback.level_ms(),
                         seg_ms,
@@ -759,19 +817,9 @@ impl Player<'_> {
                     }
                     next = Some(msn + 1);
                 }
-                Ok(Got::Abandoned {
-                    to,
-                    bits,
-                    latency_ms,
-                    transfer_ms,
-                }) => {
+                Ok(Got::Abandoned { to }) => {
+                    // The controller learnt from the partial download in `abort`.
                     self.abandoned += 1;
-                    self.abr.report(&Report {
-                        quality: q,
-                        bits,
-                        latency_ms,
-                        transfer_ms,
-                    });
                     q = to;
                 }
                 Err(f) => {
@@ -813,7 +861,7 @@ impl Player<'_> {
 
     fn context<'a>(
         &self,
-        bitrates: &'a [f64],
+        (bitrates, peaks): (&'a [f64], &'a [f64]),
         upcoming_bits: &'a [Vec<f64>],
         buffer_ms: f64,
         seg_ms: f64,
@@ -826,6 +874,9 @@ impl Player<'_> {
             bitrates_kbps: bitrates,
             segment_ms: seg_ms,
             upcoming_bits,
+            peak_kbps: peaks,
+            first_listed: self.first_listed,
+            live: !self.playlists.iter().flatten().any(|l| l.pl.endlist),
         }
     }
 
