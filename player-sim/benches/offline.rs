@@ -36,8 +36,8 @@ fn main() {
         let mut checksum = 0.0;
         while started.elapsed() < Duration::from_millis(1500) {
             for (i, t) in traces.iter().enumerate() {
-                let mut a = abr::by_name(name).expect("controller");
-                checksum += run(i, &movie, t, a.as_mut(), Settings::default()).0.qoe_lin;
+                let a = abr::by_name(name).expect("controller");
+                checksum += run(i, &movie, t, a, Settings::default()).session.qoe_lin;
                 sessions += 1;
             }
         }

@@ -16,4 +16,5 @@ pub mod playback;
 pub mod plot;
 pub mod qoe;
 pub mod schedule;
+pub mod session;
 pub mod trace;

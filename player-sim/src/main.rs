@@ -109,7 +109,7 @@ struct TraceArgs {
     /// Folder of traces (Sabre JSON, Mahimahi, Pensieve cooked), or one trace file.
     #[arg(long, value_name = "DIR")]
     traces: PathBuf,
-    /// Controller: throughput, bba, bola, mpc, fixed[:N], or `all` (side by side).
+    /// Controller: hlsjs, throughput, bba, bola, mpc, fixed[:N], or `all` (side by side).
     #[arg(long, default_value = "all")]
     abr: String,
     /// JSON report to write.
@@ -133,6 +133,13 @@ struct TraceArgs {
     /// Worker threads (0 = one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Let controllers abandon slow downloads (on a 100 ms timer, as live players do); off
+    /// by default, as in Sabre.
+    #[arg(long)]
+    abandon: bool,
+    /// The rung (0 = lowest) a master playlist would list first: hls.js starts there.
+    #[arg(long, default_value_t = 0, value_name = "RUNG")]
+    first_listed: usize,
 }
 
 fn load_traces(path: &std::path::Path, scale: f64, latency: f64) -> anyhow::Result<Vec<Trace>> {
@@ -178,8 +185,8 @@ fn run_all(
                 s.spawn(move || {
                     let mut out = Vec::new();
                     for (id, t) in traces.iter().enumerate().skip(w).step_by(threads) {
-                        if let Some(mut abr) = abr::by_name(abr_name) {
-                            out.push(offline::run(id, movie, t, abr.as_mut(), settings).0);
+                        if let Some(abr) = abr::by_name(abr_name) {
+                            out.push(offline::run(id, movie, t, abr, settings).session);
                         }
                     }
                     out
@@ -224,6 +231,8 @@ fn trace_cmd(a: TraceArgs) -> anyhow::Result<()> {
     };
     let settings = Settings {
         buffer_max_ms: a.buffer_s * 1000.0,
+        abandon: a.abandon,
+        first_listed: a.first_listed,
     };
     let mut reports = Vec::new();
     println!(
@@ -271,10 +280,9 @@ fn trace_cmd(a: TraceArgs) -> anyhow::Result<()> {
             .take(4)
             .enumerate()
             .filter_map(|(id, t)| {
-                let mut abr = abr::by_name(&names[0])?;
-                let (_, steps) = offline::run(id, &movie, t, abr.as_mut(), settings);
-                let stalls = offline::stall_spans(&steps);
-                Some((t, steps, stalls))
+                let abr = abr::by_name(&names[0])?;
+                let o = offline::run(id, &movie, t, abr, settings);
+                Some((t, o.steps, o.stalls))
             })
             .collect();
         let lines: Vec<plot::Timeline<'_>> = kept

@@ -1,15 +1,17 @@
-//! Offline, trace-driven sessions on a virtual clock: the same controllers and buffer rules as
-//! live mode, with Sabre's network model. Deterministic.
+//! Offline, trace-driven sessions on a virtual clock: the session core that live mode uses
+//! (same controllers, buffer and QoE rules), driven through Sabre's network model.
+//! Deterministic.
 //!
 //! A session downloads segment 0 (startup), then for each next segment waits while the buffer
 //! is too full to hold it, asks the controller, downloads while playing, and stalls when the
-//! buffer runs dry; finally it plays out the buffer.
+//! buffer runs dry; finally it plays out the buffer. With `abandon`, downloads advance in
+//! steps of the abandon timer so the controller's rule can abort them.
 
-use crate::abr::{Abr, Context, Report};
+use crate::abr::Abr;
 use crate::movie::Movie;
 use crate::network::Network;
-use crate::playback::{Media, Playback};
-use crate::qoe::{REBUF_PENALTY, SabreMetrics, Session};
+use crate::qoe::Session;
+use crate::session::{Core, Downloading, Ladder, Next, Rules, Segment};
 use crate::trace::Trace;
 
 /// Player settings for offline sessions.
@@ -17,12 +19,18 @@ use crate::trace::Trace;
 pub struct Settings {
     /// Largest buffer, ms (Sabre's default: 25 s).
     pub buffer_max_ms: f64,
+    /// Run the controller's abandon rule during downloads (Sabre does not by default).
+    pub abandon: bool,
+    /// The rung a master playlist would list first (hls.js starts there); 0: ascending.
+    pub first_listed: usize,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
             buffer_max_ms: 25_000.0,
+            abandon: false,
+            first_listed: 0,
         }
     }
 }
@@ -44,18 +52,15 @@ pub struct Step {
     pub stall_ms: f64,
 }
 
-/// A session's stalls as (start, end) ms, from its steps: offline, a player that runs dry is
-/// always downloading (it never idles with an empty buffer), so each stall ends with the
-/// download it happened in.
-pub fn stall_spans(steps: &[Step]) -> Vec<(f64, f64)> {
-    steps
-        .iter()
-        .filter(|s| s.stall_ms > 0.0)
-        .map(|s| {
-            let end = s.at_ms + s.download_ms;
-            (end - s.stall_ms, end)
-        })
-        .collect()
+/// A finished offline session.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Its QoE.
+    pub session: Session,
+    /// Every segment downloaded.
+    pub steps: Vec<Step>,
+    /// Its stalls as (start, end) ms.
+    pub stalls: Vec<(f64, f64)>,
 }
 
 /// Runs one session of `movie` over `trace` with `abr`.
@@ -63,119 +68,114 @@ pub fn run(
     id: usize,
     movie: &Movie,
     trace: &Trace,
-    abr: &mut dyn Abr,
+    abr: Box<dyn Abr>,
     settings: Settings,
-) -> (Session, Vec<Step>) {
-    let mut net = Network::new(trace);
-    let b = &movie.bitrates_kbps;
-    let seg = movie.segment_ms;
-    // Sabre's player: plays once the first segment is in, resumes as soon as any is.
-    let mut pb = Playback::new(0.0, 0.0);
-    let mut steps = Vec::with_capacity(movie.len());
-    let mut now = 0.0;
-    let mut startup_ms = 0.0;
-    let mut last: Option<usize> = None;
-    let mut switches = 0;
-    let mut change_kbps = 0.0;
-    let mut qoe = 0.0;
-    for i in 0..movie.len() {
-        if i > 0 {
-            // Wait until the segment fits in the buffer.
-            let full = pb.level_ms() + seg - settings.buffer_max_ms;
-            if full > 0.0 {
-                pb.play_for(full);
-                net.delay(full);
-                now += full;
-            }
+) -> Outcome {
+    let rules = Rules {
+        buffer_max_ms: settings.buffer_max_ms,
+        // Sabre's player: plays once the first segment is in, resumes as soon as any is.
+        start_threshold_ms: 0.0,
+        resume_threshold_ms: 0.0,
+        abandon: settings.abandon,
+        max_retries: 0,
+    };
+    let ladder = Ladder {
+        first_listed: settings
+            .first_listed
+            .min(movie.bitrates_kbps.len().saturating_sub(1)),
+        ..Ladder::flat(movie.bitrates_kbps.clone())
+    };
+    let mut core = match Core::new(abr, rules, ladder) {
+        Ok(c) => c.recording(true),
+        // Movie::parse refuses an empty ladder; an empty session if one comes anyway.
+        Err(e) => {
+            return Outcome {
+                session: Session {
+                    id,
+                    trace: Some(trace.name.clone()),
+                    error: Some(e.to_string()),
+                    ..Session::default()
+                },
+                steps: Vec::new(),
+                stalls: Vec::new(),
+            };
         }
-        let ctx = Context {
-            segment: i,
-            buffer_ms: pb.level_ms(),
-            buffer_max_ms: settings.buffer_max_ms,
-            last_quality: last,
-            bitrates_kbps: b,
-            segment_ms: seg,
+    };
+    let mut net = Network::new(trace);
+    for i in 0..movie.len() {
+        let seg = Segment {
+            duration_ms: movie.segment_ms,
+            pdt_ms: None,
             upcoming_bits: &movie.sizes_bits[i..],
-            peak_kbps: b,
-            first_listed: 0,
             live: false,
         };
-        let q = abr.choose(&ctx).min(b.len() - 1);
-        let bits = movie.sizes_bits[i][q];
-        let d = net.download(bits);
-        let at = now;
-        now += d.total_ms();
-        let before = pb.stalled_ms;
-        pb.play_for(d.total_ms());
-        let stall = pb.stalled_ms - before;
-        if i == 0 {
-            startup_ms = d.total_ms();
-        }
-        pb.append(
-            now,
-            Media {
-                quality: q,
-                kbps: b[q],
-                duration_ms: seg,
-                pdt_ms: None,
-            },
-        );
-        abr.report(&Report {
-            quality: q,
-            bits,
-            latency_ms: d.latency_ms,
-            transfer_ms: d.transfer_ms,
-        });
-        if let Some(p) = last {
-            if p != q {
-                switches += 1;
+        loop {
+            let q = match core.offer(&seg) {
+                Next::Wait(ms) => {
+                    core.elapse(ms);
+                    net.delay(ms);
+                    continue;
+                }
+                Next::Fetch(q) => q,
+            };
+            let bits = movie.sizes_bits[i][q];
+            // `start` cannot fail right after `Fetch`.
+            let _ = core.start();
+            if download(&mut core, &mut net, bits) {
+                break;
             }
-            change_kbps += (b[q] - b[p]).abs();
-            qoe -= (b[q] - b[p]).abs() / 1000.0;
         }
-        qoe += b[q] / 1000.0 - REBUF_PENALTY * stall / 1000.0;
-        last = Some(q);
-        steps.push(Step {
-            segment: i,
-            quality: q,
-            at_ms: at,
-            download_ms: d.total_ms(),
-            buffer_ms: pb.level_ms(),
-            stall_ms: stall,
-        });
     }
-    pb.play_for(pb.level_ms());
-    let n = movie.len();
-    let sabre_total_ms = startup_ms + pb.played_ms + pb.stalled_ms;
-    let per_segment = seg / sabre_total_ms.max(1e-9);
-    let played_bitrate_sum: f64 = steps.iter().map(|s| b[s.quality]).sum();
-    let sabre = SabreMetrics {
-        time_average_played_bitrate: played_bitrate_sum * per_segment,
-        rebuffer_ratio: pb.stalled_ms / sabre_total_ms.max(1e-9),
-        time_average_bitrate_change: change_kbps * per_segment,
-        total_play_time: sabre_total_ms / 1000.0,
+    core.play_out();
+    let (session, steps, stalls) = core.finish(id, Some(trace.name.clone()), true, None);
+    Outcome {
+        session,
+        steps,
+        stalls,
+    }
+}
+
+/// Downloads `bits` through `net` for the core's download in progress; false when the core
+/// aborted it (the segment is offered again).
+fn download(core: &mut Core, net: &mut Network<'_>, bits: f64) -> bool {
+    let Some(mut check) = core.next_check_ms() else {
+        // No abandon rule: the whole download in one step (Sabre's arithmetic, exactly).
+        let d = net.download(bits);
+        core.elapse(d.total_ms());
+        let _ = core.done(bits, d.latency_ms, d.transfer_ms, None);
+        return true;
     };
-    let session = Session {
-        id,
-        trace: Some(trace.name.clone()),
-        startup_s: startup_ms / 1000.0,
-        never_started: false,
-        rebuffer_count: pb.stalls,
-        rebuffer_s: pb.stalled_ms / 1000.0,
-        rebuffer_ratio: pb.rebuffer_ratio(),
-        avg_bitrate_kbps: pb.avg_bitrate_kbps(),
-        switches,
-        bitrate_change_kbps: if n > 1 {
-            change_kbps / (n - 1) as f64
-        } else {
-            0.0
-        },
-        latency_s: None,
-        qoe_lin: qoe,
-        sabre: Some(sabre),
-        error: None,
-    };
-    (session, steps)
+    let latency_ms = net.latency();
+    core.elapse(latency_ms);
+    let mut elapsed = latency_ms;
+    let (mut loaded, mut transfer_ms) = (0.0, 0.0);
+    while loaded < bits {
+        // Up to the timer's next wish (at least a microsecond of progress per step).
+        let window = (check - elapsed).max(1e-3);
+        let take = net.capacity_bits(window).min(bits - loaded);
+        let t = net.transfer(take);
+        core.elapse(t);
+        elapsed += t;
+        transfer_ms += t;
+        loaded += take;
+        if loaded >= bits {
+            break;
+        }
+        if let Ok(Downloading::Abort(_)) = core.progress(loaded, Some(latency_ms), Some(bits)) {
+            return false;
+        }
+        match core.next_check_ms() {
+            Some(c) => check = c,
+            None => {
+                let t = net.transfer(bits - loaded);
+                core.elapse(t);
+                transfer_ms += t;
+                loaded = bits;
+            }
+        }
+    }
+    let _ = core.done(bits, latency_ms, transfer_ms, None);
+    true
 }
 
 #[cfg(test)]
@@ -207,7 +207,8 @@ mod tests {
             r#"[{"duration_ms": 60000, "bandwidth_kbps": 1000, "latency_ms": 100}]"#,
         )
         .unwrap();
-        let (s, steps) = run(0, &movie(), &t, &mut Fixed(1), Settings::default());
+        let o = run(0, &movie(), &t, Box::new(Fixed(1)), Settings::default());
+        let (s, steps) = (o.session, o.steps);
         assert_eq!(s.startup_s, 4.1);
         assert_eq!(s.rebuffer_count, 3);
         assert!((s.rebuffer_s - 6.3).abs() < 1e-9, "{}", s.rebuffer_s);
@@ -224,7 +225,7 @@ mod tests {
             vec![0.0, 4100.0, 8200.0, 12300.0]
         );
         // Stall #1: seg 1 arrives at 8.2 s after the 2 s buffer ran out at 6.1 s.
-        let spans = stall_spans(&steps);
+        let spans = o.stalls;
         assert_eq!(spans.len(), 3);
         assert!(
             (spans[0].0 - 6100.0).abs() < 1e-9 && (spans[0].1 - 8200.0).abs() < 1e-9,
@@ -247,8 +248,9 @@ mod tests {
             sizes_bits: vec![vec![1.2e6, 3.0e6, 4.8e6, 7.4e6, 11.4e6, 17.2e6]; 48],
         };
         for name in ["throughput", "bba", "bola", "mpc"] {
-            let mut abr = crate::abr::by_name(name).unwrap();
-            let (s, steps) = run(0, &m, &t, abr.as_mut(), Settings::default());
+            let abr = crate::abr::by_name(name).unwrap();
+            let o = run(0, &m, &t, abr, Settings::default());
+            let (s, steps) = (o.session, o.steps);
             assert_eq!(steps.last().unwrap().quality, 5, "{name}: {steps:?}");
             assert!(
                 s.avg_bitrate_kbps > 3500.0,
@@ -271,7 +273,8 @@ mod tests {
             bitrates_kbps: vec![1000.0, 2000.0],
             sizes_bits: vec![vec![2e6, 4e6]; 30],
         };
-        let (s, steps) = run(0, &m, &t, &mut Bba::default(), Settings::default());
+        let o = run(0, &m, &t, Box::new(Bba::default()), Settings::default());
+        let (s, steps) = (o.session, o.steps);
         assert_eq!(s.rebuffer_count, 0);
         assert!(steps.iter().all(|x| x.buffer_ms <= 25_000.0 + 1e-9));
         // BBA reaches the top once the buffer passes reservoir + cushion (15 s) and stays.

@@ -355,3 +355,130 @@ async fn cmcd_reaches_the_edge_log_in_either_form() {
         );
     }
 }
+
+/// A VOD ladder of 400/800/1600 kbit/s (BANDWIDTH only), 2 s segments of exactly their
+/// nominal size, on a fake origin at `/a/`; the master lists `first` first.
+fn ladder_routes(o: &e2e::fake_origin::FakeOrigin, segments: usize, first: usize) {
+    use e2e::fake_origin::Script;
+    let rungs = [400u64, 800, 1600];
+    let mut order: Vec<usize> = vec![first];
+    order.extend((0..3).filter(|&r| r != first));
+    let mut master = String::from("#EXTM3U\n");
+    for r in order {
+        master.push_str(&format!(
+            "#EXT-X-STREAM-INF:BANDWIDTH={}\nr{r}.m3u8\n",
+            rungs[r] * 1000
+        ));
+    }
+    let m3u8 = "application/vnd.apple.mpegurl";
+    o.route("/a/master.m3u8", Script::ok(master, m3u8, "max-age=60"));
+    for (r, kbps) in rungs.iter().enumerate() {
+        let mut pl = String::from(
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n",
+        );
+        for i in 0..segments {
+            pl.push_str(&format!("#EXTINF:2.000,\nr{r}s{i}.ts\n"));
+            let bytes = (kbps * 2000 / 8) as usize;
+            o.route(
+                &format!("/a/r{r}s{i}.ts"),
+                Script::ok(vec![0x47u8; bytes], "video/mp2t", "max-age=60"),
+            );
+        }
+        pl.push_str("#EXT-X-ENDLIST\n");
+        o.route(&format!("/a/r{r}.m3u8"), Script::ok(pl, m3u8, "max-age=60"));
+    }
+}
+
+/// The live driver (HTTP through the emulated link) and the offline driver (the network
+/// model on a virtual clock) run the same session core, so on the same scripted network they
+/// make the same decisions: rung by rung, stall for stall, with startup and every download's
+/// time close (the live one also pays real HTTP and two playlist loads).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_and_offline_drivers_agree_on_a_scripted_network() {
+    use player_sim::movie::Movie;
+    use player_sim::offline;
+    use player_sim::trace::Trace;
+    let o = e2e::fake_origin::FakeOrigin::start().await;
+    let segments = 6;
+    let movie = Movie {
+        segment_ms: 2000.0,
+        bitrates_kbps: vec![400.0, 800.0, 1600.0],
+        sizes_bits: vec![vec![800e3, 1600e3, 3200e3]; segments],
+    };
+    // hls.js starting at the top rung (listed first) on a 1000 kbit/s link, then settling on
+    // 800 (0.95 of the estimate); and a controller pinned to the top on a 600 kbit/s link,
+    // where every top-rung download is abandoned for the lowest rung after ~1 s.
+    for (abr, first, kbps, abandons) in [("hlsjs", 2, 1000, false), ("fixed:2", 2, 600, true)] {
+        ladder_routes(&o, segments, first);
+        let trace = Trace::parse(
+            "scripted",
+            &format!(r#"[{{"duration_ms": 600000, "bandwidth_kbps": {kbps}, "latency_ms": 50}}]"#),
+        )
+        .unwrap();
+        let off = offline::run(
+            0,
+            &movie,
+            &trace,
+            player_sim::abr::by_name(abr).unwrap(),
+            offline::Settings {
+                buffer_max_ms: 25_000.0,
+                abandon: true,
+                first_listed: first,
+            },
+        );
+        let pop = Population {
+            url: format!("{}/a/master.m3u8", o.url()),
+            players: 1,
+            duration: Duration::from_secs(40),
+            abr: abr.into(),
+            schedule: trace.clone(),
+            vary: 0.0,
+            join: Join::AllAtOnce,
+            exit: None,
+            record: 1,
+        };
+        let settings = Settings {
+            buffer_max_ms: 25_000.0,
+            start_threshold_ms: 0.0,
+            resume_threshold_ms: 0.0,
+            ..Settings::default()
+        };
+        let (res, _) = run(pop, settings).await;
+        let live = &res.outcomes[0];
+        assert_eq!(live.session.error, None, "{abr}");
+        let rungs = |steps: &[offline::Step]| steps.iter().map(|s| s.quality).collect::<Vec<_>>();
+        assert_eq!(rungs(&live.steps), rungs(&off.steps), "{abr}: rung by rung");
+        assert_eq!(
+            live.session.rebuffer_count, off.session.rebuffer_count,
+            "{abr}: stalls"
+        );
+        let near = |a: f64, b: f64, tol: f64| (a - b).abs() <= tol * b.abs().max(1e-9);
+        assert!(
+            near(live.session.startup_s, off.session.startup_s, 0.15),
+            "{abr}: startup live {} offline {}",
+            live.session.startup_s,
+            off.session.startup_s
+        );
+        // Each download takes as long (the live one also pays loopback HTTP; the first also
+        // follows the playlist loads, which the offline model does not have).
+        for (l, f) in live.steps.iter().zip(&off.steps) {
+            assert!(
+                (l.download_ms - f.download_ms).abs() <= 0.05 * f.download_ms + 100.0,
+                "{abr}: segment {}: live {} ms offline {} ms",
+                f.segment,
+                l.download_ms,
+                f.download_ms
+            );
+        }
+        if abandons {
+            assert_eq!(
+                live.abandoned as usize, segments,
+                "{abr}: every top download"
+            );
+            assert!(rungs(&off.steps).iter().all(|&q| q == 0), "{abr}");
+        } else {
+            assert_eq!(live.abandoned, 0);
+            assert_eq!(rungs(&off.steps)[..3], [2, 1, 1], "{abr}");
+        }
+    }
+}

@@ -1,6 +1,8 @@
-//! One live player on a tokio task: master playlist → rendition choice → media playlist
-//! reloads as RFC 8216 §6.3.4 prescribes → segments in order at the live edge, through its
-//! emulated link, with a playback clock, stalls, retries, down-switches and abandonment.
+//! One live player on a tokio task: the I/O driver of the session core. It fetches the
+//! master playlist, reloads media playlists as RFC 8216 §6.3.4 prescribes, and fetches the
+//! segments the core asks for, in order at the live edge, through its emulated link; the
+//! core (`crate::session`) decides rungs, waits, aborts and retries, and keeps the playback
+//! clock and QoE.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,12 +15,13 @@ use tokio::time::{Instant, sleep_until, timeout_at};
 
 use super::Shared;
 use super::link::{Link, from_ms, ms};
-use crate::abr::{ABANDON_CHECK_MS, Abandon, Abr, Context, LOOKAHEAD, Progress, Report};
+use crate::abr::{ABANDON_CHECK_MS, Abr, LOOKAHEAD};
 use crate::cmcd;
 use crate::offline::Step;
-use crate::playback::{Media, Playback, State};
-use crate::qoe::{REBUF_PENALTY, Session};
+use crate::playback::State;
+use crate::qoe::Session;
 use crate::schedule::SplitMix;
+use crate::session::{self, Core, Downloading, Ladder, Next, Retry, Rules, Segment};
 use crate::trace::Trace;
 
 /// Who a player is and when it plays.
@@ -72,15 +75,23 @@ impl std::fmt::Display for Failure {
     }
 }
 
-/// Where a download's abandon timer stands.
-#[derive(Clone, Copy)]
-enum Check {
-    /// Ask the controller at this moment.
-    Next(Instant),
-    /// Abort at this moment (the controller said so).
-    AbortAt(Instant),
-    /// Not asking again for this download.
-    Stopped,
+/// Why a player's session ended early.
+#[derive(Debug, thiserror::Error)]
+enum PlayError {
+    #[error("{kind} {url}: {failure}")]
+    Request {
+        kind: &'static str,
+        url: String,
+        failure: Failure,
+    },
+    #[error("{url}: not an HLS playlist: {reason}")]
+    NotHls { url: String, reason: String },
+    #[error("{url}: no variant streams")]
+    NoVariants { url: String },
+    #[error("{url}: bad playlist: {reason}")]
+    BadPlaylist { url: String, reason: String },
+    #[error(transparent)]
+    Core(#[from] session::Error),
 }
 
 enum Got {
@@ -89,7 +100,7 @@ enum Got {
         latency_ms: f64,
         transfer_ms: f64,
     },
-    /// Aborted for the controller's choice of rung.
+    /// Aborted for the core's choice of rung.
     Abandoned { to: usize },
 }
 
@@ -176,23 +187,13 @@ pub async fn run(spec: Spec, url: String, shared: Arc<Shared>) -> Outcome {
     let mut p = Player {
         shared: shared.clone(),
         link: Link::new(&trace, joined),
-        abr: spec.abr,
-        playback: Playback::new(
-            shared.settings.start_threshold_ms,
-            shared.settings.resume_threshold_ms,
-        ),
+        abr: Some(spec.abr),
+        core: None,
         ladder: Vec::new(),
         playlists: Vec::new(),
         rng: SplitMix(shared.settings.seed ^ (spec.id as u64).wrapping_mul(0x9e37_79b9)),
-        steps: Vec::new(),
         record: spec.record,
-        segments: 0,
-        last_quality: None,
-        switches: 0,
-        change_kbps: 0.0,
-        qoe_bitrate: 0.0,
         requests: 0,
-        abandoned: 0,
         seen_stalls: 0,
         seen_stalled_ms: 0.0,
         stalled_now: false,
@@ -203,71 +204,66 @@ pub async fn run(spec: Spec, url: String, shared: Arc<Shared>) -> Outcome {
             .unwrap_or_default(),
         last_kbps: None,
         cmcd_stalls: 0,
-        first_listed: 0,
     };
     let error = match timeout_at(spec.leave_at, p.play(&url)).await {
         Ok(Err(e)) => {
             m.failed.inc();
-            Some(e)
+            Some(e.to_string())
         }
         Ok(Ok(())) | Err(_) => None,
     };
-    let now_ms = p.link.elapsed_ms();
-    p.playback.advance(now_ms);
-    p.sync_metrics();
+    let now_ms = p.advance();
     if p.stalled_now {
         m.stalled.dec();
     }
     m.active.dec();
-    let pb = &p.playback;
-    let stalled_s = pb.stalled_ms / 1000.0;
-    let session = Session {
-        id: spec.id,
-        trace: Some(trace.name.clone()),
-        startup_s: pb.started_at_ms.unwrap_or(now_ms) / 1000.0,
-        never_started: pb.started_at_ms.is_none(),
-        rebuffer_count: pb.stalls,
-        rebuffer_s: stalled_s,
-        rebuffer_ratio: pb.rebuffer_ratio(),
-        avg_bitrate_kbps: pb.avg_bitrate_kbps(),
-        switches: p.switches,
-        bitrate_change_kbps: if p.segments > 1 {
-            p.change_kbps / (p.segments - 1) as f64
-        } else {
-            0.0
+    let ladder_kbps = p.ladder.iter().map(|v| v.kbps).collect();
+    let requests = p.requests;
+    let trace_name = Some(trace.name.clone());
+    match p.core.take() {
+        Some(core) => {
+            let abandoned = core.abandoned();
+            let (session, steps, stall_spans) = core.finish(spec.id, trace_name, false, error);
+            Outcome {
+                session,
+                steps,
+                requests,
+                abandoned,
+                ladder_kbps,
+                stall_spans,
+            }
+        }
+        // Left or failed before the master playlist was in.
+        None => Outcome {
+            session: Session {
+                id: spec.id,
+                trace: trace_name,
+                startup_s: now_ms / 1000.0,
+                never_started: true,
+                error,
+                ..Session::default()
+            },
+            steps: Vec::new(),
+            requests,
+            abandoned: 0,
+            ladder_kbps,
+            stall_spans: Vec::new(),
         },
-        latency_s: pb.mean_latency_ms().map(|l| l / 1000.0),
-        qoe_lin: p.qoe_bitrate / 1000.0 - REBUF_PENALTY * stalled_s - p.change_kbps / 1000.0,
-        sabre: None,
-        error,
-    };
-    Outcome {
-        session,
-        steps: p.steps,
-        requests: p.requests,
-        abandoned: p.abandoned,
-        ladder_kbps: p.ladder.iter().map(|v| v.kbps).collect(),
-        stall_spans: p.playback.stall_spans(),
     }
 }
 
 struct Player<'t> {
     shared: Arc<Shared>,
     link: Link<'t>,
-    abr: Box<dyn Abr>,
-    playback: Playback,
+    /// The controller, until the core takes it (when the ladder is known).
+    abr: Option<Box<dyn Abr>>,
+    /// The session's decisions, once the master playlist is in.
+    core: Option<Core>,
     ladder: Vec<Variant>,
     playlists: Vec<Option<Loaded>>,
     rng: SplitMix,
-    steps: Vec<Step>,
     record: bool,
-    segments: usize,
-    last_quality: Option<usize>,
-    switches: u32,
-    change_kbps: f64,
-    qoe_bitrate: f64,
     requests: u64,
-    abandoned: u32,
     seen_stalls: u32,
     seen_stalled_ms: f64,
     stalled_now: bool,
@@ -279,8 +275,6 @@ struct Player<'t> {
     last_kbps: Option<f64>,
     /// Stalls counted at the last request (CMCD `bs`: one since).
     cmcd_stalls: u32,
-    /// Ladder index of the variant the master playlist lists first.
-    first_listed: usize,
 }
 
 /// Sizes of the next [`LOOKAHEAD`] segments of `seg_ms` per rung, bits, estimated from the
@@ -356,18 +350,21 @@ impl Player<'_> {
 
     /// Mirrors the playback machine's stalls into the metrics.
     fn sync_metrics(&mut self) {
-        let m = &self.shared.metrics;
-        let pb = &self.playback;
-        if pb.stalls > self.seen_stalls {
-            m.rebuffers.inc_by(u64::from(pb.stalls - self.seen_stalls));
-            self.seen_stalls = pb.stalls;
-        }
-        if pb.stalled_ms > self.seen_stalled_ms {
-            m.rebuffer_seconds
-                .inc_by((pb.stalled_ms - self.seen_stalled_ms) / 1000.0);
-            self.seen_stalled_ms = pb.stalled_ms;
-        }
+        let Some(pb) = self.core.as_ref().map(Core::playback) else {
+            return;
+        };
+        let (stalls, stalled_ms) = (pb.stalls, pb.stalled_ms);
         let stalled = matches!(pb.state(), State::Stalled(_));
+        let m = &self.shared.metrics;
+        if stalls > self.seen_stalls {
+            m.rebuffers.inc_by(u64::from(stalls - self.seen_stalls));
+            self.seen_stalls = stalls;
+        }
+        if stalled_ms > self.seen_stalled_ms {
+            m.rebuffer_seconds
+                .inc_by((stalled_ms - self.seen_stalled_ms) / 1000.0);
+            self.seen_stalled_ms = stalled_ms;
+        }
         if stalled != self.stalled_now {
             if stalled {
                 m.stalled.inc();
@@ -378,9 +375,12 @@ impl Player<'_> {
         }
     }
 
+    /// Lets the wall time since the last call pass for the core; returns ms since joining.
     fn advance(&mut self) -> f64 {
         let now = self.link.elapsed_ms();
-        self.playback.advance(now);
+        if let Some(core) = self.core.as_mut() {
+            core.elapse(now - core.clock_ms());
+        }
         self.sync_metrics();
         now
     }
@@ -394,8 +394,10 @@ impl Player<'_> {
             if now >= t {
                 return;
             }
-            let wake = match self.playback.state() {
-                State::Playing => t.min(now + from_ms(self.playback.level_ms() + 1.0)),
+            let wake = match self.core.as_ref().map(Core::playback) {
+                Some(pb) if pb.state() == State::Playing => {
+                    t.min(now + from_ms(pb.level_ms() + 1.0))
+                }
                 _ => t,
             };
             sleep_until(wake).await;
@@ -414,23 +416,21 @@ impl Player<'_> {
         retry_wait(self.rng.unit(), attempt, base, cap, retry_after)
     }
 
-    /// GETs `url` through the link. For segments with `abandon_from = Some(q)`, gives up for a
-    /// lower rendition when the rest will not arrive before the buffer runs dry.
+    /// GETs `url` through the link. For segments (`segment = Some((q, duration))`), the
+    /// core's abandon timer runs while bytes arrive.
     async fn get(
         &mut self,
         kind: Kind,
         url: &str,
-        abandon_from: Option<(usize, f64)>,
+        segment: Option<(usize, f64)>,
     ) -> Result<Got, Failure> {
         let asked = Instant::now();
         let send_at = self.link.request_at();
         self.pause_until(send_at).await;
         self.requests += 1;
         let deadline = send_at + self.settings().request_timeout;
-        let cmcd = self.cmcd(kind, abandon_from);
-        let result = self
-            .exchange(url, cmcd, asked, deadline, abandon_from)
-            .await;
+        let cmcd = self.cmcd(kind, segment);
+        let result = self.exchange(url, cmcd, asked, deadline, segment).await;
         let label = match &result {
             Ok(Got::Body { .. }) => "2xx",
             Ok(Got::Abandoned { .. }) => "abandoned",
@@ -465,16 +465,18 @@ impl Player<'_> {
             },
             _ => cmcd::Object::Manifest,
         };
-        let starved = self.playback.stalls > self.cmcd_stalls;
-        self.cmcd_stalls = self.playback.stalls;
+        let pb = self.core.as_ref().map(Core::playback);
+        let stalls = pb.map_or(0, |p| p.stalls);
+        let starved = stalls > self.cmcd_stalls;
+        self.cmcd_stalls = stalls;
         let d = cmcd::Data {
             object,
-            buffer_ms: self.playback.level_ms(),
+            buffer_ms: pb.map_or(0.0, |p| p.level_ms()),
             throughput_kbps: self.last_kbps,
             session: &self.sid,
             content: &self.cid,
             live: !self.playlists.iter().flatten().any(|l| l.pl.endlist),
-            startup: self.playback.started_at_ms.is_none(),
+            startup: pb.is_none_or(|p| p.started_at_ms.is_none()),
             starved,
         };
         Some(match mode {
@@ -489,7 +491,7 @@ impl Player<'_> {
         cmcd: Option<(String, Vec<(&'static str, String)>)>,
         asked: Instant,
         deadline: Instant,
-        abandon_from: Option<(usize, f64)>,
+        segment: Option<(usize, f64)>,
     ) -> Result<Got, Failure> {
         let (query, headers) = cmcd.unwrap_or_default();
         let target = if query.is_empty() {
@@ -528,7 +530,6 @@ impl Player<'_> {
             .and_then(|v| v.parse().ok());
         let first_byte = Instant::now();
         let latency_ms = ms(first_byte - asked);
-        let mut check = Check::Next(first_byte);
         let mut body = resp.into_body();
         let mut buf = Vec::with_capacity(expected.unwrap_or(16 * 1024).min(8 << 20));
         loop {
@@ -560,16 +561,8 @@ impl Player<'_> {
                 self.shared.metrics.bytes.inc_by(n as u64);
                 buf.extend_from_slice(&rest[..n]);
                 rest = &rest[n..];
-                if let Some((q, seg_ms)) = abandon_from
-                    && let Some(to) = self.judge(
-                        &mut check,
-                        q,
-                        seg_ms,
-                        buf.len(),
-                        expected,
-                        asked,
-                        first_byte,
-                    )
+                if segment.is_some()
+                    && let Some(to) = self.judge(buf.len(), expected, asked, first_byte)
                 {
                     return Ok(Got::Abandoned { to });
                 }
@@ -582,90 +575,58 @@ impl Player<'_> {
         })
     }
 
-    /// Runs the controller's abandon rule when its timer is due: the rung to switch to when
-    /// the download is to be aborted now.
-    #[allow(clippy::too_many_arguments)]
+    /// Tells the core how the download stands when its abandon timer is due: the rung to
+    /// switch to when it says abort.
     fn judge(
         &mut self,
-        check: &mut Check,
-        q: usize,
-        seg_ms: f64,
         got: usize,
         expected: Option<usize>,
         asked: Instant,
         first_byte: Instant,
     ) -> Option<usize> {
-        if !self.settings().abandon {
+        let due = self.core.as_ref()?.next_check_ms()?;
+        if ms(Instant::now() - asked) < due {
             return None;
         }
-        let now = Instant::now();
-        match *check {
-            Check::Next(t) | Check::AbortAt(t) if now < t => return None,
-            Check::Stopped => return None,
-            _ => {}
-        }
         self.advance();
-        let bitrates: Vec<f64> = self.ladder.iter().map(|v| v.kbps).collect();
-        let peaks: Vec<f64> = self.ladder.iter().map(|v| v.peak_kbps).collect();
-        let p = Progress {
-            quality: q,
-            segment_ms: seg_ms,
-            elapsed_ms: ms(now - asked),
-            first_byte_ms: Some(ms(first_byte - asked)),
-            loaded_bits: got as f64 * 8.0,
-            total_bits: expected.map(|e| e as f64 * 8.0),
-            buffer_ms: self.playback.level_ms(),
-            playing: self.playback.started_at_ms.is_some(),
-            live: !self.playlists.iter().flatten().any(|l| l.pl.endlist),
-            bitrates_kbps: &bitrates,
-            peak_kbps: &peaks,
-        };
-        if let Check::AbortAt(_) = check {
-            return Some(self.abr.abort(&p).min(bitrates.len() - 1));
-        }
-        match self.abr.abandon(&p) {
-            Abandon::Keep => {
-                *check = Check::Next(now + from_ms(ABANDON_CHECK_MS));
-                None
-            }
-            Abandon::Stop => {
-                *check = Check::Stopped;
-                None
-            }
-            Abandon::AbortAt(t) if t <= p.elapsed_ms => {
-                Some(self.abr.abort(&p).min(bitrates.len() - 1))
-            }
-            Abandon::AbortAt(t) => {
-                *check = Check::AbortAt(asked + from_ms(t));
-                None
-            }
+        let core = self.core.as_mut()?;
+        match core.progress(
+            got as f64 * 8.0,
+            Some(ms(first_byte - asked)),
+            expected.map(|e| e as f64 * 8.0),
+        ) {
+            Ok(Downloading::Abort(to)) => Some(to),
+            Ok(Downloading::Continue) | Err(_) => None,
         }
     }
 
     /// Fetches with retries: full-jitter backoff (at least any Retry-After), up to the limit.
-    async fn get_retrying(&mut self, kind: Kind, url: &str) -> Result<Bytes, String> {
+    async fn get_retrying(&mut self, kind: Kind, url: &str) -> Result<Bytes, PlayError> {
         let mut attempt = 0;
         loop {
-            match self.get(kind, url, None).await {
+            let failure = match self.get(kind, url, None).await {
                 Ok(Got::Body { body, .. }) => return Ok(body),
-                // Only segment downloads are abandonable; this one was not.
-                Ok(Got::Abandoned { .. }) => {
-                    return Err(format!("{} {url}: abandoned", kind.label()));
-                }
-                Err(f) => {
-                    attempt += 1;
-                    if attempt > self.settings().max_retries {
-                        return Err(format!("{} {url}: {f}", kind.label()));
-                    }
-                    let wait = self.retry_wait(attempt, &f);
-                    self.pause_until(Instant::now() + wait).await;
-                }
+                // Only segment downloads run the abandon timer; count it as a failure.
+                Ok(Got::Abandoned { .. }) => Failure::Transport("abandoned".into()),
+                Err(f) => f,
+            };
+            attempt += 1;
+            if attempt > self.settings().max_retries {
+                return Err(PlayError::Request {
+                    kind: kind.label(),
+                    url: url.to_string(),
+                    failure,
+                });
             }
+            let wait = self.retry_wait(attempt, &failure);
+            self.pause_until(Instant::now() + wait).await;
         }
     }
 
-    async fn play(&mut self, url: &str) -> Result<(), String> {
+    /// Loads the master playlist: the ladder, ascending, and which rung is listed first.
+    async fn load_master(&mut self, url: &str) -> Result<Ladder, PlayError> {
         let text = self.get_retrying(Kind::Master, url).await?;
+        let mut first_listed = 0;
         self.ladder = match m3u8_rs::parse_playlist_res(&text) {
             Ok(m3u8_rs::Playlist::MasterPlaylist(m)) => {
                 let mut v: Vec<Variant> = m
@@ -680,7 +641,7 @@ impl Player<'_> {
                     .collect();
                 let first = v.first().map(|f| f.url.clone());
                 v.sort_by(|a, b| a.kbps.total_cmp(&b.kbps));
-                self.first_listed = v
+                first_listed = v
                     .iter()
                     .position(|x| Some(&x.url) == first.as_ref())
                     .unwrap_or(0);
@@ -693,51 +654,66 @@ impl Player<'_> {
                 peak_kbps: 0.0,
             }],
             Err(e) => {
-                return Err(format!("{url}: not an HLS playlist: {e:?}"));
+                return Err(PlayError::NotHls {
+                    url: url.to_string(),
+                    reason: format!("{e:?}"),
+                });
             }
         };
         if self.ladder.is_empty() {
-            return Err(format!("{url}: no variant streams"));
+            return Err(PlayError::NoVariants {
+                url: url.to_string(),
+            });
         }
         self.playlists = (0..self.ladder.len()).map(|_| None).collect();
-        let bitrates: Vec<f64> = self.ladder.iter().map(|v| v.kbps).collect();
-        let peaks: Vec<f64> = self.ladder.iter().map(|v| v.peak_kbps).collect();
+        Ok(Ladder {
+            avg_kbps: self.ladder.iter().map(|v| v.kbps).collect(),
+            peak_kbps: self.ladder.iter().map(|v| v.peak_kbps).collect(),
+            first_listed,
+        })
+    }
+
+    async fn play(&mut self, url: &str) -> Result<(), PlayError> {
+        let ladder = self.load_master(url).await?;
+        let s = self.settings();
+        let rules = Rules {
+            buffer_max_ms: s.buffer_max_ms,
+            start_threshold_ms: s.start_threshold_ms,
+            resume_threshold_ms: s.resume_threshold_ms,
+            abandon: s.abandon,
+            max_retries: s.max_retries,
+        };
+        let hold_back = s.live_sync_segments;
+        let Some(abr) = self.abr.take() else {
+            return Ok(());
+        };
+        let bitrates = ladder.avg_kbps.clone();
+        let mut core = Core::new(abr, rules, ladder)?.recording(self.record);
+        // The core's clock counts from the join, as the link's does.
+        core.elapse(self.link.elapsed_ms());
         let mut upcoming = Vec::new();
-        let mut q = self
-            .abr
-            .choose(&self.context(
-                (&bitrates, &peaks),
-                estimate(&mut upcoming, &bitrates, 2000.0),
-                0.0,
-                2000.0,
-            ))
-            .min(bitrates.len() - 1);
+        let mut q = core.first_choice(2000.0, estimate(&mut upcoming, &bitrates, 2000.0));
+        self.core = Some(core);
         let mut next: Option<u64> = None;
-        // The segment the controller has already decided on (asked once per segment).
-        let mut decided: Option<u64> = None;
-        let mut failures = 0u32;
         loop {
-            let now = self.advance();
-            self.playback
-                .sample_latency(hls::date::now_unix_ms() as f64);
+            self.advance();
+            let unix_now = hls::date::now_unix_ms() as f64;
+            if let Some(core) = self.core.as_mut() {
+                core.sample_latency(unix_now);
+            }
             self.ensure_playlist(q).await?;
             let Some(loaded) = self.playlists[q].as_ref() else {
                 continue;
             };
             let pl = &loaded.pl;
-            let target_ms = pl.target_duration as f64 * 1000.0;
-            // Leave room: wait while the next segment would overfill the buffer.
-            let over = self.playback.level_ms() + target_ms - self.settings().buffer_max_ms;
-            if over > 0.0 {
-                self.pause_until(Instant::now() + from_ms(over)).await;
-                continue;
-            }
-            let hold_back = self.settings().live_sync_segments;
             let msn = *next.get_or_insert_with(|| live_start(pl, hold_back));
             let last = pl.media_sequence + pl.segments.len() as u64;
             if msn < pl.media_sequence {
                 // Fell out of the window: jump to the live edge.
                 next = Some(live_start(pl, hold_back));
+                if let Some(core) = self.core.as_mut() {
+                    core.skip();
+                }
                 continue;
             }
             if msn >= last {
@@ -750,92 +726,75 @@ impl Player<'_> {
             let i = (msn - pl.media_sequence) as usize;
             let seg_ms = pl.segments[i].duration * 1000.0;
             let seg_url = resolve(&loaded.url, &pl.segments[i].uri);
-            let pdt = pdt_of(pl, i);
-            if decided != Some(msn) {
-                decided = Some(msn);
-                let chosen = self
-                    .abr
-                    .choose(&self.context(
-                        (&bitrates, &peaks),
-                        estimate(&mut upcoming, &bitrates, seg_ms),
-                        self.playback.level_ms(),
-                        seg_ms,
-                    ))
-                    .min(bitrates.len() - 1);
-                if chosen != q {
+            let seg = Segment {
+                duration_ms: seg_ms,
+                pdt_ms: pdt_of(pl, i),
+                upcoming_bits: estimate(&mut upcoming, &bitrates, seg_ms),
+                live: !pl.endlist,
+            };
+            let Some(core) = self.core.as_mut() else {
+                return Ok(());
+            };
+            match core.offer(&seg) {
+                Next::Wait(ms) => {
+                    self.pause_until(Instant::now() + from_ms(ms)).await;
+                    continue;
+                }
+                // Another rung: its playlist, and the segment's place in it, first.
+                Next::Fetch(chosen) if chosen != q => {
                     q = chosen;
                     continue;
                 }
+                Next::Fetch(_) => core.start()?,
             }
-            let asked_ms = now;
-            let stall_before = self.playback.stalled_ms_at(now);
             match self.get(Kind::Segment, &seg_url, Some((q, seg_ms))).await {
                 Ok(Got::Body {
                     body,
                     latency_ms,
                     transfer_ms,
                 }) => {
-                    failures = 0;
-                    let kbps = if bitrates[q] > 0.0 {
-                        bitrates[q]
-                    } else {
-                        body.len() as f64 * 8.0 / seg_ms.max(1.0)
+                    self.advance();
+                    let bits = body.len() as f64 * 8.0;
+                    // A ladder of unknown bitrate counts what arrived.
+                    let kbps = (bitrates[q] <= 0.0).then(|| bits / seg_ms.max(1.0));
+                    let Some(core) = self.core.as_mut() else {
+                        return Ok(());
                     };
-                    let now = self.link.elapsed_ms();
-                    if self.playback.append(
-                        now,
-                        Media {
-                            quality: q,
-                            kbps,
-                            duration_ms: seg_ms,
-                            pdt_ms: pdt,
-                        },
-                    ) && self.playback.started_at_ms == Some(now)
-                    {
-                        self.shared.metrics.startup_seconds.observe(now / 1000.0);
+                    let first_start = core.playback().started_at_ms.is_none();
+                    let arrived = core.done(bits, latency_ms, transfer_ms, kbps)?;
+                    let m = &self.shared.metrics;
+                    if arrived.started && first_start {
+                        m.startup_seconds.observe(core.clock_ms() / 1000.0);
+                    }
+                    if let Some(from) = arrived.switched_from {
+                        let dir = if q > from { "up" } else { "down" };
+                        m.switches.with_label_values(&[dir]).inc();
                     }
                     self.sync_metrics();
-                    self.abr.report(&Report {
-                        quality: q,
-                        bits: body.len() as f64 * 8.0,
-                        latency_ms,
-                        transfer_ms,
-                    });
                     // Bits per ms is kbit/s.
-                    self.last_kbps =
-                        Some(body.len() as f64 * 8.0 / (latency_ms + transfer_ms).max(1.0));
-                    self.count_segment(q, kbps, &bitrates);
-                    if self.record {
-                        self.steps.push(Step {
-                            segment: self.segments - 1,
-                            quality: q,
-                            at_ms: asked_ms,
-                            download_ms: now - asked_ms,
-                            buffer_ms: self.playback.level_ms(),
-                            stall_ms: self.playback.stalled_ms_at(now) - stall_before,
-                        });
-                    }
+                    self.last_kbps = Some(bits / (latency_ms + transfer_ms).max(1.0));
                     next = Some(msn + 1);
                 }
-                Ok(Got::Abandoned { to }) => {
-                    // The controller learnt from the partial download in `abort`.
-                    self.abandoned += 1;
-                    q = to;
-                }
-                Err(f) => {
-                    failures += 1;
-                    if failures > self.settings().max_retries {
-                        return Err(format!("segment {seg_url}: {f}"));
-                    }
-                    let wait = self.retry_wait(failures, &f);
-                    // Same rendition only while the buffer covers the wait; else (or after
-                    // two failures in a row) one rendition down.
+                // The core learnt from the partial download and chose the rung.
+                Ok(Got::Abandoned { to }) => q = to,
+                Err(failure) => {
+                    let attempt = self.core.as_ref().map_or(1, |c| c.failures() + 1);
+                    let wait = self.retry_wait(attempt, &failure);
                     self.advance();
-                    let level = self.playback.level_ms();
-                    if q > 0 && (failures >= 2 || ms(wait) >= level) {
-                        q -= 1;
+                    let Some(core) = self.core.as_mut() else {
+                        return Ok(());
+                    };
+                    match core.failed(ms(wait))? {
+                        Retry::GiveUp => {
+                            return Err(PlayError::Request {
+                                kind: "segment",
+                                url: seg_url,
+                                failure,
+                            });
+                        }
+                        Retry::At(r) => q = r,
                     }
-                    if let Failure::Status(StatusCode::NOT_FOUND, _) = f {
+                    if let Failure::Status(StatusCode::NOT_FOUND, _) = failure {
                         // Maybe the window moved past us: the next loop re-checks.
                         self.reload(q).await.ok();
                     }
@@ -845,43 +804,8 @@ impl Player<'_> {
         }
     }
 
-    fn count_segment(&mut self, q: usize, kbps: f64, bitrates: &[f64]) {
-        self.segments += 1;
-        self.qoe_bitrate += kbps;
-        if let Some(p) = self.last_quality {
-            if p != q {
-                self.switches += 1;
-                let dir = if q > p { "up" } else { "down" };
-                self.shared.metrics.switches.with_label_values(&[dir]).inc();
-            }
-            self.change_kbps += (bitrates[q] - bitrates[p]).abs();
-        }
-        self.last_quality = Some(q);
-    }
-
-    fn context<'a>(
-        &self,
-        (bitrates, peaks): (&'a [f64], &'a [f64]),
-        upcoming_bits: &'a [Vec<f64>],
-        buffer_ms: f64,
-        seg_ms: f64,
-    ) -> Context<'a> {
-        Context {
-            segment: self.segments,
-            buffer_ms,
-            buffer_max_ms: self.settings().buffer_max_ms,
-            last_quality: self.last_quality,
-            bitrates_kbps: bitrates,
-            segment_ms: seg_ms,
-            upcoming_bits,
-            peak_kbps: peaks,
-            first_listed: self.first_listed,
-            live: !self.playlists.iter().flatten().any(|l| l.pl.endlist),
-        }
-    }
-
     /// Loads rendition `q`'s playlist if it has none yet.
-    async fn ensure_playlist(&mut self, q: usize) -> Result<(), String> {
+    async fn ensure_playlist(&mut self, q: usize) -> Result<(), PlayError> {
         if self.playlists[q].is_none() {
             self.reload(q).await?;
         }
@@ -891,7 +815,7 @@ impl Player<'_> {
     /// Reloads rendition `q`'s playlist, no sooner than RFC 8216 §6.3.4 allows: the last
     /// segment's duration after a load that changed it, half the target duration after one
     /// that did not.
-    async fn reload(&mut self, q: usize) -> Result<(), String> {
+    async fn reload(&mut self, q: usize) -> Result<(), PlayError> {
         if let Some(at) = self.playlists[q].as_ref().map(|l| l.next_reload_at) {
             self.pause_until(at).await;
         }
@@ -903,13 +827,13 @@ impl Player<'_> {
             .and_then(|t| MediaPlaylist::parse(t).map_err(|e| e.to_string()))
         {
             Ok(pl) => pl,
-            Err(e) => {
+            Err(reason) => {
                 self.shared
                     .metrics
                     .requests
                     .with_label_values(&["playlist", "unparsable"])
                     .inc();
-                return Err(format!("{url}: bad playlist: {e}"));
+                return Err(PlayError::BadPlaylist { url, reason });
             }
         };
         let changed = self.playlists[q].as_ref().is_none_or(|old| {
