@@ -762,6 +762,16 @@ impl Player<'_> {
                     };
                     let first_start = core.playback().started_at_ms.is_none();
                     let arrived = core.done(bits, latency_ms, transfer_ms, kbps)?;
+                    tracing::debug!(
+                        at_ms = core.clock_ms() as u64,
+                        msn,
+                        rung = q,
+                        bytes = body.len(),
+                        download_ms = (latency_ms + transfer_ms) as u64,
+                        buffer_ms = core.playback().level_ms() as u64,
+                        stalls = core.playback().stalls,
+                        "segment"
+                    );
                     let m = &self.shared.metrics;
                     if arrived.started && first_start {
                         m.startup_seconds.observe(core.clock_ms() / 1000.0);
@@ -776,7 +786,10 @@ impl Player<'_> {
                     next = Some(msn + 1);
                 }
                 // The core learnt from the partial download and chose the rung.
-                Ok(Got::Abandoned { to }) => q = to,
+                Ok(Got::Abandoned { to }) => {
+                    tracing::debug!(msn, from = q, to, "abandoned");
+                    q = to;
+                }
                 Err(failure) => {
                     let attempt = self.core.as_ref().map_or(1, |c| c.failures() + 1);
                     let wait = self.retry_wait(attempt, &failure);
