@@ -92,6 +92,9 @@ pub struct PlayerConfig {
     /// Buffer needed to resume after a stall.
     #[serde(with = "humantime_serde")]
     pub resume_threshold: Duration,
+    /// After each stall the resume threshold doubles up to this (Chromium: 3 s); 0s: fixed.
+    #[serde(with = "humantime_serde")]
+    pub resume_threshold_max: Duration,
     /// Hold-back from the live edge, in target durations (RFC 8216 asks at least 3).
     pub live_sync_segments: u32,
     /// Deadline of one request.
@@ -121,6 +124,7 @@ impl Default for PlayerConfig {
             buffer_max: Duration::from_secs_f64(s.buffer_max_ms / 1000.0),
             start_threshold: Duration::from_secs_f64(s.start_threshold_ms / 1000.0),
             resume_threshold: Duration::from_secs_f64(s.resume_threshold_ms / 1000.0),
+            resume_threshold_max: Duration::from_secs_f64(s.resume_growth_max_ms / 1000.0),
             live_sync_segments: s.live_sync_segments,
             request_timeout: s.request_timeout,
             max_retries: s.max_retries,
@@ -169,6 +173,7 @@ impl PlayerConfig {
             buffer_max_ms: self.buffer_max.as_secs_f64() * 1000.0,
             start_threshold_ms: self.start_threshold.as_secs_f64() * 1000.0,
             resume_threshold_ms: self.resume_threshold.as_secs_f64() * 1000.0,
+            resume_growth_max_ms: self.resume_threshold_max.as_secs_f64() * 1000.0,
             live_sync_segments: self.live_sync_segments,
             request_timeout: self.request_timeout,
             max_retries: self.max_retries,
@@ -265,10 +270,13 @@ impl Validate for Config {
                 p.push(Problem::new(format!("player.{k}"), "must be more than 0s"));
             }
         }
-        if pl.start_threshold > pl.buffer_max || pl.resume_threshold > pl.buffer_max {
+        if pl.start_threshold > pl.buffer_max
+            || pl.resume_threshold > pl.buffer_max
+            || pl.resume_threshold_max > pl.buffer_max
+        {
             p.push(Problem::new(
                 "player.buffer_max",
-                "must be at least start_threshold and resume_threshold",
+                "must be at least start_threshold, resume_threshold and resume_threshold_max",
             ));
         }
         if pl.live_sync_segments == 0 {

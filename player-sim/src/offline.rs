@@ -76,6 +76,7 @@ pub fn run(
         // Sabre's player: plays once the first segment is in, resumes as soon as any is.
         start_threshold_ms: 0.0,
         resume_threshold_ms: 0.0,
+        resume_growth_max_ms: 0.0,
         abandon: settings.abandon,
         max_retries: 0,
     };

@@ -51,6 +51,8 @@ pub struct Playback {
     last_ms: f64,
     start_threshold_ms: f64,
     resume_threshold_ms: f64,
+    /// The resume threshold doubles after each stall up to this (0: it stays).
+    resume_growth_max_ms: f64,
     /// When playback first started, ms since join.
     pub started_at_ms: Option<f64>,
     /// Media played, ms.
@@ -78,6 +80,7 @@ impl Playback {
             last_ms: 0.0,
             start_threshold_ms,
             resume_threshold_ms,
+            resume_growth_max_ms: 0.0,
             started_at_ms: None,
             played_ms: 0.0,
             bitrate_time: 0.0,
@@ -87,6 +90,19 @@ impl Playback {
             latency_sum_ms: 0.0,
             latency_samples: 0,
         }
+    }
+
+    /// After each stall the resume threshold doubles, up to `max_ms`: Chromium's audio
+    /// renderer does this (its playback threshold starts at 200 ms and doubles per underflow
+    /// up to 3 s, so a slow link stops oscillating between stalling and playing).
+    pub fn with_resume_growth(mut self, max_ms: f64) -> Self {
+        self.resume_growth_max_ms = max_ms;
+        self
+    }
+
+    /// Buffer needed to resume now, ms.
+    pub fn resume_threshold_ms(&self) -> f64 {
+        self.resume_threshold_ms
     }
 
     /// The current state.
@@ -125,6 +141,10 @@ impl Playback {
                 let Some(b) = self.buffer.front_mut() else {
                     self.state = State::Stalled(end - dt);
                     self.stalls += 1;
+                    if self.resume_growth_max_ms > self.resume_threshold_ms {
+                        self.resume_threshold_ms =
+                            (2.0 * self.resume_threshold_ms).min(self.resume_growth_max_ms);
+                    }
                     break;
                 };
                 let t = dt.min(b.left_ms);
@@ -282,6 +302,34 @@ mod tests {
             p.stall_spans(),
             vec![(6500.0, 9000.0), (11_000.0, 12_000.0)]
         );
+    }
+
+    /// Chromium's renderer: 200 ms to start and resume, doubling per stall up to 3 s. With 2 s
+    /// segments, stalls 1–3 (thresholds 0.4, 0.8, 1.6 s) resume on one segment; after the
+    /// fourth (3 s) it takes two.
+    #[test]
+    fn resume_threshold_doubles_per_stall_up_to_its_cap() {
+        let mut p = Playback::new(200.0, 200.0).with_resume_growth(3000.0);
+        let mut now = 0.0;
+        assert!(p.append(now, seg(0, 500.0)));
+        for (k, want) in [
+            (1, 400.0),
+            (2, 800.0),
+            (3, 1600.0),
+            (4, 3000.0),
+            (5, 3000.0),
+        ] {
+            now += p.level_ms() + 500.0; // what is buffered plays out, then 0.5 s dry
+            p.advance(now);
+            assert_eq!(p.stalls, k);
+            assert_eq!(p.resume_threshold_ms(), want);
+            let resumed = p.append(now, seg(0, 500.0));
+            assert_eq!(resumed, want <= 2000.0, "stall {k}");
+            if !resumed {
+                now += 1000.0;
+                assert!(p.append(now, seg(0, 500.0)), "two segments: 4 s ≥ 3 s");
+            }
+        }
     }
 
     #[test]

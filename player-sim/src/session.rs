@@ -21,6 +21,8 @@ pub struct Rules {
     pub start_threshold_ms: f64,
     /// Buffer needed to resume after a stall, ms.
     pub resume_threshold_ms: f64,
+    /// The resume threshold doubles after each stall up to this, ms (0: fixed).
+    pub resume_growth_max_ms: f64,
     /// Run the controller's abandon rule during downloads.
     pub abandon: bool,
     /// Failed attempts at one request before the session gives up.
@@ -168,7 +170,8 @@ impl Core {
         }
         Ok(Self {
             abr,
-            playback: Playback::new(rules.start_threshold_ms, rules.resume_threshold_ms),
+            playback: Playback::new(rules.start_threshold_ms, rules.resume_threshold_ms)
+                .with_resume_growth(rules.resume_growth_max_ms),
             rules,
             ladder,
             clock_ms: 0.0,
@@ -537,6 +540,7 @@ mod tests {
             buffer_max_ms: 6000.0,
             start_threshold_ms: 2000.0,
             resume_threshold_ms: 2000.0,
+            resume_growth_max_ms: 0.0,
             abandon: true,
             max_retries: 2,
         }

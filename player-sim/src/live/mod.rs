@@ -28,6 +28,8 @@ pub struct Settings {
     pub start_threshold_ms: f64,
     /// Buffer needed to resume after a stall, ms.
     pub resume_threshold_ms: f64,
+    /// After each stall the resume threshold doubles up to this, ms (0: it stays).
+    pub resume_growth_max_ms: f64,
     /// Hold-back from the live edge in target durations (RFC 8216: at least 3).
     pub live_sync_segments: u32,
     /// Deadline of one request, head and body.
@@ -50,8 +52,11 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             buffer_max_ms: 30_000.0,
-            start_threshold_ms: 2_000.0,
-            resume_threshold_ms: 2_000.0,
+            // Chromium's media renderer: 200 ms to start or resume, doubling per stall up
+            // to 3 s (hls.js itself plays as soon as the element can).
+            start_threshold_ms: 200.0,
+            resume_threshold_ms: 200.0,
+            resume_growth_max_ms: 3_000.0,
             live_sync_segments: 3,
             request_timeout: Duration::from_secs(20),
             max_retries: 6,

@@ -680,6 +680,7 @@ impl Player<'_> {
             buffer_max_ms: s.buffer_max_ms,
             start_threshold_ms: s.start_threshold_ms,
             resume_threshold_ms: s.resume_threshold_ms,
+            resume_growth_max_ms: s.resume_growth_max_ms,
             abandon: s.abandon,
             max_retries: s.max_retries,
         };
