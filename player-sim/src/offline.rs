@@ -117,6 +117,12 @@ pub fn run(
                     net.delay(ms);
                     continue;
                 }
+                Next::Refetch(q) => {
+                    let _ = core.start();
+                    let bits = movie.sizes_bits[i.saturating_sub(1)][q];
+                    download(&mut core, &mut net, bits);
+                    continue;
+                }
                 Next::Fetch(q) => q,
             };
             let bits = movie.sizes_bits[i][q];

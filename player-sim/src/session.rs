@@ -71,6 +71,11 @@ pub enum Next {
     Wait(f64),
     /// Fetch it at this rung: call [`Core::start`] when the request goes out.
     Fetch(usize),
+    /// First fetch the previous segment again at this rung (hls.js reloads its start
+    /// fragment on its first switch): [`Core::start`], then [`Core::done`] or
+    /// [`Core::failed`] as for a fetch; its media adds nothing to the buffer. Then offer this
+    /// segment again. A driver that cannot fetch it calls [`Core::skip_refetch`].
+    Refetch(usize),
 }
 
 /// What to do with a download in progress.
@@ -131,6 +136,8 @@ struct InFlight {
     live: bool,
     stalled_before_ms: f64,
     check: Check,
+    /// The start segment fetched again ([`Next::Refetch`]).
+    refetch: bool,
 }
 
 /// One player's decision state.
@@ -145,6 +152,10 @@ pub struct Core {
     decided: Option<usize>,
     /// The segment being offered: duration, PROGRAM-DATE-TIME, live.
     offered: Option<(f64, Option<f64>, bool)>,
+    /// A [`Next::Refetch`] is due before the segment offered.
+    refetch_due: bool,
+    /// The start segment's refetch has been decided (it happens once at most).
+    refetch_decided: bool,
     /// Σ bitrate of the segments fetched (Sabre's played-bitrate sum).
     bitrate_sum: f64,
     /// The last segment duration offered, ms.
@@ -178,6 +189,8 @@ impl Core {
             download: None,
             decided: None,
             offered: None,
+            refetch_due: false,
+            refetch_decided: false,
             bitrate_sum: 0.0,
             segment_ms: 0.0,
             failures: 0,
@@ -218,6 +231,11 @@ impl Core {
     /// The controller's name.
     pub fn abr_name(&self) -> &'static str {
         self.abr.name()
+    }
+
+    /// The controller's bandwidth estimate, kbit/s, if it keeps one.
+    pub fn estimate_kbps(&self) -> Option<f64> {
+        self.abr.estimate_kbps()
     }
 
     /// Failed attempts in a row at the current segment.
@@ -286,18 +304,38 @@ impl Core {
             None => {
                 let q = self.choose(seg.duration_ms, seg.upcoming_bits, seg.live);
                 self.decided = Some(q);
+                // The first switch, right after the start segment.
+                if self.segments == 1
+                    && !self.refetch_decided
+                    && self.last_quality != Some(q)
+                    && self.abr.reloads_start_segment()
+                {
+                    self.refetch_decided = true;
+                    self.refetch_due = true;
+                }
                 q
             }
         };
         self.offered = Some((seg.duration_ms, seg.pdt_ms, seg.live));
         self.segment_ms = seg.duration_ms;
-        Next::Fetch(q)
+        if self.refetch_due {
+            Next::Refetch(q)
+        } else {
+            Next::Fetch(q)
+        }
+    }
+
+    /// The driver could not fetch the start segment again (its window moved on): go on
+    /// with the segment offered.
+    pub fn skip_refetch(&mut self) {
+        self.refetch_due = false;
     }
 
     /// The request for the segment offered went out now.
     pub fn start(&mut self) -> Result<(), Error> {
         let (duration_ms, pdt_ms, live) = self.offered.ok_or(Error::NoDownload)?;
         let quality = self.decided.ok_or(Error::NoDownload)?;
+        let refetch = std::mem::take(&mut self.refetch_due);
         self.download = Some(InFlight {
             quality,
             asked_ms: self.clock_ms,
@@ -305,7 +343,13 @@ impl Core {
             pdt_ms,
             live,
             stalled_before_ms: self.playback.stalled_ms_at(self.clock_ms),
-            check: Check::At(0.0),
+            // hls.js's abandon timer watches it, but it is small and at the new rung.
+            check: if refetch {
+                Check::Stopped
+            } else {
+                Check::At(0.0)
+            },
+            refetch,
         });
         Ok(())
     }
@@ -389,6 +433,9 @@ impl Core {
     ) -> Result<Arrived, Error> {
         let d = self.download.take().ok_or(Error::NoDownload)?;
         let q = d.quality;
+        if d.refetch {
+            return Ok(self.refetched(d, bits, latency_ms, transfer_ms));
+        }
         self.decided = None;
         self.offered = None;
         self.failures = 0;
@@ -446,10 +493,43 @@ impl Core {
         })
     }
 
+    /// The start segment arrived again: the controller learns from it, the timeline shows
+    /// it, the buffer does not grow; the segment offered comes next at the same rung.
+    fn refetched(&mut self, d: InFlight, bits: f64, latency_ms: f64, transfer_ms: f64) -> Arrived {
+        self.failures = 0;
+        self.abr.report(&Report {
+            quality: d.quality,
+            bits,
+            latency_ms,
+            transfer_ms,
+        });
+        let stall = self.playback.stalled_ms_at(self.clock_ms) - d.stalled_before_ms;
+        self.qoe -= REBUF_PENALTY * stall / 1000.0;
+        self.stalled_in_steps_ms += stall;
+        if self.record {
+            self.steps.push(Step {
+                segment: self.segments.saturating_sub(1),
+                quality: d.quality,
+                at_ms: d.asked_ms,
+                download_ms: latency_ms + transfer_ms,
+                buffer_ms: self.playback.level_ms(),
+                stall_ms: stall,
+            });
+        }
+        Arrived {
+            started: false,
+            switched_from: None,
+        }
+    }
+
     /// The attempt failed; the driver will wait `wait_ms` before the next. Same rung only
     /// while the buffer covers the wait; else (or after two failures in a row) one down.
     pub fn failed(&mut self, wait_ms: f64) -> Result<Retry, Error> {
         let d = self.download.take().ok_or(Error::NoDownload)?;
+        if d.refetch {
+            // A start segment fetched again is not needed: on with the segment offered.
+            return Ok(Retry::At(d.quality));
+        }
         self.failures += 1;
         if self.failures > self.rules.max_retries {
             return Ok(Retry::GiveUp);
@@ -676,6 +756,56 @@ mod tests {
         c.start().unwrap();
         assert_eq!(c.failed(300.0), Ok(Retry::GiveUp), "max_retries is 2");
         assert_eq!(c.failed(1.0), Err(Error::NoDownload));
+    }
+
+    /// hls.js switching right after its start segment fetches that segment again at the new
+    /// rung: the controller learns from it, the buffer does not grow, and it happens once.
+    #[test]
+    fn hls_js_refetches_its_start_segment_on_the_first_switch() {
+        let ladder = Ladder {
+            avg_kbps: vec![400.0, 800.0, 1600.0],
+            peak_kbps: vec![400.0, 800.0, 1600.0],
+            first_listed: 2,
+        };
+        let mut c = Core::new(
+            Box::new(HlsJs::default()),
+            Rules {
+                start_threshold_ms: 0.0,
+                resume_threshold_ms: 0.0,
+                ..rules()
+            },
+            ladder,
+        )
+        .unwrap()
+        .recording(true);
+        // Start at the top; 3.2 Mbit in 3.2 s: the estimate falls to ~1000 kbit/s.
+        assert_eq!(c.offer(&seg(true)), Next::Fetch(2));
+        c.start().unwrap();
+        c.elapse(3200.0);
+        c.done(3.2e6, 20.0, 3180.0, None).unwrap();
+        // 800 kbit/s is next: first the start segment again at it.
+        assert_eq!(c.offer(&seg(true)), Next::Refetch(1));
+        c.start().unwrap();
+        assert_eq!(c.next_check_ms(), None, "no abandon timer on it");
+        c.elapse(1600.0);
+        let a = c.done(1.6e6, 20.0, 1580.0, None).unwrap();
+        assert_eq!(a.switched_from, None);
+        // 2 s buffered, 1.6 s played: 0.4 s left; the refetch added nothing.
+        assert!((c.playback().level_ms() - 400.0).abs() < 1e-9);
+        assert_eq!(c.offer(&seg(true)), Next::Fetch(1));
+        c.start().unwrap();
+        c.elapse(1600.0);
+        let a = c.done(1.6e6, 20.0, 1580.0, None).unwrap();
+        assert_eq!(a.switched_from, Some(2));
+        // Never again, even on a later switch.
+        assert!(matches!(c.offer(&seg(true)), Next::Fetch(_)));
+        let (s, steps, _) = c.finish(0, None, false, None);
+        assert_eq!(
+            steps.iter().map(|x| x.segment).collect::<Vec<_>>(),
+            [0, 0, 1]
+        );
+        assert_eq!(s.switches, 1);
+        assert_eq!(s.rebuffer_count, 1, "the refetch let the buffer run dry");
     }
 
     #[test]

@@ -102,6 +102,15 @@ pub trait Abr: Send {
     fn choose(&mut self, ctx: &Context<'_>) -> usize;
     /// Learns from a finished download.
     fn report(&mut self, r: &Report);
+    /// Whether the player fetches its first segment again at the new rung when its first
+    /// switch comes right after it (hls.js does: see [`HlsJs`]).
+    fn reloads_start_segment(&self) -> bool {
+        false
+    }
+    /// The bandwidth estimate it decides on, kbit/s, if it keeps one (for logs).
+    fn estimate_kbps(&self) -> Option<f64> {
+        None
+    }
     /// Judges a download in progress (the driver asks every [`ABANDON_CHECK_MS`]). The default
     /// is the simple rule every controller had: past half a segment's time after the first
     /// byte, when the rest would arrive after the buffer runs dry and a lower rung would not

@@ -60,6 +60,9 @@ impl Abr for Throughput {
             })
             .unwrap_or(0)
     }
+    fn estimate_kbps(&self) -> Option<f64> {
+        Some(Throughput::estimate_kbps(self))
+    }
     fn report(&mut self, r: &Report) {
         // As hls.js: request to last byte, at least 50 ms; weight = that duration in seconds.
         let ms = (r.latency_ms + r.transfer_ms).max(50.0);

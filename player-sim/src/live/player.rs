@@ -741,6 +741,10 @@ impl Player<'_> {
                     self.pause_until(Instant::now() + from_ms(ms)).await;
                     continue;
                 }
+                Next::Refetch(r) => {
+                    self.refetch(msn, r).await?;
+                    continue;
+                }
                 // Another rung: its playlist, and the segment's place in it, first.
                 Next::Fetch(chosen) if chosen != q => {
                     q = chosen;
@@ -771,6 +775,7 @@ impl Player<'_> {
                         download_ms = (latency_ms + transfer_ms) as u64,
                         buffer_ms = core.playback().level_ms() as u64,
                         stalls = core.playback().stalls,
+                        estimate_kbps = core.estimate_kbps().map(|e| e as u64),
                         "segment"
                     );
                     let m = &self.shared.metrics;
@@ -816,6 +821,46 @@ impl Player<'_> {
                 }
             }
         }
+    }
+
+    /// Fetches the segment before `msn` again at rung `r` (the core's [`Next::Refetch`]).
+    async fn refetch(&mut self, msn: u64, r: usize) -> Result<(), PlayError> {
+        self.ensure_playlist(r).await?;
+        let found = self.playlists[r].as_ref().and_then(|l| {
+            let i = msn.checked_sub(1)?.checked_sub(l.pl.media_sequence)?;
+            let s = l.pl.segments.get(usize::try_from(i).ok()?)?;
+            Some((resolve(&l.url, &s.uri), s.duration * 1000.0))
+        });
+        let Some((url, seg_ms)) = found else {
+            if let Some(core) = self.core.as_mut() {
+                core.skip_refetch();
+            }
+            return Ok(());
+        };
+        self.advance();
+        if let Some(core) = self.core.as_mut() {
+            core.start()?;
+        }
+        let got = self.get(Kind::Segment, &url, Some((r, seg_ms))).await;
+        self.advance();
+        let Some(core) = self.core.as_mut() else {
+            return Ok(());
+        };
+        match got {
+            Ok(Got::Body {
+                body,
+                latency_ms,
+                transfer_ms,
+            }) => {
+                core.done(body.len() as f64 * 8.0, latency_ms, transfer_ms, None)?;
+                tracing::debug!(msn = msn - 1, rung = r, "start segment fetched again");
+            }
+            // Its abandon timer is off; a failure just moves on to the segment offered.
+            Ok(Got::Abandoned { .. }) | Err(_) => {
+                core.failed(0.0)?;
+            }
+        }
+        Ok(())
     }
 
     /// Loads rendition `q`'s playlist if it has none yet.
