@@ -5,7 +5,7 @@
 # schedule runs RUNS times: tests/browser/compare.mjs (hls.js 1.7.4, default config) and
 # `player-sim run --players 1 --abr hlsjs`, and prints a side-by-side table of medians.
 #
-#   RUNS=3 DURATION=90s bench/hlsjs-compare.sh                 # the three default schedules
+#   RUNS=3 DURATION=90s bench/hlsjs-compare.sh                 # the four default schedules
 #   RUNS=1 DURATION=40s SCHEDULES="2000kbps@0s,350kbps@20s,2000kbps@30s" bench/hlsjs-compare.sh
 #   TABLE_ONLY=1 OUT=/tmp/hlsjs-compare.XXXX RUNS=3 bench/hlsjs-compare.sh   # tables of a past run
 #
@@ -19,7 +19,7 @@ RUNS=${RUNS:-3}
 DURATION=${DURATION:-90s}
 LATENCY=${LATENCY:-20ms}
 ABR=${ABR:-hlsjs}
-DEFAULT_SCHEDULES="2000kbps@0s,350kbps@30s,2000kbps@60s;2000kbps@0s,150kbps@30s,2000kbps@50s;300kbps@0s,600kbps@20s,900kbps@40s,1500kbps@60s"
+DEFAULT_SCHEDULES="2000kbps@0s,350kbps@30s,2000kbps@60s;2000kbps@0s,150kbps@30s,2000kbps@50s;300kbps@0s,600kbps@20s,900kbps@40s,1500kbps@60s;450kbps@0s,700kbps@20s,1000kbps@40s,1400kbps@60s"
 IFS=';' read -r -a SCHEDS <<<"${SCHEDULES:-$DEFAULT_SCHEDULES}"
 OUT=${OUT:-$(mktemp -d /tmp/hlsjs-compare.XXXXXX)}
 mkdir -p "$OUT"
