@@ -35,7 +35,7 @@ pub struct RunConfig {
     /// Length of the run.
     #[serde(with = "humantime_serde")]
     pub duration: Duration,
-    /// Controller: throughput, bba, bola, mpc, fixed[:N].
+    /// Controller: hlsjs, throughput, bba, bola, mpc, fixed[:N].
     pub abr: String,
     /// Bandwidth schedule (see `--bandwidth`).
     pub bandwidth: String,

@@ -27,7 +27,7 @@ pub struct LiveArgs {
     /// Length of the run, e.g. 60s, 2m.
     #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
-    /// Controller: throughput, bba, bola, mpc, fixed[:N].
+    /// Controller: hlsjs (default), throughput, bba, bola, mpc, fixed[:N].
     #[arg(long)]
     abr: Option<String>,
     /// Bandwidth schedule: 3000kbps | 4000kbps@0s,800kbps@20s | walk:... | trace:PATH,...
