@@ -768,6 +768,7 @@ impl Player<'_> {
                     let first_start = core.playback().started_at_ms.is_none();
                     let arrived = core.done(bits, latency_ms, transfer_ms, kbps)?;
                     tracing::debug!(
+                        player = %self.sid,
                         at_ms = core.clock_ms() as u64,
                         msn,
                         rung = q,
@@ -793,7 +794,7 @@ impl Player<'_> {
                 }
                 // The core learnt from the partial download and chose the rung.
                 Ok(Got::Abandoned { to }) => {
-                    tracing::debug!(msn, from = q, to, "abandoned");
+                    tracing::debug!(player = %self.sid, msn, from = q, to, "abandoned");
                     q = to;
                 }
                 Err(failure) => {
@@ -853,7 +854,7 @@ impl Player<'_> {
                 transfer_ms,
             }) => {
                 core.done(body.len() as f64 * 8.0, latency_ms, transfer_ms, None)?;
-                tracing::debug!(msn = msn - 1, rung = r, "start segment fetched again");
+                tracing::debug!(player = %self.sid, msn = msn - 1, rung = r, "start segment fetched again");
             }
             // Its abandon timer is off; a failure just moves on to the segment offered.
             Ok(Got::Abandoned { .. }) | Err(_) => {
