@@ -223,16 +223,6 @@ impl Core {
         &self.playback
     }
 
-    /// The ladder.
-    pub fn ladder(&self) -> &Ladder {
-        &self.ladder
-    }
-
-    /// The controller's name.
-    pub fn abr_name(&self) -> &'static str {
-        self.abr.name()
-    }
-
     /// The controller's bandwidth estimate, kbit/s, if it keeps one.
     pub fn estimate_kbps(&self) -> Option<f64> {
         self.abr.estimate_kbps()
@@ -446,7 +436,6 @@ impl Core {
         if self.first_download_ms.is_none() {
             self.first_download_ms = Some(took_ms);
         }
-        let stall = self.playback.stalled_ms_at(self.clock_ms) - d.stalled_before_ms;
         let started = self.playback.append(
             self.clock_ms,
             Media {
@@ -456,12 +445,7 @@ impl Core {
                 pdt_ms: d.pdt_ms,
             },
         );
-        self.abr.report(&Report {
-            quality: q,
-            bits,
-            latency_ms,
-            transfer_ms,
-        });
+        let stall = self.account(&d, bits, latency_ms, transfer_ms, self.segments);
         let mut switched_from = None;
         if let Some(p) = self.last_quality {
             if p != q {
@@ -474,18 +458,7 @@ impl Core {
         }
         self.qoe += kbps / 1000.0 - REBUF_PENALTY * stall / 1000.0;
         self.bitrate_sum += self.ladder.avg_kbps[q];
-        self.stalled_in_steps_ms += stall;
         self.last_quality = Some(q);
-        if self.record {
-            self.steps.push(Step {
-                segment: self.segments,
-                quality: q,
-                at_ms: d.asked_ms,
-                download_ms: took_ms,
-                buffer_ms: self.playback.level_ms(),
-                stall_ms: stall,
-            });
-        }
         self.segments += 1;
         Ok(Arrived {
             started,
@@ -497,6 +470,30 @@ impl Core {
     /// it, the buffer does not grow; the segment offered comes next at the same rung.
     fn refetched(&mut self, d: InFlight, bits: f64, latency_ms: f64, transfer_ms: f64) -> Arrived {
         self.failures = 0;
+        let stall = self.account(
+            &d,
+            bits,
+            latency_ms,
+            transfer_ms,
+            self.segments.saturating_sub(1),
+        );
+        self.qoe -= REBUF_PENALTY * stall / 1000.0;
+        Arrived {
+            started: false,
+            switched_from: None,
+        }
+    }
+
+    /// What every arrival does: the controller learns from the download, the stall during
+    /// it is counted, and the timeline shows it as segment `segment`. Returns that stall, ms.
+    fn account(
+        &mut self,
+        d: &InFlight,
+        bits: f64,
+        latency_ms: f64,
+        transfer_ms: f64,
+        segment: usize,
+    ) -> f64 {
         self.abr.report(&Report {
             quality: d.quality,
             bits,
@@ -504,22 +501,19 @@ impl Core {
             transfer_ms,
         });
         let stall = self.playback.stalled_ms_at(self.clock_ms) - d.stalled_before_ms;
-        self.qoe -= REBUF_PENALTY * stall / 1000.0;
         self.stalled_in_steps_ms += stall;
         if self.record {
             self.steps.push(Step {
-                segment: self.segments.saturating_sub(1),
+                segment,
                 quality: d.quality,
                 at_ms: d.asked_ms,
+                // The driver's measure (offline: exactly the network model's).
                 download_ms: latency_ms + transfer_ms,
                 buffer_ms: self.playback.level_ms(),
                 stall_ms: stall,
             });
         }
-        Arrived {
-            started: false,
-            switched_from: None,
-        }
+        stall
     }
 
     /// The attempt failed; the driver will wait `wait_ms` before the next. Same rung only

@@ -187,7 +187,6 @@ pub async fn run(spec: Spec, url: String, shared: Arc<Shared>) -> Outcome {
     let mut p = Player {
         shared: shared.clone(),
         link: Link::new(&trace, joined),
-        abr: Some(spec.abr),
         core: None,
         ladder: Vec::new(),
         playlists: Vec::new(),
@@ -205,7 +204,7 @@ pub async fn run(spec: Spec, url: String, shared: Arc<Shared>) -> Outcome {
         last_kbps: None,
         cmcd_stalls: 0,
     };
-    let error = match timeout_at(spec.leave_at, p.play(&url)).await {
+    let error = match timeout_at(spec.leave_at, p.play(&url, spec.abr)).await {
         Ok(Err(e)) => {
             m.failed.inc();
             Some(e.to_string())
@@ -255,8 +254,6 @@ pub async fn run(spec: Spec, url: String, shared: Arc<Shared>) -> Outcome {
 struct Player<'t> {
     shared: Arc<Shared>,
     link: Link<'t>,
-    /// The controller, until the core takes it (when the ladder is known).
-    abr: Option<Box<dyn Abr>>,
     /// The session's decisions, once the master playlist is in.
     core: Option<Core>,
     ladder: Vec<Variant>,
@@ -673,7 +670,7 @@ impl Player<'_> {
         })
     }
 
-    async fn play(&mut self, url: &str) -> Result<(), PlayError> {
+    async fn play(&mut self, url: &str, abr: Box<dyn Abr>) -> Result<(), PlayError> {
         let ladder = self.load_master(url).await?;
         let s = self.settings();
         let rules = Rules {
@@ -685,9 +682,6 @@ impl Player<'_> {
             max_retries: s.max_retries,
         };
         let hold_back = s.live_sync_segments;
-        let Some(abr) = self.abr.take() else {
-            return Ok(());
-        };
         let bitrates = ladder.avg_kbps.clone();
         let mut core = Core::new(abr, rules, ladder)?.recording(self.record);
         // The core's clock counts from the join, as the link's does.
