@@ -9,9 +9,21 @@
 #   RUNS=1 DURATION=40s SCHEDULES="2000kbps@0s,350kbps@20s,2000kbps@30s" bench/hlsjs-compare.sh
 #   TABLE_ONLY=1 OUT=/tmp/hlsjs-compare.XXXX RUNS=3 bench/hlsjs-compare.sh   # tables of a past run
 #
+#   SHAPER=tbf RUNS=3 bench/hlsjs-compare.sh   # both players behind a real shaped link (root)
+#
 # Env: RUNS (3), DURATION (90s), SCHEDULES (';'-separated, overrides the list), LATENCY (20ms,
 # per request, both players), ABR (hlsjs), OUT (folder for every JSON; default a temp dir
-# that is kept and printed), CHROMIUM (/usr/bin/chromium). One Chromium at a time.
+# that is kept and printed), CHROMIUM (/usr/bin/chromium), PARALLEL (set: both players at
+# once), SHAPER (devtools | tbf). One Chromium at a time.
+#
+# SHAPER=devtools (the default): Chromium is throttled by DevTools
+# (Network.emulateNetworkConditions) and player-sim by its own emulated link. SHAPER=tbf:
+# the origin and edge run in a network namespace of their own, Chromium and player-sim each in
+# another one behind a veth pair, and the schedule is applied to both the same way, by tc
+# changing a tbf qdisc on the server's end of each link (queue 100 ms); DevTools then only adds
+# LATENCY and player-sim's emulated link is unlimited. TCP, the queue and the packet
+# overheads are real for both, and no instrument of one player's own is in the comparison.
+# The namespaces are made by this script and deleted when it ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -19,6 +31,8 @@ RUNS=${RUNS:-3}
 DURATION=${DURATION:-90s}
 LATENCY=${LATENCY:-20ms}
 ABR=${ABR:-hlsjs}
+SHAPER=${SHAPER:-devtools}
+case "$SHAPER" in devtools | tbf) ;; *) echo "SHAPER must be devtools or tbf, not $SHAPER" >&2; exit 2 ;; esac
 DEFAULT_SCHEDULES="2000kbps@0s,350kbps@30s,2000kbps@60s;2000kbps@0s,150kbps@30s,2000kbps@50s;300kbps@0s,600kbps@20s,900kbps@40s,1500kbps@60s;450kbps@0s,700kbps@20s,1000kbps@40s,1400kbps@60s"
 IFS=';' read -r -a SCHEDS <<<"${SCHEDULES:-$DEFAULT_SCHEDULES}"
 OUT=${OUT:-$(mktemp -d /tmp/hlsjs-compare.XXXXXX)}
@@ -41,6 +55,7 @@ while [ "$EDGE" = "$ORIGIN" ]; do EDGE=$(free_port); done
 while [ "$ADMIN" = "$ORIGIN" ] || [ "$ADMIN" = "$EDGE" ]; do ADMIN=$(free_port); done
 
 pids=()
+NS=""
 cleanup() {
   if [ -f "$OUT/.pids" ]; then
     while read -r p; do kill "$p" 2>/dev/null || true; done <"$OUT/.pids"
@@ -48,27 +63,76 @@ cleanup() {
   fi
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  if [ -n "$NS" ]; then
+    for n in a b srv; do ip netns del "$NS-$n" 2>/dev/null || true; done
+  fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# Where each program runs, and the address the players use for the edge.
+IN_SRV=(); IN_A=(); IN_B=(); HOST_A=127.0.0.1; HOST_B=127.0.0.1; EDGE_LISTEN=127.0.0.1
+if [ "$SHAPER" = tbf ]; then
+  command -v tc >/dev/null || { echo "SHAPER=tbf needs tc (iproute2) and root" >&2; exit 1; }
+  NS=hlsc$$
+  for n in srv a b; do ip netns add "$NS-$n"; ip -n "$NS-$n" link set lo up; done
+  # server end a0/b0 (shaped: what the player downloads), player end eth0
+  for n in a b; do
+    sub=$([ $n = a ] && echo 1 || echo 2)
+    ip -n "$NS-srv" link add ${n}0 type veth peer name eth0 netns "$NS-$n"
+    ip -n "$NS-srv" addr add 10.78.$sub.1/24 dev ${n}0
+    ip -n "$NS-$n" addr add 10.78.$sub.2/24 dev eth0
+    ip -n "$NS-srv" link set ${n}0 up
+    ip -n "$NS-$n" link set eth0 up
+  done
+  IN_SRV=(ip netns exec "$NS-srv"); IN_A=(ip netns exec "$NS-a"); IN_B=(ip netns exec "$NS-b")
+  HOST_A=10.78.1.1; HOST_B=10.78.2.1; EDGE_LISTEN=0.0.0.0
+fi
+# the tc command that sets link DEV (a0: Chromium's, b0: player-sim's) to {kbps}; 3 KB of
+# burst (two packets), 100 ms of queue
+shape_cmd() { echo "tc -n $NS-srv qdisc replace dev $1 root tbf rate {kbps}kbit burst 3kb latency 100ms"; }
+# Applies schedule $1 to link $2: its first rate before returning, the later ones from a
+# child left in the background (its pid noted in .pids for the trap).
+shape_schedule() {
+  python3 - "$1" "$(shape_cmd "$2")" "$OUT/.pids" <<'PY'
+import os, re, subprocess, sys, time
+t0 = time.monotonic()
+for n, part in enumerate(sys.argv[1].split(",")):
+    rate, _, at = part.partition("@")
+    kb = float(re.match(r"([0-9.]+)", rate.strip()).group(1)) * (1000 if "mbps" in rate.lower() else 1)
+    m = re.match(r"([0-9.]+)(ms|s|m)?", (at.strip() or "0s"))
+    t = float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, None: 1}[m.group(2)]
+    time.sleep(max(0.0, t0 + t - time.monotonic()))
+    subprocess.run(["sh", "-c", sys.argv[2].replace("{kbps}", f"{kb:g}")], check=True)
+    if n == 0:
+        if os.fork():
+            sys.exit(0)
+        with open(sys.argv[3], "a") as f:
+            f.write(f"{os.getpid()}\n")
+PY
+}
+
 sed -e "s|^listen = .*|listen = \"127.0.0.1:$ORIGIN\"|" config/origin.toml >"$OUT/origin.toml"
-sed -e "s|^listen = \"127.0.0.1:8081\"|listen = \"127.0.0.1:$EDGE\"|" \
+sed -e "s|^listen = \"127.0.0.1:8081\"|listen = \"$EDGE_LISTEN:$EDGE\"|" \
     -e "s|^listen = \"127.0.0.1:9081\"|listen = \"127.0.0.1:$ADMIN\"|" \
     -e "s|^urls = .*|urls = [\"http://127.0.0.1:$ORIGIN\"]|" config/edge.toml >"$OUT/edge.toml"
-RUST_LOG=warn target/release/origin --config "$OUT/origin.toml" 2>"$OUT/origin.log" &
+RUST_LOG=warn "${IN_SRV[@]}" target/release/origin --config "$OUT/origin.toml" 2>"$OUT/origin.log" &
 pids+=($!)
-RUST_LOG=warn target/release/edge --config "$OUT/edge.toml" 2>"$OUT/edge.log" &
+RUST_LOG=warn "${IN_SRV[@]}" target/release/edge --config "$OUT/edge.toml" 2>"$OUT/edge.log" &
 pids+=($!)
 
-URL="http://127.0.0.1:$EDGE/live/demo/master.m3u8"
+URL="http://$HOST_A:$EDGE/live/demo/master.m3u8"   # Chromium's
+URL_B="http://$HOST_B:$EDGE/live/demo/master.m3u8" # player-sim's
 ready=0
 for _ in $(seq 300); do
-  if curl -fs -o /dev/null "http://127.0.0.1:$ORIGIN/readyz" && curl -fs -o "$OUT/master.m3u8" "$URL"; then ready=1; break; fi
+  if "${IN_SRV[@]}" curl -fs -o /dev/null "http://127.0.0.1:$ORIGIN/readyz" \
+      && "${IN_A[@]}" curl -fs -o "$OUT/master.m3u8" "$URL" && "${IN_B[@]}" curl -fs -o /dev/null "$URL_B"; then
+    ready=1; break
+  fi
   sleep 0.2
 done
 [ $ready = 1 ] || { echo "origin/edge not ready (logs in $OUT)" >&2; exit 1; }
-echo "origin :$ORIGIN, edge :$EDGE; $URL"
+echo "origin :$ORIGIN, edge :$EDGE; $URL; shaper $SHAPER${NS:+ (namespaces $NS-*)}"
 echo "ladder: $(grep -o 'AVERAGE-BANDWIDTH=[0-9]*\|[^-]BANDWIDTH=[0-9]*' "$OUT/master.m3u8" | tr '\n' ' ')"
 echo "RUNS=$RUNS DURATION=$DURATION LATENCY=$LATENCY ABR=$ABR; JSON in $OUT"
 
@@ -78,8 +142,10 @@ exec_ps() { "$@" & local p=$!; echo "$p" >>"$OUT/.pids"; wait "$p"; }
 sed -e "s|^latency = .*|latency = \"$LATENCY\"|" config/player-sim.toml >"$OUT/player-sim.toml"
 run_ps() {  # schedule tag seed
   mkdir -p "$OUT/ps-$2"
-  if ! exec_ps target/release/player-sim run --url "$URL" --players 1 --join all --vary 0 \
-      --duration "$DURATION" --bandwidth "$1" --abr "$ABR" --config "$OUT/player-sim.toml" --seed "$3" \
+  local bw=$1
+  if [ "$SHAPER" = tbf ]; then shape_schedule "$1" b0; bw=100000kbps; fi
+  if ! exec_ps "${IN_B[@]}" target/release/player-sim run --url "$URL_B" --players 1 --join all --vary 0 \
+      --duration "$DURATION" --bandwidth "$bw" --abr "$ABR" --config "$OUT/player-sim.toml" --seed "$3" \
       --out-dir "$OUT/ps-$2" --out "$OUT/ps-$2/report.json" --quiet \
       >"$OUT/ps-$2/stdout.log" 2>&1; then
     echo "  player-sim failed, see $OUT/ps-$2/stdout.log" >&2
@@ -95,8 +161,9 @@ for sched in "${SCHEDS[@]}"; do
     if [ -n "${PARALLEL:-}" ]; then run_ps "$sched" "$tag" "$run" & psjob=$!; pids+=($psjob); fi
     # in the background and waited for, so that the trap can stop it (playwright closes
     # Chromium on SIGTERM)
-    node tests/browser/compare.mjs --url "$URL" --schedule "$sched" --duration "$DURATION" \
-      --latency "$LATENCY" --out "$OUT/hlsjs-$tag.json" >"$OUT/hlsjs-$tag.log" 2>&1 &
+    shape=(); [ "$SHAPER" = tbf ] && shape=(--shape "$(shape_cmd a0)")
+    "${IN_A[@]}" node tests/browser/compare.mjs --url "$URL" --schedule "$sched" --duration "$DURATION" \
+      --latency "$LATENCY" "${shape[@]}" --out "$OUT/hlsjs-$tag.json" >"$OUT/hlsjs-$tag.log" 2>&1 &
     hjob=$!
     pids+=($hjob)
     if ! wait "$hjob"; then

@@ -51,6 +51,11 @@ impl<'a> Network<'a> {
         self.time_to_next -= ms;
     }
 
+    /// The latency of the period the model is in, ms (nothing is paid).
+    pub fn latency_now(&self) -> f64 {
+        self.trace.periods[self.index].latency_ms
+    }
+
     /// Pays one request's latency from here; returns it, ms.
     pub fn latency(&mut self) -> f64 {
         let mut units = 1.0;

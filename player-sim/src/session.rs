@@ -123,6 +123,8 @@ enum Check {
     At(f64),
     /// Abort once it has run this long, ms.
     AbortAt(f64),
+    /// Abort when the driver says this rung's playlist is in ([`Core::playlist_in`]).
+    AbortOnPlaylist(usize),
     /// Not asking again.
     Stopped,
 }
@@ -170,6 +172,8 @@ pub struct Core {
     abandoned: u32,
     first_download_ms: Option<f64>,
     record: bool,
+    /// The driver loads playlists (see [`Core::loading_playlists`]).
+    loads_playlists: bool,
     steps: Vec<Step>,
 }
 
@@ -203,6 +207,7 @@ impl Core {
             abandoned: 0,
             first_download_ms: None,
             record: false,
+            loads_playlists: false,
             steps: Vec::new(),
         })
     }
@@ -210,6 +215,13 @@ impl Core {
     /// Keeps a per-segment timeline.
     pub fn recording(mut self, on: bool) -> Self {
         self.record = on;
+        self
+    }
+
+    /// The driver loads playlists: a controller's [`Abandon::AbortOnPlaylist`] waits for
+    /// [`Core::playlist_in`] instead of its estimated arrival.
+    pub fn loading_playlists(mut self) -> Self {
+        self.loads_playlists = true;
         self
     }
 
@@ -352,7 +364,26 @@ impl Core {
         }
         match self.download?.check {
             Check::At(t) | Check::AbortAt(t) => Some(t),
-            Check::Stopped => None,
+            Check::AbortOnPlaylist(_) | Check::Stopped => None,
+        }
+    }
+
+    /// The rung whose playlist the driver should load now, the download in flight to be
+    /// aborted when it is in (only for a core made [`Core::loading_playlists`]).
+    pub fn awaiting_playlist(&self) -> Option<usize> {
+        match self.download?.check {
+            Check::AbortOnPlaylist(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The playlist [`Core::awaiting_playlist`] asked for is in (or failed): the download in
+    /// flight is aborted at the next [`Core::progress`].
+    pub fn playlist_in(&mut self) {
+        if let Some(d) = self.download.as_mut()
+            && let Check::AbortOnPlaylist(_) = d.check
+        {
+            d.check = Check::AbortAt(0.0);
         }
     }
 
@@ -371,7 +402,7 @@ impl Core {
         let elapsed = self.clock_ms - d.asked_ms;
         let due = match d.check {
             Check::At(t) | Check::AbortAt(t) => elapsed >= t,
-            Check::Stopped => false,
+            Check::AbortOnPlaylist(_) | Check::Stopped => false,
         };
         if !due {
             return Ok(Downloading::Continue);
@@ -396,6 +427,11 @@ impl Core {
                 Abandon::Stop => Some(Check::Stopped),
                 Abandon::AbortAt(t) if t <= elapsed => None,
                 Abandon::AbortAt(t) => Some(Check::AbortAt(t)),
+                Abandon::AbortOnPlaylist { rung, .. } if self.loads_playlists => {
+                    Some(Check::AbortOnPlaylist(rung))
+                }
+                Abandon::AbortOnPlaylist { eta_ms, .. } if eta_ms <= elapsed => None,
+                Abandon::AbortOnPlaylist { eta_ms, .. } => Some(Check::AbortAt(eta_ms)),
             },
         };
         let Some(next) = next else {

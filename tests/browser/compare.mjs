@@ -5,15 +5,19 @@
 //
 //   node compare.mjs --url http://HOST:PORT/live/demo/master.m3u8 \
 //        --schedule "2000kbps@0s,350kbps@30s,2000kbps@60s" --duration 90s --out hlsjs.json \
-//        [--page URL] [--latency 20ms] [--ca ca.pem]
+//        [--page URL] [--latency 20ms] [--ca ca.pem] [--shape 'tc ... rate {kbps}kbit ...']
 //
 // t = 0 is the moment hls.loadSource() is called (the first request), the same origin as
 // player-sim's schedule, which starts when its player joins. The schedule's first step is in
 // force before that moment, each later step is applied at its time from node.
+// --shape: the schedule is applied by running this shell command at each step, `{kbps}`
+// replaced by the rate (e.g. tc changing a tbf qdisc on the link Chromium's namespace is
+// behind), and DevTools only adds the per-request latency; without it, DevTools throttles.
 // --page: the page is first navigated there (default: the stream's origin + "/"), so the
 // player runs same-origin, as play.mjs does.
 import { arg, hlsPath, launch } from "./chromium.mjs";
 import { writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
 
 // "90s", "500ms", "2m", "1.5s", "90" (seconds) -> seconds
 function seconds(text) {
@@ -41,6 +45,7 @@ const out = arg("out");
 const latency_ms = seconds(arg("latency", "20ms")) * 1000;
 const page_url = arg("page", new URL(url).origin + "/");
 const ca = arg("ca", "");
+const shape = arg("shape", "");
 steps.sort((a, b) => a.t - b.t);
 if (steps[0].t > 0) steps.unshift({ t: 0, kbps: steps[0].kbps });
 
@@ -62,13 +67,19 @@ try {
   await page.addScriptTag({ path: hlsPath });
   const cdp = await page.context().newCDPSession(page);
   await cdp.send("Network.enable");
-  const throttle = (kbps) =>
+  const conditions = (kbps) =>
     cdp.send("Network.emulateNetworkConditions", {
       offline: false,
       latency: latency_ms,
-      downloadThroughput: (kbps * 1000) / 8, // bytes/s
-      uploadThroughput: (100000 * 1000) / 8, // 100 Mbit/s: requests are never held back
+      // bytes/s; -1: no DevTools throttling (the --shape command limits the link)
+      downloadThroughput: kbps === null ? -1 : (kbps * 1000) / 8,
+      uploadThroughput: kbps === null ? -1 : (100000 * 1000) / 8, // requests are never held back
     });
+  const throttle = async (kbps) => {
+    if (!shape) return conditions(kbps);
+    execFileSync("sh", ["-c", shape.replaceAll("{kbps}", String(kbps))], { stdio: "inherit" });
+  };
+  if (shape) await conditions(null);
   await throttle(steps[0].kbps);
   const applied = [{ t: 0, kbps: steps[0].kbps }];
 

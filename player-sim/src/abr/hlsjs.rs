@@ -343,7 +343,10 @@ impl Abr for HlsJs {
             // Switching loads the new level's live playlist, and the stream controller aborts
             // a fragment of another level in flight when that playlist arrives (whichever
             // level was picked): about one TTFB from now.
-            return Abandon::AbortAt(p.elapsed_ms + ttfb_est);
+            return Abandon::AbortOnPlaylist {
+                rung: next,
+                eta_ms: p.elapsed_ms + ttfb_est,
+            };
         }
         if next == 0 {
             // abortAndSwitch aborts only for a level above the lowest: this fragment
@@ -518,7 +521,13 @@ mod tests {
         // Live, the fragment is aborted when 144p's playlist arrives: one TTFB (the estimate,
         // 20 ms from the one sample) on.
         let p = progress(2, 1100.0, 330.0, 1.5);
-        assert_eq!(a.abandon(&p), Abandon::AbortAt(1120.0));
+        assert_eq!(
+            a.abandon(&p),
+            Abandon::AbortOnPlaylist {
+                rung: 0,
+                eta_ms: 1120.0
+            }
+        );
         assert_eq!(a.forced, Some(0));
         // Its estimate was 1500·0.7 > 411.344: reset to 144p's BANDWIDTH, then the partial
         // download (330 kbit over 1120 − 20 ms) sampled at the playlist's arrival.

@@ -79,6 +79,15 @@ pub enum Abandon {
     /// Abort it once it has run this long (ms since the request; now if already past),
     /// then ask [`Abr::abort`] for the quality to fetch instead.
     AbortAt(f64),
+    /// A switch to `rung` is decided: a live player loads that rung's playlist and aborts
+    /// this download when it arrives (hls.js's stream controller does); a driver without
+    /// playlists aborts once the download has run `eta_ms` (when it would arrive).
+    AbortOnPlaylist {
+        /// The rung whose playlist is loaded.
+        rung: usize,
+        /// When the playlist is expected, ms since the request.
+        eta_ms: f64,
+    },
 }
 
 /// A finished download, reported back to the controller.

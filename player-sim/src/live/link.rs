@@ -45,6 +45,13 @@ impl<'a> Link<'a> {
         self.clock
     }
 
+    /// The latency a request sent now would see, without charging the link for it (a
+    /// request made beside a download in progress).
+    pub fn latency_now(&mut self) -> Duration {
+        self.catch_up(Instant::now());
+        from_ms(self.net.latency_now())
+    }
+
     /// The moment `bytes` more have been delivered (sleep until then before using them).
     pub fn deliver(&mut self, bytes: usize) -> Instant {
         self.catch_up(Instant::now());

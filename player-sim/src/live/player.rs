@@ -135,6 +135,34 @@ struct Loaded {
     next_reload_at: Instant,
 }
 
+/// A playlist loading beside a segment download; the load stops if this is dropped.
+struct Beside {
+    rung: usize,
+    url: String,
+    began: Instant,
+    handle: tokio::task::JoinHandle<Result<Bytes, Failure>>,
+}
+
+impl Drop for Beside {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+/// Largest playlist loaded beside a download (a hostile server cannot make it grow).
+const MAX_PLAYLIST_BYTES: usize = 16 << 20;
+
+/// The result of the playlist loading beside a download; never ready when there is none.
+async fn arrival(beside: &mut Option<Beside>) -> Result<Bytes, Failure> {
+    match beside {
+        Some(b) => match (&mut b.handle).await {
+            Ok(r) => r,
+            Err(e) => Err(Failure::Transport(e.to_string())),
+        },
+        None => std::future::pending().await,
+    }
+}
+
 /// RFC 3986 reference resolution, enough for playlist URIs (absolute, absolute-path and
 /// relative references; query strings of the base are dropped).
 pub fn resolve(base: &str, reference: &str) -> String {
@@ -203,6 +231,7 @@ pub async fn run(spec: Spec, url: String, shared: Arc<Shared>) -> Outcome {
             .unwrap_or_default(),
         last_kbps: None,
         cmcd_stalls: 0,
+        timed: None,
     };
     let error = match timeout_at(spec.leave_at, p.play(&url, spec.abr)).await {
         Ok(Err(e)) => {
@@ -272,6 +301,8 @@ struct Player<'t> {
     last_kbps: Option<f64>,
     /// Stalls counted at the last request (CMCD `bs`: one since).
     cmcd_stalls: u32,
+    /// The rung whose playlist the reload timer keeps fresh (the last one reloaded).
+    timed: Option<usize>,
 }
 
 /// Sizes of the next [`LOOKAHEAD`] segments of `seg_ms` per rung, bits, estimated from the
@@ -529,8 +560,28 @@ impl Player<'_> {
         let latency_ms = ms(first_byte - asked);
         let mut body = resp.into_body();
         let mut buf = Vec::with_capacity(expected.unwrap_or(16 * 1024).min(8 << 20));
+        let mut beside: Option<Beside> = None;
         loop {
-            let frame = match timeout_at(deadline, body.frame()).await {
+            if segment.is_some()
+                && let Some(to) = self
+                    .tend_beside(&mut beside, buf.len(), expected, asked, first_byte)
+                    .await
+            {
+                return Ok(Got::Abandoned { to });
+            }
+            let next = tokio::select! {
+                f = timeout_at(deadline, body.frame()) => f,
+                got = arrival(&mut beside) => {
+                    if let Some(b) = beside.take() {
+                        self.playlist_beside(b, got);
+                    }
+                    match self.judge(buf.len(), expected, asked, first_byte) {
+                        Some(to) => return Ok(Got::Abandoned { to }),
+                        None => continue,
+                    }
+                }
+            };
+            let frame = match next {
                 Err(_) => return Err(Failure::Timeout),
                 Ok(None) => break,
                 Ok(Some(Err(e))) => {
@@ -563,6 +614,13 @@ impl Player<'_> {
                 {
                     return Ok(Got::Abandoned { to });
                 }
+                if segment.is_some()
+                    && let Some(to) = self
+                        .tend_beside(&mut beside, buf.len(), expected, asked, first_byte)
+                        .await
+                {
+                    return Ok(Got::Abandoned { to });
+                }
             }
         }
         Ok(Got::Body {
@@ -570,6 +628,115 @@ impl Player<'_> {
             latency_ms,
             transfer_ms: ms(Instant::now() - first_byte),
         })
+    }
+
+    /// A switch decided during a download: the new rung's playlist loads beside it, and the
+    /// download is aborted when that is in (hls.js's stream controller). Starts that load
+    /// when the core asks for it; once it is in, the rung to switch to.
+    async fn tend_beside(
+        &mut self,
+        beside: &mut Option<Beside>,
+        got: usize,
+        expected: Option<usize>,
+        asked: Instant,
+        first_byte: Instant,
+    ) -> Option<usize> {
+        if beside.is_none()
+            && let Some(r) = self.core.as_ref().and_then(Core::awaiting_playlist)
+        {
+            *beside = Some(self.load_beside(r));
+        }
+        if !beside.as_ref().is_some_and(|b| b.handle.is_finished()) {
+            return None;
+        }
+        let result = arrival(beside).await;
+        let b = beside.take()?;
+        self.playlist_beside(b, result);
+        self.judge(got, expected, asked, first_byte)
+    }
+
+    /// Starts loading rung `r`'s playlist beside the download in progress: after the link's
+    /// latency (not charged to the link: the download goes on meanwhile; the playlist's
+    /// few bytes are not paced either), through the shared client.
+    fn load_beside(&mut self, r: usize) -> Beside {
+        let url = self.ladder[r].url.clone();
+        let wait = self.link.latency_now();
+        let shared = self.shared.clone();
+        let timeout = self.settings().request_timeout;
+        self.requests += 1;
+        let began = Instant::now();
+        let target = url.clone();
+        let handle = tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            let req = Request::builder()
+                .method(Method::GET)
+                .uri(target)
+                .header("user-agent", "player-sim")
+                .body(service::body::empty())
+                .map_err(|e| Failure::Transport(e.to_string()))?;
+            let fetch = async {
+                let resp = shared
+                    .client
+                    .request(req)
+                    .await
+                    .map_err(|e| Failure::Transport(service::client::error_chain(&e)))?;
+                if !resp.status().is_success() {
+                    return Err(Failure::Status(resp.status(), None));
+                }
+                let mut body = resp.into_body();
+                let mut buf = Vec::new();
+                while let Some(frame) = body.frame().await {
+                    let frame =
+                        frame.map_err(|e| Failure::Transport(service::client::error_chain(&e)))?;
+                    if let Ok(data) = frame.into_data() {
+                        if buf.len().saturating_add(data.len()) > MAX_PLAYLIST_BYTES {
+                            return Err(Failure::Transport("playlist too large".into()));
+                        }
+                        buf.extend_from_slice(&data);
+                    }
+                }
+                Ok(Bytes::from(buf))
+            };
+            match tokio::time::timeout(timeout, fetch).await {
+                Ok(r) => r,
+                Err(_) => Err(Failure::Timeout),
+            }
+        });
+        Beside {
+            rung: r,
+            url,
+            began,
+            handle,
+        }
+    }
+
+    /// The playlist loaded beside a download is in (or failed: the main loop loads it again):
+    /// keep it, and let the core abort the download.
+    fn playlist_beside(&mut self, b: Beside, got: Result<Bytes, Failure>) {
+        let label = match &got {
+            Ok(_) => "2xx",
+            Err(Failure::Status(s, _)) if s.is_client_error() => "4xx",
+            Err(Failure::Status(s, _)) if s.is_server_error() => "5xx",
+            Err(Failure::Status(..)) => "other",
+            Err(Failure::Timeout) => "timeout",
+            Err(Failure::Transport(_)) => "error",
+        };
+        self.shared
+            .metrics
+            .requests
+            .with_label_values(&[Kind::Playlist.label(), label])
+            .inc();
+        if let Ok(text) = got {
+            // A rung switched to: its reload timer starts from this load.
+            if let Err(e) = self.store_playlist(b.rung, b.url.clone(), &text, None, false, b.began)
+            {
+                tracing::debug!(player = %self.sid, error = %e, "playlist loaded beside a download");
+            }
+        }
+        self.advance();
+        if let Some(core) = self.core.as_mut() {
+            core.playlist_in();
+        }
     }
 
     /// Tells the core how the download stands when its abandon timer is due: the rung to
@@ -683,7 +850,9 @@ impl Player<'_> {
         };
         let hold_back = s.live_sync_segments;
         let bitrates = ladder.avg_kbps.clone();
-        let mut core = Core::new(abr, rules, ladder)?.recording(self.record);
+        let mut core = Core::new(abr, rules, ladder)?
+            .recording(self.record)
+            .loading_playlists();
         // The core's clock counts from the join, as the link's does.
         core.elapse(self.link.elapsed_ms());
         let mut upcoming = Vec::new();
@@ -868,15 +1037,32 @@ impl Player<'_> {
 
     /// Reloads rendition `q`'s playlist, no sooner than RFC 8216 §6.3.4 allows: the last
     /// segment's duration after a load that changed it, half the target duration after one
-    /// that did not.
+    /// that did not; the next reload is due on the timer [`next_reload`] keeps.
     async fn reload(&mut self, q: usize) -> Result<(), PlayError> {
-        if let Some(at) = self.playlists[q].as_ref().map(|l| l.next_reload_at) {
+        let due = self.playlists[q].as_ref().map(|l| l.next_reload_at);
+        let timer = due.filter(|_| self.timed == Some(q));
+        let late = timer.is_some_and(|at| Instant::now() > at);
+        if let Some(at) = due {
             self.pause_until(at).await;
         }
         let url = self.ladder[q].url.clone();
         let began = Instant::now();
         let text = self.get_retrying(Kind::Playlist, &url).await?;
-        let pl = match std::str::from_utf8(&text)
+        self.store_playlist(q, url, &text, timer, late, began)
+    }
+
+    /// Parses rendition `q`'s playlist as loaded (began at `began`, in now) and keeps it,
+    /// with its next reload due on the timer (`timer`, `late`: see [`next_reload`]).
+    fn store_playlist(
+        &mut self,
+        q: usize,
+        url: String,
+        text: &[u8],
+        timer: Option<Instant>,
+        late: bool,
+        began: Instant,
+    ) -> Result<(), PlayError> {
+        let pl = match std::str::from_utf8(text)
             .map_err(|e| e.to_string())
             .and_then(|t| MediaPlaylist::parse(t).map_err(|e| e.to_string()))
         {
@@ -903,18 +1089,86 @@ impl Player<'_> {
         } else {
             pl.target_duration as f64 / 2.0
         };
+        let wait = Duration::from_secs_f64(wait_s.clamp(0.1, 60.0));
         self.playlists[q] = Some(Loaded {
             pl,
             url,
-            next_reload_at: began + Duration::from_secs_f64(wait_s.clamp(0.1, 60.0)),
+            next_reload_at: next_reload(timer, late, began, Instant::now(), wait),
         });
+        self.timed = Some(q);
         Ok(())
     }
+}
+
+/// When the playlist just loaded (began at `began`, in at `done`) is due again, keeping
+/// hls.js's reload timer: the first load of a rendition (`timer` = None: a new one, or one
+/// switched to) sets it to `began` + `wait`; each load on time moves it on by `wait` from where
+/// it stood, not from when the load began, so reloads keep the phase of the first one (and a
+/// load slower than `wait` makes the next one due at once). hls.js reloads on that timer while
+/// a segment downloads; this player reloads only when it needs the next segment, so when it
+/// comes after the timer (`late`) its load stands in for the one hls.js made then, and the
+/// next is the timer's first tick at least `wait`/2 after `began` (the RFC's least wait).
+fn next_reload(
+    timer: Option<Instant>,
+    late: bool,
+    began: Instant,
+    done: Instant,
+    wait: Duration,
+) -> Instant {
+    let Some(at) = timer else {
+        return (began + wait).max(done);
+    };
+    if !late {
+        return if at + wait < done { done } else { at + wait };
+    }
+    let w = wait.as_secs_f64().max(1e-3);
+    let behind = (began + wait / 2)
+        .saturating_duration_since(at)
+        .as_secs_f64();
+    let ticks = (behind / w).ceil().clamp(1.0, 1e6);
+    (at + Duration::from_secs_f64(ticks * w)).max(done)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reloads_keep_the_phase_of_the_first() {
+        let t0 = Instant::now();
+        let s = |x: f64| t0 + Duration::from_secs_f64(x);
+        let w = Duration::from_secs(2);
+        // First load of a rendition, 0.05 → 0.09: due at 2.05.
+        assert_eq!(next_reload(None, false, s(0.05), s(0.09), w), s(2.05));
+        // On time (the player waited for 2.05; its load began 3 ms late): 4.05, not 4.053.
+        assert_eq!(
+            next_reload(Some(s(2.05)), false, s(2.053), s(2.1), w),
+            s(4.05)
+        );
+        // A load slower than the interval: due at once.
+        assert_eq!(
+            next_reload(Some(s(2.05)), false, s(2.05), s(4.5), w),
+            s(4.5)
+        );
+        // Late (needed at 4.3, the timer stood at 2.05): hls.js loaded at 2.05 and 4.05, the
+        // next tick is 6.05 (≥ 4.3 + 1).
+        assert_eq!(
+            next_reload(Some(s(2.05)), true, s(4.3), s(4.35), w),
+            s(6.05)
+        );
+        // Late by most of an interval (5.9): the tick at 6.05 is under half an interval away,
+        // so 8.05.
+        assert_eq!(
+            next_reload(Some(s(2.05)), true, s(5.9), s(5.95), w),
+            s(8.05)
+        );
+        // Half-target waits after an unchanged playlist tick in halves.
+        let h = Duration::from_secs(1);
+        assert_eq!(
+            next_reload(Some(s(2.05)), false, s(2.05), s(2.1), h),
+            s(3.05)
+        );
+    }
 
     #[test]
     fn resolves_references() {
