@@ -766,6 +766,89 @@ mod tests {
         ));
     }
 
+    /// Decides a switch to rung 0 once a download has run 1 s, to happen when rung 0's
+    /// playlist is in (expected 100 ms later).
+    struct SwitchOnPlaylist;
+
+    impl Abr for SwitchOnPlaylist {
+        fn name(&self) -> &'static str {
+            "switch-on-playlist"
+        }
+        fn choose(&mut self, _: &Context<'_>) -> usize {
+            1
+        }
+        fn report(&mut self, _: &Report) {}
+        fn abandon(&mut self, p: &Progress<'_>) -> Abandon {
+            if p.elapsed_ms < 1000.0 {
+                return Abandon::Keep;
+            }
+            Abandon::AbortOnPlaylist {
+                rung: 0,
+                eta_ms: p.elapsed_ms + 100.0,
+            }
+        }
+        fn abort(&mut self, _: &Progress<'_>) -> usize {
+            0
+        }
+    }
+
+    /// A switch that waits for a playlist: a driver without playlists aborts at the
+    /// expected arrival; one that loads them is asked for the playlist and aborts only when
+    /// it says the playlist is in, however long that takes.
+    #[test]
+    fn a_switch_on_a_playlist_aborts_when_it_arrives() {
+        let core = |loads: bool| {
+            let c = Core::new(
+                Box::new(SwitchOnPlaylist),
+                rules(),
+                Ladder::flat(vec![500.0, 2000.0]),
+            )
+            .unwrap();
+            let mut c = if loads { c.loading_playlists() } else { c };
+            assert_eq!(c.offer(&seg(true)), Next::Fetch(1));
+            c.start().unwrap();
+            c.elapse(1000.0);
+            assert_eq!(
+                c.progress(1e6, Some(20.0), Some(4e6)),
+                Ok(Downloading::Continue)
+            );
+            c
+        };
+        // Offline: aborted at 1100 ms, not before; never asks for a playlist.
+        let mut c = core(false);
+        assert_eq!(c.awaiting_playlist(), None);
+        assert_eq!(c.next_check_ms(), Some(1100.0));
+        c.elapse(50.0);
+        assert_eq!(
+            c.progress(1.1e6, Some(20.0), Some(4e6)),
+            Ok(Downloading::Continue)
+        );
+        c.elapse(50.0);
+        assert_eq!(
+            c.progress(1.2e6, Some(20.0), Some(4e6)),
+            Ok(Downloading::Abort(0))
+        );
+        // Live driver: rung 0's playlist is asked for; no timer runs meanwhile.
+        let mut c = core(true);
+        assert_eq!(c.awaiting_playlist(), Some(0));
+        assert_eq!(c.next_check_ms(), None);
+        c.elapse(2000.0);
+        assert_eq!(
+            c.progress(2e6, Some(20.0), Some(4e6)),
+            Ok(Downloading::Continue)
+        );
+        c.playlist_in();
+        assert_eq!(c.awaiting_playlist(), None);
+        assert_eq!(
+            c.progress(2e6, Some(20.0), Some(4e6)),
+            Ok(Downloading::Abort(0))
+        );
+        assert_eq!(c.abandoned(), 1);
+        // With no download (or none waiting), the news changes nothing.
+        c.playlist_in();
+        assert_eq!(c.offer(&seg(true)), Next::Fetch(0));
+    }
+
     #[test]
     fn failures_keep_the_rung_while_the_buffer_covers_the_wait_then_step_down() {
         let mut c = Core::new(

@@ -873,7 +873,7 @@ impl Player<'_> {
             let msn = *next.get_or_insert_with(|| live_start(pl, hold_back));
             let last = pl.media_sequence + pl.segments.len() as u64;
             if msn < pl.media_sequence {
-                // Fell out of the window: jump to the live edge.
+                // Fell out of the window: jump to the live sync point.
                 next = Some(live_start(pl, hold_back));
                 if let Some(core) = self.core.as_mut() {
                     core.skip();
