@@ -65,6 +65,19 @@ enum Failure {
     Transport(String),
 }
 
+impl Failure {
+    /// Its outcome label in `player_requests_total`.
+    fn label(&self) -> &'static str {
+        match self {
+            Failure::Status(s, _) if s.is_client_error() => "4xx",
+            Failure::Status(s, _) if s.is_server_error() => "5xx",
+            Failure::Status(..) => "other",
+            Failure::Timeout => "timeout",
+            Failure::Transport(_) => "error",
+        }
+    }
+}
+
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -462,18 +475,19 @@ impl Player<'_> {
         let label = match &result {
             Ok(Got::Body { .. }) => "2xx",
             Ok(Got::Abandoned { .. }) => "abandoned",
-            Err(Failure::Status(s, _)) if s.is_client_error() => "4xx",
-            Err(Failure::Status(s, _)) if s.is_server_error() => "5xx",
-            Err(Failure::Status(..)) => "other",
-            Err(Failure::Timeout) => "timeout",
-            Err(Failure::Transport(_)) => "error",
+            Err(f) => f.label(),
         };
+        self.count_request(kind, label);
+        result
+    }
+
+    /// Counts a finished request in `player_requests_total{kind, outcome}`.
+    fn count_request(&self, kind: Kind, outcome: &str) {
         self.shared
             .metrics
             .requests
-            .with_label_values(&[kind.label(), label])
+            .with_label_values(&[kind.label(), outcome])
             .inc();
-        result
     }
 
     /// This request's CMCD, as the settings ask: (query value, headers).
@@ -713,19 +727,10 @@ impl Player<'_> {
     /// The playlist loaded beside a download is in (or failed: the main loop loads it again):
     /// keep it, and let the core abort the download.
     fn playlist_beside(&mut self, b: Beside, got: Result<Bytes, Failure>) {
-        let label = match &got {
-            Ok(_) => "2xx",
-            Err(Failure::Status(s, _)) if s.is_client_error() => "4xx",
-            Err(Failure::Status(s, _)) if s.is_server_error() => "5xx",
-            Err(Failure::Status(..)) => "other",
-            Err(Failure::Timeout) => "timeout",
-            Err(Failure::Transport(_)) => "error",
-        };
-        self.shared
-            .metrics
-            .requests
-            .with_label_values(&[Kind::Playlist.label(), label])
-            .inc();
+        self.count_request(
+            Kind::Playlist,
+            got.as_ref().map_or_else(Failure::label, |_| "2xx"),
+        );
         if let Ok(text) = got {
             // A rung switched to: its reload timer starts from this load.
             if let Err(e) = self.store_playlist(b.rung, b.url.clone(), &text, None, false, b.began)
@@ -1068,11 +1073,7 @@ impl Player<'_> {
         {
             Ok(pl) => pl,
             Err(reason) => {
-                self.shared
-                    .metrics
-                    .requests
-                    .with_label_values(&["playlist", "unparsable"])
-                    .inc();
+                self.count_request(Kind::Playlist, "unparsable");
                 return Err(PlayError::BadPlaylist { url, reason });
             }
         };
