@@ -151,7 +151,6 @@ struct Loaded {
 /// A playlist loading beside a segment download; the load stops if this is dropped.
 struct Beside {
     rung: usize,
-    url: String,
     began: Instant,
     handle: tokio::task::JoinHandle<Result<Bytes, Failure>>,
 }
@@ -164,6 +163,22 @@ impl Drop for Beside {
 
 /// Largest playlist loaded beside a download (a hostile server cannot make it grow).
 const MAX_PLAYLIST_BYTES: usize = 16 << 20;
+
+/// A player's GET of `target` with `headers` (CMCD's, or none).
+fn get_request(
+    target: String,
+    headers: Vec<(&'static str, String)>,
+) -> Result<Request<service::body::Body>, Failure> {
+    let mut req = Request::builder()
+        .method(Method::GET)
+        .uri(target)
+        .header("user-agent", "player-sim");
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    req.body(service::body::empty())
+        .map_err(|e| Failure::Transport(e.to_string()))
+}
 
 /// The result of the playlist loading beside a download; never ready when there is none.
 async fn arrival(beside: &mut Option<Beside>) -> Result<Bytes, Failure> {
@@ -541,16 +556,7 @@ impl Player<'_> {
         } else {
             cmcd::append_query(url, &query)
         };
-        let mut req = Request::builder()
-            .method(Method::GET)
-            .uri(target)
-            .header("user-agent", "player-sim");
-        for (k, v) in headers {
-            req = req.header(k, v);
-        }
-        let req = req
-            .body(service::body::empty())
-            .map_err(|e| Failure::Transport(e.to_string()))?;
+        let req = get_request(target, headers)?;
         let resp = match timeout_at(deadline, self.shared.client.request(req)).await {
             Err(_) => return Err(Failure::Timeout),
             Ok(Err(e)) => return Err(Failure::Transport(service::client::error_chain(&e))),
@@ -586,10 +592,10 @@ impl Player<'_> {
             let next = tokio::select! {
                 f = timeout_at(deadline, body.frame()) => f,
                 got = arrival(&mut beside) => {
-                    if let Some(b) = beside.take() {
-                        self.playlist_beside(b, got);
-                    }
-                    match self.judge(buf.len(), expected, asked, first_byte) {
+                    let to = beside.take().and_then(|b| {
+                        self.playlist_beside(b, got, buf.len(), expected, asked, first_byte)
+                    });
+                    match to {
                         Some(to) => return Ok(Got::Abandoned { to }),
                         None => continue,
                     }
@@ -665,8 +671,7 @@ impl Player<'_> {
         }
         let result = arrival(beside).await;
         let b = beside.take()?;
-        self.playlist_beside(b, result);
-        self.judge(got, expected, asked, first_byte)
+        self.playlist_beside(b, result, got, expected, asked, first_byte)
     }
 
     /// Starts loading rung `r`'s playlist beside the download in progress: after the link's
@@ -679,15 +684,9 @@ impl Player<'_> {
         let timeout = self.settings().request_timeout;
         self.requests += 1;
         let began = Instant::now();
-        let target = url.clone();
         let handle = tokio::spawn(async move {
             tokio::time::sleep(wait).await;
-            let req = Request::builder()
-                .method(Method::GET)
-                .uri(target)
-                .header("user-agent", "player-sim")
-                .body(service::body::empty())
-                .map_err(|e| Failure::Transport(e.to_string()))?;
+            let req = get_request(url, Vec::new())?;
             let fetch = async {
                 let resp = shared
                     .client
@@ -718,23 +717,31 @@ impl Player<'_> {
         });
         Beside {
             rung: r,
-            url,
             began,
             handle,
         }
     }
 
     /// The playlist loaded beside a download is in (or failed: the main loop loads it again):
-    /// keep it, and let the core abort the download.
-    fn playlist_beside(&mut self, b: Beside, got: Result<Bytes, Failure>) {
+    /// keep it, and let the core abort the download (`loaded` bytes of it so far): the rung
+    /// to switch to.
+    fn playlist_beside(
+        &mut self,
+        b: Beside,
+        got: Result<Bytes, Failure>,
+        loaded: usize,
+        expected: Option<usize>,
+        asked: Instant,
+        first_byte: Instant,
+    ) -> Option<usize> {
         self.count_request(
             Kind::Playlist,
             got.as_ref().map_or_else(Failure::label, |_| "2xx"),
         );
         if let Ok(text) = got {
             // A rung switched to: its reload timer starts from this load.
-            if let Err(e) = self.store_playlist(b.rung, b.url.clone(), &text, None, false, b.began)
-            {
+            let url = self.ladder[b.rung].url.clone();
+            if let Err(e) = self.store_playlist(b.rung, url, &text, None, false, b.began) {
                 tracing::debug!(player = %self.sid, error = %e, "playlist loaded beside a download");
             }
         }
@@ -742,6 +749,7 @@ impl Player<'_> {
         if let Some(core) = self.core.as_mut() {
             core.playlist_in();
         }
+        self.judge(loaded, expected, asked, first_byte)
     }
 
     /// Tells the core how the download stands when its abandon timer is due: the rung to
