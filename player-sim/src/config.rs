@@ -97,6 +97,10 @@ pub struct PlayerConfig {
     pub resume_threshold_max: Duration,
     /// Hold-back from the live edge, in target durations (RFC 8216 asks at least 3).
     pub live_sync_segments: u32,
+    /// Added to the hold-back per stall, up to one target duration (hls.js's
+    /// `liveSyncOnStallIncrease`); 0s: never.
+    #[serde(with = "humantime_serde")]
+    pub live_sync_stall_increase: Duration,
     /// Deadline of one request.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
@@ -126,6 +130,9 @@ impl Default for PlayerConfig {
             resume_threshold: Duration::from_secs_f64(s.resume_threshold_ms / 1000.0),
             resume_threshold_max: Duration::from_secs_f64(s.resume_growth_max_ms / 1000.0),
             live_sync_segments: s.live_sync_segments,
+            live_sync_stall_increase: Duration::from_secs_f64(
+                s.live_sync_stall_increase_ms / 1000.0,
+            ),
             request_timeout: s.request_timeout,
             max_retries: s.max_retries,
             retry_base: s.retry_base,
@@ -175,6 +182,7 @@ impl PlayerConfig {
             resume_threshold_ms: self.resume_threshold.as_secs_f64() * 1000.0,
             resume_growth_max_ms: self.resume_threshold_max.as_secs_f64() * 1000.0,
             live_sync_segments: self.live_sync_segments,
+            live_sync_stall_increase_ms: self.live_sync_stall_increase.as_secs_f64() * 1000.0,
             request_timeout: self.request_timeout,
             max_retries: self.max_retries,
             retry_base: self.retry_base,

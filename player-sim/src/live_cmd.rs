@@ -63,6 +63,10 @@ pub struct LiveArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Validate the config file and flags, say what is wrong (file, line, key or flag) or
+    /// `ok`, and exit without running.
+    #[arg(long)]
+    check: bool,
 }
 
 fn merged(a: &LiveArgs) -> anyhow::Result<Config> {
@@ -123,6 +127,20 @@ pub fn write_files(dir: &Path, files: &[(&str, String)]) -> anyhow::Result<()> {
 /// Runs `run` (or `demo`, which first starts its own origin + edge).
 pub fn run(a: LiveArgs, demo_mode: bool) -> anyhow::Result<()> {
     let cfg = merged(&a)?;
+    if a.check {
+        if !cfg.run.metrics_listen.is_empty() {
+            cfg.run
+                .metrics_listen
+                .parse::<std::net::SocketAddr>()
+                .context("--metrics-listen (or run.metrics_listen)")?;
+        }
+        let from = a.config.as_ref().map_or_else(
+            || "the embedded defaults".to_string(),
+            |p| p.display().to_string(),
+        );
+        println!("{from}: ok");
+        return Ok(());
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

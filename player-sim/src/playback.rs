@@ -193,6 +193,12 @@ impl Playback {
         changed
     }
 
+    /// A seek away from what is buffered (a live player's jump to the live sync point): the
+    /// buffer is dropped; the state (a stall goes on until the new position has data) stays.
+    pub fn flush(&mut self) {
+        self.buffer.clear();
+    }
+
     /// Stalls after startup as (start, end) ms, oldest first; one still going ends at the
     /// last time played to.
     pub fn stall_spans(&self) -> Vec<(f64, f64)> {

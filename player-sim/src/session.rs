@@ -580,6 +580,14 @@ impl Core {
         self.offered = None;
     }
 
+    /// A stalled live player's playhead fell behind the live window, and it seeks to the
+    /// live sync point (hls.js's `synchronizeToLiveEdge`): the segment offered (and any
+    /// download of it) is dropped, and so is what is buffered behind the new position.
+    pub fn resync(&mut self) {
+        self.skip();
+        self.playback.flush();
+    }
+
     /// Plays out what is buffered (the offline end of a movie).
     pub fn play_out(&mut self) {
         let level = self.playback.level_ms();

@@ -53,6 +53,28 @@ fn bad_config_names_file_line_and_key() {
 }
 
 #[test]
+fn check_validates_without_running() {
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/player-sim.toml");
+    let o = sim(&["run", "--config", shipped, "--check"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("player-sim.toml: ok"));
+    let dir = std::env::temp_dir().join(format!("player-sim-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("bad.toml");
+    std::fs::write(&p, "[player]\nlive_sync_stall_increase = \"soon\"\n").unwrap();
+    let o = sim(&["run", "--config", p.to_str().unwrap(), "--check"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("bad.toml:2") && e.contains("player.live_sync_stall_increase"),
+        "{e}"
+    );
+    let o = sim(&["run", "--check", "--metrics-listen", "nowhere"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--metrics-listen"), "{}", stderr(&o));
+}
+
+#[test]
 fn a_dead_url_fails_every_session_quickly_with_the_reason() {
     let dir = std::env::temp_dir().join(format!("player-sim-dead-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

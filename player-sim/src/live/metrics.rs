@@ -18,7 +18,7 @@ pub struct Metrics {
     /// Sessions that ended in a fatal error (master playlist or a segment failed for good).
     pub failed: IntCounter,
     /// HTTP requests by kind (`master`, `playlist`, `segment`) and result (status class,
-    /// `timeout`, `error`, `abandoned`).
+    /// `timeout`, `error`, `abandoned`, `resync`, `unparsable`).
     pub requests: IntCounterVec,
     /// Media bytes received.
     pub bytes: IntCounter,

@@ -32,6 +32,9 @@ pub struct Settings {
     pub resume_growth_max_ms: f64,
     /// Hold-back from the live edge in target durations (RFC 8216: at least 3).
     pub live_sync_segments: u32,
+    /// Added to the hold-back per stall, up to one target duration, ms (hls.js's
+    /// `liveSyncOnStallIncrease`).
+    pub live_sync_stall_increase_ms: f64,
     /// Deadline of one request, head and body.
     pub request_timeout: Duration,
     /// Retries of one request before the session fails.
@@ -58,6 +61,7 @@ impl Default for Settings {
             resume_threshold_ms: 200.0,
             resume_growth_max_ms: 3_000.0,
             live_sync_segments: 3,
+            live_sync_stall_increase_ms: 1000.0,
             request_timeout: Duration::from_secs(20),
             max_retries: 6,
             retry_base: Duration::from_millis(500),

@@ -115,6 +115,27 @@ enum Got {
     },
     /// Aborted for the core's choice of rung.
     Abandoned { to: usize },
+    /// Aborted because the live window moved past the stalled playhead: the player goes to
+    /// the live sync point.
+    Resync,
+}
+
+/// The segment a request is for.
+#[derive(Clone, Copy)]
+struct Wanted {
+    rung: usize,
+    duration_ms: f64,
+    /// Its media sequence number.
+    msn: u64,
+}
+
+/// A segment download under way.
+struct Flight {
+    wanted: Wanted,
+    asked: Instant,
+    first_byte: Instant,
+    /// Its Content-Length, bytes.
+    expected: Option<usize>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -148,9 +169,19 @@ struct Loaded {
     next_reload_at: Instant,
 }
 
+/// Why a playlist loads beside a segment download.
+#[derive(Clone, Copy)]
+enum Why {
+    /// A switch decided during the download: the download is aborted when it is in.
+    Switch,
+    /// The reload timer (due at this instant) of a stalled player.
+    Timer(Instant),
+}
+
 /// A playlist loading beside a segment download; the load stops if this is dropped.
 struct Beside {
     rung: usize,
+    why: Why,
     began: Instant,
     handle: tokio::task::JoinHandle<Result<Bytes, Failure>>,
 }
@@ -383,12 +414,15 @@ fn pdt_of(pl: &MediaPlaylist, i: usize) -> Option<f64> {
 }
 
 /// The segment a player joining `pl` starts at: the last one that begins at least `hold_back`
-/// target durations before the end of the playlist (RFC 8216 §6.3.3).
-pub fn live_start(pl: &MediaPlaylist, hold_back: u32) -> u64 {
+/// target durations, plus `extra_s` (at most one target duration), before the end of the
+/// playlist (RFC 8216 §6.3.3). `extra_s` is hls.js's growth of its live sync distance after
+/// stalls (`liveSyncOnStallIncrease` per stall, capped at one target duration).
+pub fn live_start(pl: &MediaPlaylist, hold_back: u32, extra_s: f64) -> u64 {
     if pl.endlist {
         return pl.media_sequence;
     }
-    let want = f64::from(hold_back) * pl.target_duration as f64;
+    let td = pl.target_duration as f64;
+    let want = f64::from(hold_back) * td + extra_s.clamp(0.0, td);
     let mut from_end = 0.0;
     for (i, s) in pl.segments.iter().enumerate().rev() {
         from_end += s.duration;
@@ -398,6 +432,30 @@ pub fn live_start(pl: &MediaPlaylist, hold_back: u32) -> u64 {
     }
     pl.media_sequence
 }
+
+/// Whether a playhead `buffered_ms` before the start of segment `msn` is behind the window of
+/// live playlist `pl` by more than hls.js's look-up tolerance (`maxFragLookUpTolerance`,
+/// 250 ms): hls.js then counts it outside the sliding window. Segments already gone from the
+/// window count a target duration each.
+pub fn before_window(pl: &MediaPlaylist, msn: u64, buffered_ms: f64) -> bool {
+    if pl.endlist {
+        return false;
+    }
+    let ahead_ms = if msn >= pl.media_sequence {
+        let n = usize::try_from(msn - pl.media_sequence).unwrap_or(usize::MAX);
+        pl.segments
+            .iter()
+            .take(n)
+            .map(|s| s.duration * 1000.0)
+            .sum()
+    } else {
+        -((pl.media_sequence - msn) as f64) * pl.target_duration as f64 * 1000.0
+    };
+    ahead_ms - buffered_ms.max(0.0) < -LOOKUP_TOLERANCE_MS
+}
+
+/// hls.js's `maxFragLookUpTolerance`, ms.
+const LOOKUP_TOLERANCE_MS: f64 = 250.0;
 
 impl Player<'_> {
     fn settings(&self) -> &super::Settings {
@@ -472,13 +530,13 @@ impl Player<'_> {
         retry_wait(self.rng.unit(), attempt, base, cap, retry_after)
     }
 
-    /// GETs `url` through the link. For segments (`segment = Some((q, duration))`), the
-    /// core's abandon timer runs while bytes arrive.
+    /// GETs `url` through the link. For segments (`segment` says which), the core's abandon
+    /// timer runs while bytes arrive, and a stalled player keeps its playlist fresh.
     async fn get(
         &mut self,
         kind: Kind,
         url: &str,
-        segment: Option<(usize, f64)>,
+        segment: Option<Wanted>,
     ) -> Result<Got, Failure> {
         let asked = Instant::now();
         let send_at = self.link.request_at();
@@ -490,6 +548,7 @@ impl Player<'_> {
         let label = match &result {
             Ok(Got::Body { .. }) => "2xx",
             Ok(Got::Abandoned { .. }) => "abandoned",
+            Ok(Got::Resync) => "resync",
             Err(f) => f.label(),
         };
         self.count_request(kind, label);
@@ -509,16 +568,16 @@ impl Player<'_> {
     fn cmcd(
         &mut self,
         kind: Kind,
-        segment: Option<(usize, f64)>,
+        segment: Option<Wanted>,
     ) -> Option<(String, Vec<(&'static str, String)>)> {
         let mode = self.settings().cmcd;
         if mode == cmcd::Mode::Off {
             return None;
         }
         let object = match (kind, segment) {
-            (Kind::Segment, Some((q, seg_ms))) => cmcd::Object::Segment {
-                bitrate_kbps: self.ladder.get(q).map_or(0.0, |v| v.kbps),
-                duration_ms: seg_ms,
+            (Kind::Segment, Some(w)) => cmcd::Object::Segment {
+                bitrate_kbps: self.ladder.get(w.rung).map_or(0.0, |v| v.kbps),
+                duration_ms: w.duration_ms,
             },
             _ => cmcd::Object::Manifest,
         };
@@ -548,7 +607,7 @@ impl Player<'_> {
         cmcd: Option<(String, Vec<(&'static str, String)>)>,
         asked: Instant,
         deadline: Instant,
-        segment: Option<(usize, f64)>,
+        segment: Option<Wanted>,
     ) -> Result<Got, Failure> {
         let (query, headers) = cmcd.unwrap_or_default();
         let target = if query.is_empty() {
@@ -578,25 +637,30 @@ impl Player<'_> {
             .and_then(|v| v.parse().ok());
         let first_byte = Instant::now();
         let latency_ms = ms(first_byte - asked);
+        let flight = segment.map(|wanted| Flight {
+            wanted,
+            asked,
+            first_byte,
+            expected,
+        });
         let mut body = resp.into_body();
         let mut buf = Vec::with_capacity(expected.unwrap_or(16 * 1024).min(8 << 20));
         let mut beside: Option<Beside> = None;
         loop {
-            if segment.is_some()
-                && let Some(to) = self
-                    .tend_beside(&mut beside, buf.len(), expected, asked, first_byte)
-                    .await
+            if let Some(f) = &flight
+                && let Some(got) = self.tend_beside(&mut beside, buf.len(), f).await
             {
-                return Ok(Got::Abandoned { to });
+                return Ok(got);
             }
             let next = tokio::select! {
                 f = timeout_at(deadline, body.frame()) => f,
                 got = arrival(&mut beside) => {
-                    let to = beside.take().and_then(|b| {
-                        self.playlist_beside(b, got, buf.len(), expected, asked, first_byte)
-                    });
-                    match to {
-                        Some(to) => return Ok(Got::Abandoned { to }),
+                    let ended = match (beside.take(), &flight) {
+                        (Some(b), Some(f)) => self.playlist_beside(b, got, buf.len(), f),
+                        _ => None,
+                    };
+                    match ended {
+                        Some(got) => return Ok(got),
                         None => continue,
                     }
                 }
@@ -629,17 +693,14 @@ impl Player<'_> {
                 self.shared.metrics.bytes.inc_by(n as u64);
                 buf.extend_from_slice(&rest[..n]);
                 rest = &rest[n..];
-                if segment.is_some()
-                    && let Some(to) = self.judge(buf.len(), expected, asked, first_byte)
-                {
+                let Some(f) = &flight else {
+                    continue;
+                };
+                if let Some(to) = self.judge(buf.len(), f) {
                     return Ok(Got::Abandoned { to });
                 }
-                if segment.is_some()
-                    && let Some(to) = self
-                        .tend_beside(&mut beside, buf.len(), expected, asked, first_byte)
-                        .await
-                {
-                    return Ok(Got::Abandoned { to });
+                if let Some(got) = self.tend_beside(&mut beside, buf.len(), f).await {
+                    return Ok(got);
                 }
             }
         }
@@ -650,34 +711,51 @@ impl Player<'_> {
         })
     }
 
-    /// A switch decided during a download: the new rung's playlist loads beside it, and the
-    /// download is aborted when that is in (hls.js's stream controller). Starts that load
-    /// when the core asks for it; once it is in, the rung to switch to.
+    /// Playlists loaded beside a segment download, as hls.js's stream and level controllers
+    /// load them: a switch decided during the download loads the new rung's playlist and the
+    /// download is aborted when it is in; a stalled player reloads its rung's playlist on the
+    /// reload timer and, when the window has moved past its playhead, aborts the download to
+    /// go to the live sync point. Starts such a load when due; once one is in, what ends the
+    /// download (`loaded` bytes of it so far), if anything.
     async fn tend_beside(
         &mut self,
         beside: &mut Option<Beside>,
-        got: usize,
-        expected: Option<usize>,
-        asked: Instant,
-        first_byte: Instant,
-    ) -> Option<usize> {
-        if beside.is_none()
-            && let Some(r) = self.core.as_ref().and_then(Core::awaiting_playlist)
-        {
-            *beside = Some(self.load_beside(r));
+        loaded: usize,
+        f: &Flight,
+    ) -> Option<Got> {
+        let switch = self.core.as_ref().and_then(Core::awaiting_playlist);
+        match (beside.as_ref().map(|b| b.why), switch) {
+            // A switch outranks a timer reload (dropping that load stops it).
+            (None | Some(Why::Timer(_)), Some(r)) => {
+                *beside = Some(self.load_beside(r, Why::Switch));
+            }
+            (None, None) => {
+                if let Some(at) = self.timer_due(f.wanted.rung) {
+                    *beside = Some(self.load_beside(f.wanted.rung, Why::Timer(at)));
+                }
+            }
+            _ => {}
         }
         if !beside.as_ref().is_some_and(|b| b.handle.is_finished()) {
             return None;
         }
         let result = arrival(beside).await;
         let b = beside.take()?;
-        self.playlist_beside(b, result, got, expected, asked, first_byte)
+        self.playlist_beside(b, result, loaded, f)
+    }
+
+    /// When a stalled player's reload timer for rung `r` has come (hls.js reloads on it while
+    /// a fragment downloads; only a stalled player can learn anything from it here).
+    fn timer_due(&self, r: usize) -> Option<Instant> {
+        let stalled = matches!(self.core.as_ref()?.playback().state(), State::Stalled(_));
+        let at = self.playlists.get(r)?.as_ref()?.next_reload_at;
+        (stalled && self.timed == Some(r) && Instant::now() >= at).then_some(at)
     }
 
     /// Starts loading rung `r`'s playlist beside the download in progress: after the link's
     /// latency (not charged to the link: the download goes on meanwhile; the playlist's
     /// few bytes are not paced either), through the shared client.
-    fn load_beside(&mut self, r: usize) -> Beside {
+    fn load_beside(&mut self, r: usize, why: Why) -> Beside {
         let url = self.ladder[r].url.clone();
         let wait = self.link.latency_now();
         let shared = self.shared.clone();
@@ -717,60 +795,80 @@ impl Player<'_> {
         });
         Beside {
             rung: r,
+            why,
             began,
             handle,
         }
     }
 
-    /// The playlist loaded beside a download is in (or failed: the main loop loads it again):
-    /// keep it, and let the core abort the download (`loaded` bytes of it so far): the rung
-    /// to switch to.
+    /// A playlist loaded beside a download is in (or failed: the main loop loads it again):
+    /// keep it; then, for a switch, let the core abort the download (`loaded` bytes of it so
+    /// far) for the new rung; for a timer reload, abort it when the stalled playhead is now
+    /// behind the window.
     fn playlist_beside(
         &mut self,
         b: Beside,
         got: Result<Bytes, Failure>,
         loaded: usize,
-        expected: Option<usize>,
-        asked: Instant,
-        first_byte: Instant,
-    ) -> Option<usize> {
+        f: &Flight,
+    ) -> Option<Got> {
         self.count_request(
             Kind::Playlist,
             got.as_ref().map_or_else(Failure::label, |_| "2xx"),
         );
+        // A rung switched to starts its reload timer from this load; a timer reload keeps it.
+        let timer = match b.why {
+            Why::Timer(at) => Some(at),
+            Why::Switch => None,
+        };
         if let Ok(text) = got {
-            // A rung switched to: its reload timer starts from this load.
             let url = self.ladder[b.rung].url.clone();
-            if let Err(e) = self.store_playlist(b.rung, url, &text, None, false, b.began) {
+            if let Err(e) = self.store_playlist(b.rung, url, &text, timer, false, b.began) {
                 tracing::debug!(player = %self.sid, error = %e, "playlist loaded beside a download");
             }
         }
         self.advance();
-        if let Some(core) = self.core.as_mut() {
-            core.playlist_in();
+        match b.why {
+            Why::Switch => {
+                if let Some(core) = self.core.as_mut() {
+                    core.playlist_in();
+                }
+                self.judge(loaded, f).map(|to| Got::Abandoned { to })
+            }
+            Why::Timer(_) => self
+                .behind_window(b.rung, f.wanted.msn)
+                .then_some(Got::Resync),
         }
-        self.judge(loaded, expected, asked, first_byte)
     }
 
-    /// Tells the core how the download stands when its abandon timer is due: the rung to
-    /// switch to when it says abort.
-    fn judge(
-        &mut self,
-        got: usize,
-        expected: Option<usize>,
-        asked: Instant,
-        first_byte: Instant,
-    ) -> Option<usize> {
+    /// Whether a stalled player's playhead (just before segment `msn`, less what is buffered)
+    /// is behind the window of rung `r`'s playlist as last loaded.
+    fn behind_window(&self, r: usize, msn: u64) -> bool {
+        let Some(core) = self.core.as_ref() else {
+            return false;
+        };
+        let pb = core.playback();
+        matches!(pb.state(), State::Stalled(_))
+            && self
+                .playlists
+                .get(r)
+                .and_then(Option::as_ref)
+                .is_some_and(|l| before_window(&l.pl, msn, pb.level_ms()))
+    }
+
+    /// Tells the core how the download stands when its abandon timer is due (`loaded` bytes
+    /// so far): the rung to switch to when it says abort.
+    fn judge(&mut self, loaded: usize, f: &Flight) -> Option<usize> {
         let due = self.core.as_ref()?.next_check_ms()?;
-        if ms(Instant::now() - asked) < due {
+        if ms(Instant::now() - f.asked) < due {
             return None;
         }
         self.advance();
         let core = self.core.as_mut()?;
         match core.progress(
-            got as f64 * 8.0,
-            Some(ms(first_byte - asked)),
-            expected.map(|e| e as f64 * 8.0),
+            loaded as f64 * 8.0,
+            Some(ms(f.first_byte - f.asked)),
+            f.expected.map(|e| e as f64 * 8.0),
         ) {
             Ok(Downloading::Abort(to)) => Some(to),
             Ok(Downloading::Continue) | Err(_) => None,
@@ -784,7 +882,7 @@ impl Player<'_> {
             let failure = match self.get(kind, url, None).await {
                 Ok(Got::Body { body, .. }) => return Ok(body),
                 // Only segment downloads run the abandon timer; count it as a failure.
-                Ok(Got::Abandoned { .. }) => Failure::Transport("abandoned".into()),
+                Ok(Got::Abandoned { .. } | Got::Resync) => Failure::Transport("abandoned".into()),
                 Err(f) => f,
             };
             attempt += 1;
@@ -862,6 +960,7 @@ impl Player<'_> {
             max_retries: s.max_retries,
         };
         let hold_back = s.live_sync_segments;
+        let stall_increase_s = s.live_sync_stall_increase_ms / 1000.0;
         let bitrates = ladder.avg_kbps.clone();
         let mut core = Core::new(abr, rules, ladder)?
             .recording(self.record)
@@ -879,17 +978,28 @@ impl Player<'_> {
                 core.sample_latency(unix_now);
             }
             self.ensure_playlist(q).await?;
+            let stalls = self.core.as_ref().map_or(0, |c| c.playback().stalls);
+            let extra_s = f64::from(stalls) * stall_increase_s;
             let Some(loaded) = self.playlists[q].as_ref() else {
                 continue;
             };
             let pl = &loaded.pl;
-            let msn = *next.get_or_insert_with(|| live_start(pl, hold_back));
+            let msn = *next.get_or_insert_with(|| live_start(pl, hold_back, extra_s));
             let last = pl.media_sequence + pl.segments.len() as u64;
-            if msn < pl.media_sequence {
-                // Fell out of the window: jump to the live sync point.
-                next = Some(live_start(pl, hold_back));
+            let seek = self.behind_window(q, msn);
+            if seek || msn < pl.media_sequence {
+                // Fell out of the window: on to the live sync point. A stalled playhead behind
+                // the window seeks there (hls.js's synchronizeToLiveEdge), dropping what is
+                // buffered; a playing one gets there when its buffer runs out.
+                let to = live_start(pl, hold_back, extra_s);
+                next = Some(to);
+                tracing::debug!(player = %self.sid, msn, to, seek, "fell out of the live window");
                 if let Some(core) = self.core.as_mut() {
-                    core.skip();
+                    if seek {
+                        core.resync();
+                    } else {
+                        core.skip();
+                    }
                 }
                 continue;
             }
@@ -928,7 +1038,12 @@ impl Player<'_> {
                 }
                 Next::Fetch(_) => core.start()?,
             }
-            match self.get(Kind::Segment, &seg_url, Some((q, seg_ms))).await {
+            let wanted = Wanted {
+                rung: q,
+                duration_ms: seg_ms,
+                msn,
+            };
+            match self.get(Kind::Segment, &seg_url, Some(wanted)).await {
                 Ok(Got::Body {
                     body,
                     latency_ms,
@@ -973,6 +1088,8 @@ impl Player<'_> {
                     tracing::debug!(player = %self.sid, msn, from = q, to, "abandoned");
                     q = to;
                 }
+                // The playlist that showed it is in: the next loop goes to the sync point.
+                Ok(Got::Resync) => {}
                 Err(failure) => {
                     let attempt = self.core.as_ref().map_or(1, |c| c.failures() + 1);
                     let wait = self.retry_wait(attempt, &failure);
@@ -1018,7 +1135,12 @@ impl Player<'_> {
         if let Some(core) = self.core.as_mut() {
             core.start()?;
         }
-        let got = self.get(Kind::Segment, &url, Some((r, seg_ms))).await;
+        let wanted = Wanted {
+            rung: r,
+            duration_ms: seg_ms,
+            msn: msn.saturating_sub(1),
+        };
+        let got = self.get(Kind::Segment, &url, Some(wanted)).await;
         self.advance();
         let Some(core) = self.core.as_mut() else {
             return Ok(());
@@ -1033,7 +1155,7 @@ impl Player<'_> {
                 tracing::debug!(player = %self.sid, msn = msn - 1, rung = r, "start segment fetched again");
             }
             // Its abandon timer is off; a failure just moves on to the segment offered.
-            Ok(Got::Abandoned { .. }) | Err(_) => {
+            Ok(Got::Abandoned { .. } | Got::Resync) | Err(_) => {
                 core.failed(0.0)?;
             }
         }
@@ -1213,13 +1335,49 @@ mod tests {
     #[test]
     fn starts_three_target_durations_from_the_end() {
         // 6 segments of 2 s: the last three (msn 103..105) hold 6 s = 3 target durations.
-        assert_eq!(live_start(&pl(6, 2.0, false), 3), 103);
-        assert_eq!(live_start(&pl(2, 2.0, false), 3), 100);
+        assert_eq!(live_start(&pl(6, 2.0, false), 3, 0.0), 103);
+        assert_eq!(live_start(&pl(2, 2.0, false), 3, 0.0), 100);
         assert_eq!(
-            live_start(&pl(6, 2.0, true), 3),
+            live_start(&pl(6, 2.0, true), 3, 0.0),
             100,
             "VOD starts at the top"
         );
+    }
+
+    #[test]
+    fn each_stall_moves_the_sync_point_back_up_to_a_target_duration() {
+        // hls.js: 6 s + 1 s per stall, at most 6 + 2 s. The segment holding end − 7 s is 102
+        // (it spans 4..6 s from the end); end − 8 s begins 102 too; more stalls change nothing.
+        let p = pl(6, 2.0, false);
+        assert_eq!(live_start(&p, 3, 1.0), 102);
+        assert_eq!(live_start(&p, 3, 2.0), 102);
+        assert_eq!(live_start(&p, 3, 5.0), 102);
+        assert_eq!(live_start(&p, 3, 2.5), 102);
+        assert_eq!(live_start(&p, 2, 1.0), 103, "end − 5 s lies in 103");
+    }
+
+    #[test]
+    fn a_playhead_is_behind_the_window_past_the_lookup_tolerance() {
+        // Window 100..105 of 2 s segments.
+        let p = pl(6, 2.0, false);
+        // Next to load 100 with nothing buffered: the playhead is at the window's start.
+        assert!(!before_window(&p, 100, 0.0));
+        // 99 has gone: its start is 2 s before the window.
+        assert!(before_window(&p, 99, 0.0));
+        // Next 101 with 1.8 s buffered: 0.2 s into 100 (inside); with 2.3 s: 0.3 s before.
+        assert!(!before_window(&p, 101, 1_800.0));
+        assert!(
+            !before_window(&p, 101, 2_200.0),
+            "within the 250 ms tolerance"
+        );
+        assert!(before_window(&p, 101, 2_300.0));
+        assert!(
+            !before_window(&pl(6, 2.0, true), 90, 0.0),
+            "VOD has no window"
+        );
+        // Hostile numbers neither panic nor overflow.
+        assert!(!before_window(&p, u64::MAX, 0.0));
+        assert!(before_window(&p, 0, 0.0));
     }
 
     /// Regression: `Retry-After: 18446744073709551615` made the player's retry deadline
