@@ -158,14 +158,24 @@ for sched in "${SCHEDS[@]}"; do
   for run in $(seq "$RUNS"); do
     tag="s$n-r$run"
     echo "[$sched] run $run/$RUNS: hls.js${PARALLEL:+ and player-sim at once}" >&2
-    if [ -n "${PARALLEL:-}" ]; then run_ps "$sched" "$tag" "$run" & psjob=$!; pids+=($psjob); fi
     # in the background and waited for, so that the trap can stop it (playwright closes
     # Chromium on SIGTERM)
     shape=(); [ "$SHAPER" = tbf ] && shape=(--shape "$(shape_cmd a0)")
+    rm -f "$OUT/.t0-$tag"
     "${IN_A[@]}" node tests/browser/compare.mjs --url "$URL" --schedule "$sched" --duration "$DURATION" \
-      --latency "$LATENCY" "${shape[@]}" --out "$OUT/hlsjs-$tag.json" >"$OUT/hlsjs-$tag.log" 2>&1 &
+      --latency "$LATENCY" "${shape[@]}" --started "$OUT/.t0-$tag" \
+      --out "$OUT/hlsjs-$tag.json" >"$OUT/hlsjs-$tag.log" 2>&1 &
     hjob=$!
     pids+=($hjob)
+    if [ -n "${PARALLEL:-}" ]; then
+      # player-sim joins when hls.js calls loadSource (compare.mjs writes .t0-TAG then), not
+      # when Chromium is launched a second or so earlier: both see the same live edge
+      for _ in $(seq 6000); do
+        [ -e "$OUT/.t0-$tag" ] || ! kill -0 "$hjob" 2>/dev/null && break
+        sleep 0.01
+      done
+      run_ps "$sched" "$tag" "$run" & psjob=$!; pids+=($psjob)
+    fi
     if ! wait "$hjob"; then
       echo "  compare.mjs failed, see $OUT/hlsjs-$tag.log" >&2
     fi

@@ -6,6 +6,7 @@
 //   node compare.mjs --url http://HOST:PORT/live/demo/master.m3u8 \
 //        --schedule "2000kbps@0s,350kbps@30s,2000kbps@60s" --duration 90s --out hlsjs.json \
 //        [--page URL] [--latency 20ms] [--ca ca.pem] [--shape 'tc ... rate {kbps}kbit ...']
+//        [--started FILE]
 //
 // t = 0 is the moment hls.loadSource() is called (the first request), the same origin as
 // player-sim's schedule, which starts when its player joins. The schedule's first step is in
@@ -15,6 +16,8 @@
 // behind), and DevTools only adds the per-request latency; without it, DevTools throttles.
 // --page: the page is first navigated there (default: the stream's origin + "/"), so the
 // player runs same-origin, as play.mjs does.
+// --started: FILE is written at t = 0, so that a script can start another player at the same
+// moment (the bench harness's PARALLEL mode does, so that both join the live stream together).
 import { arg, hlsPath, launch } from "./chromium.mjs";
 import { writeFileSync } from "node:fs";
 import { execFileSync } from "node:child_process";
@@ -46,6 +49,7 @@ const latency_ms = seconds(arg("latency", "20ms")) * 1000;
 const page_url = arg("page", new URL(url).origin + "/");
 const ca = arg("ca", "");
 const shape = arg("shape", "");
+const started = arg("started", "");
 steps.sort((a, b) => a.t - b.t);
 if (steps[0].t > 0) steps.unshift({ t: 0, kbps: steps[0].kbps });
 
@@ -85,6 +89,7 @@ try {
 
   // Start: everything in the page is timed from the loadSource() call.
   const node_t0 = performance.now();
+  if (started) writeFileSync(started, `${Date.now()}\n`);
   await page.evaluate((url) => {
     const v = document.getElementById("v");
     const hls = new Hls();
