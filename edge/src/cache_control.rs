@@ -1,4 +1,5 @@
-//! `Cache-Control` response directives (RFC 9111 §5.2.2, RFC 5861) as the edge uses them.
+//! `Cache-Control` response directives (RFC 9111 §5.2.2, RFC 5861) as the edge uses them, taken
+//! from `CDN-Cache-Control` (RFC 9213) when the upstream sends one.
 
 use std::time::Duration;
 
@@ -28,10 +29,21 @@ pub struct Directives {
 }
 
 impl Directives {
-    /// Parses every `Cache-Control` header in `headers`.
+    /// Parses every `CDN-Cache-Control` header in `headers` when one holds a directive
+    /// known here, as RFC 9213 §2.1 has a cache that knows the field do (`Cache-Control`,
+    /// then meant for the browser, is ignored); otherwise every `Cache-Control`.
     pub fn from_headers(headers: &HeaderMap) -> Self {
+        let targeted = Self::parse_all(headers, hls::CDN_CACHE_CONTROL);
+        if targeted != Directives::default() {
+            return targeted;
+        }
+        Self::parse_all(headers, http::header::CACHE_CONTROL.as_str())
+    }
+
+    /// Every header `name` in `headers`, parsed in order.
+    fn parse_all(headers: &HeaderMap, name: &str) -> Self {
         let mut d = Directives::default();
-        for v in headers.get_all(http::header::CACHE_CONTROL) {
+        for v in headers.get_all(name) {
             if let Ok(s) = v.to_str() {
                 d.parse_into(s);
             }
@@ -99,6 +111,41 @@ mod tests {
         let mut d = Directives::default();
         d.parse_into("no-cache, max-age=\"60\", garbage=, =x,,");
         assert_eq!(d.lifetime(), Some(Duration::ZERO));
+    }
+
+    /// The origin's live playlists: the browser gets max-age only, the edge may serve stale.
+    #[test]
+    fn cdn_cache_control_wins_over_cache_control() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::CACHE_CONTROL,
+            "public, max-age=1".parse().unwrap(),
+        );
+        h.insert(
+            hls::CDN_CACHE_CONTROL,
+            "max-age=1, stale-while-revalidate=2, stale-if-error=12"
+                .parse()
+                .unwrap(),
+        );
+        let d = Directives::from_headers(&h);
+        assert_eq!(d.lifetime(), Some(Duration::from_secs(1)));
+        assert_eq!(d.stale_while_revalidate, Some(Duration::from_secs(2)));
+        assert_eq!(d.stale_if_error, Some(Duration::from_secs(12)));
+        // Targeted at the CDN: the browser's `private` does not keep the edge from storing.
+        h.insert(
+            http::header::CACHE_CONTROL,
+            "private, max-age=1".parse().unwrap(),
+        );
+        assert!(Directives::from_headers(&h).storable());
+        // Empty or without a directive known here: Cache-Control decides.
+        h.insert(hls::CDN_CACHE_CONTROL, "x-unknown=3, ,".parse().unwrap());
+        assert!(!Directives::from_headers(&h).storable());
+        h.remove(hls::CDN_CACHE_CONTROL);
+        h.insert(http::header::CACHE_CONTROL, "max-age=5".parse().unwrap());
+        assert_eq!(
+            Directives::from_headers(&h).lifetime(),
+            Some(Duration::from_secs(5))
+        );
     }
 
     /// Regression: `max-age=18446744073709551615` made a worker panic ("overflow when

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use service::Body;
 use service::body::{empty, full, text};
@@ -250,16 +250,21 @@ fn playlist(
     ended: bool,
 ) -> Response<Body> {
     let td = stream.target_duration;
-    let cache = if ended {
-        "public, max-age=86400".to_string()
+    // About half the target duration, so caches refresh in step with new segments. Only a CDN
+    // (RFC 9213 CDN-Cache-Control, which the edge reads instead of Cache-Control) may serve a
+    // stale copy while it revalidates or when the origin fails: a browser's HTTP cache honours
+    // stale-while-revalidate too, and hls.js in Chromium was handed, at each reload, the copy
+    // its previous reload had fetched, learning of each new segment one reload late.
+    let (cache, cdn_cache) = if ended {
+        ("public, max-age=86400".to_string(), None)
     } else {
-        // About half the target duration, so edges refresh in step with new segments, and
-        // allowed to go stale while revalidating or when the origin fails.
-        format!(
-            "public, max-age={}, stale-while-revalidate={}, stale-if-error={}",
-            (td / 2).max(1),
-            td,
-            td * 6
+        let max_age = (td / 2).max(1);
+        (
+            format!("public, max-age={max_age}"),
+            Some(format!(
+                "max-age={max_age}, stale-while-revalidate={td}, stale-if-error={}",
+                td.saturating_mul(6)
+            )),
         )
     };
     let mut r = if etag_matches(headers, &p.etag) {
@@ -278,6 +283,9 @@ fn playlist(
         HeaderValue::from_static(hls::PLAYLIST_CONTENT_TYPE),
     );
     h.insert(header::CACHE_CONTROL, hv(&cache));
+    if let Some(c) = cdn_cache {
+        h.insert(HeaderName::from_static(hls::CDN_CACHE_CONTROL), hv(&c));
+    }
     h.insert(header::ETAG, hv(&p.etag));
     r
 }

@@ -90,7 +90,14 @@ async fn loop_stream_serves_conformant_playlists_and_segments() {
     let mut newest = Vec::new();
     for v in &master.variants {
         let r = get(&c, &format!("{base}/{}", v.uri), &[]).await;
-        assert!(r.header("cache-control").contains("max-age=1"));
+        // Regression: stale-while-revalidate reached browsers, whose HTTP cache then handed
+        // hls.js at each reload the copy its previous reload had fetched. Only the CDN's
+        // field (RFC 9213) lets a cache serve a live playlist stale.
+        assert_eq!(r.header("cache-control"), "public, max-age=1");
+        assert_eq!(
+            r.header("cdn-cache-control"),
+            "max-age=1, stale-while-revalidate=2, stale-if-error=12"
+        );
         let pl = media(&r.body);
         assert_eq!(pl.target_duration, 2);
         assert_eq!(pl.segments.len(), 6);

@@ -162,7 +162,8 @@ async fn waiters_receive_the_first_half_during_the_pause() {
 }
 
 /// An expired live playlist under a herd: one upstream refresh; with stale-while-revalidate
-/// the herd gets the previous copy at once, without it the herd coalesces on one fetch.
+/// (in Cache-Control, or only in CDN-Cache-Control as the origin sends it, RFC 9213) the herd
+/// gets the previous copy at once, without it the herd coalesces on one fetch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_playlist_herd_makes_one_refresh() {
     let origin = FakeOrigin::start().await;
@@ -178,20 +179,42 @@ async fn expired_playlist_herd_makes_one_refresh() {
         Script::ok(v1.clone(), ct, "max-age=1, stale-while-revalidate=5"),
     );
     origin.route("/b/index.m3u8", Script::ok(v1.clone(), ct, "max-age=1"));
+    // the browser may not serve it stale, the CDN may
+    let targeted = |body: &Bytes| {
+        let mut s = Script::ok(body.clone(), ct, "public, max-age=1");
+        s.headers.push((
+            "cdn-cache-control".into(),
+            "max-age=1, stale-while-revalidate=5".into(),
+        ));
+        s
+    };
+    origin.route("/c/index.m3u8", targeted(&v1));
     let edge = start_edge(EDGE, &[origin.url()]).await;
     let c = new_client(Duration::from_secs(30));
-    for p in ["/a/index.m3u8", "/b/index.m3u8"] {
+    for p in ["/a/index.m3u8", "/b/index.m3u8", "/c/index.m3u8"] {
         assert_eq!(get(&c, &edge.url(p)).await.body, v1);
     }
-    tokio::time::sleep(Duration::from_millis(1100)).await; // both now stale
-    for p in ["/a/index.m3u8", "/b/index.m3u8"] {
-        let mut s = Script::ok(v2.clone(), ct, "max-age=1, stale-while-revalidate=5");
+    // Both fields reach the client as the origin sent them (a shield's edges need the CDN's).
+    let r = get(&c, &edge.url("/c/index.m3u8")).await;
+    assert_eq!(r.header("cache-control"), "public, max-age=1");
+    assert_eq!(
+        r.header("cdn-cache-control"),
+        "max-age=1, stale-while-revalidate=5"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await; // all now stale
+    for p in ["/a/index.m3u8", "/b/index.m3u8", "/c/index.m3u8"] {
+        let mut s = if p.starts_with("/c/") {
+            targeted(&v2)
+        } else {
+            Script::ok(v2.clone(), ct, "max-age=1, stale-while-revalidate=5")
+        };
         s.head_delay = Duration::from_millis(300);
         origin.route(p, s);
     }
     for (p, want_phase, want_body) in [
         ("/a/index.m3u8", "stale", &v1),
         ("/b/index.m3u8", "coalesced", &v2),
+        ("/c/index.m3u8", "stale", &v1),
     ] {
         let tasks: Vec<_> = (0..300)
             .map(|_| {
