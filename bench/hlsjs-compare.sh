@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # hls.js in headless Chromium vs player-sim on the same live stream under the same bandwidth
-# schedule. Starts the origin (loop stream `demo`) and an edge in front of it from the release
-# binaries (temp copies of config/origin.toml and config/edge.toml on free ports), then for each
+# schedule. Starts the origin (loop stream `demo`) and two edges in front of it from the
+# release binaries (temp copies of config/origin.toml and config/edge.toml on free ports; one
+# edge per player, so neither's playlist requests refresh the other's cached copy), then for each
 # schedule runs RUNS times: tests/browser/compare.mjs (hls.js 1.7.4, default config) and
 # `player-sim run --players 1 --abr hlsjs`, and prints a side-by-side table of medians.
 #
@@ -14,7 +15,13 @@
 # Env: RUNS (3), DURATION (90s), SCHEDULES (';'-separated, overrides the list), LATENCY (20ms,
 # per request, both players), ABR (hlsjs), OUT (folder for every JSON; default a temp dir
 # that is kept and printed), CHROMIUM (/usr/bin/chromium), PARALLEL (set: both players at
-# once), SHAPER (devtools | tbf). One Chromium at a time.
+# once), SHAPER (devtools | tbf), VIA (origin | edge). One Chromium at a time.
+#
+# VIA=origin (the default): both players load from the origin, which serves every playlist
+# fresh. VIA=edge: each from an edge of its own. An edge serves a live playlist stale while it
+# revalidates, so a lone viewer's reload gets the copy its previous reload refreshed, and
+# with max-age=1 whether a reload 1 s after another is fresh is decided by milliseconds: the
+# two players then learn of a new segment up to 2 s apart either way, run to run.
 #
 # SHAPER=devtools (the default): Chromium is throttled by DevTools
 # (Network.emulateNetworkConditions) and player-sim by its own emulated link. SHAPER=tbf:
@@ -32,6 +39,8 @@ DURATION=${DURATION:-90s}
 LATENCY=${LATENCY:-20ms}
 ABR=${ABR:-hlsjs}
 SHAPER=${SHAPER:-devtools}
+VIA=${VIA:-origin}
+case "$VIA" in edge | origin) ;; *) echo "VIA must be edge or origin, not $VIA" >&2; exit 2 ;; esac
 case "$SHAPER" in devtools | tbf) ;; *) echo "SHAPER must be devtools or tbf, not $SHAPER" >&2; exit 2 ;; esac
 DEFAULT_SCHEDULES="2000kbps@0s,350kbps@30s,2000kbps@60s;2000kbps@0s,150kbps@30s,2000kbps@50s;300kbps@0s,600kbps@20s,900kbps@40s,1500kbps@60s;450kbps@0s,700kbps@20s,1000kbps@40s,1400kbps@60s"
 IFS=';' read -r -a SCHEDS <<<"${SCHEDULES:-$DEFAULT_SCHEDULES}"
@@ -50,9 +59,13 @@ command -v node >/dev/null || { echo "node missing" >&2; exit 1; }
 [ -d tests/browser/node_modules/hls.js ] || (cd tests/browser && npm ci --silent)
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-ORIGIN=$(free_port); EDGE=$(free_port); ADMIN=$(free_port)
-while [ "$EDGE" = "$ORIGIN" ]; do EDGE=$(free_port); done
-while [ "$ADMIN" = "$ORIGIN" ] || [ "$ADMIN" = "$EDGE" ]; do ADMIN=$(free_port); done
+# origin, then each edge's proxy and admin port (a: Chromium's, b: player-sim's), all distinct
+ports=()
+while [ ${#ports[@]} -lt 5 ]; do
+  p=$(free_port)
+  [[ " ${ports[*]} " == *" $p "* ]] || ports+=("$p")
+done
+ORIGIN=${ports[0]}; EDGE=${ports[1]}; ADMIN=${ports[2]}; EDGE_B=${ports[3]}; ADMIN_B=${ports[4]}
 
 pids=()
 NS=""
@@ -112,17 +125,31 @@ for n, part in enumerate(sys.argv[1].split(",")):
 PY
 }
 
-sed -e "s|^listen = .*|listen = \"127.0.0.1:$ORIGIN\"|" config/origin.toml >"$OUT/origin.toml"
-sed -e "s|^listen = \"127.0.0.1:8081\"|listen = \"$EDGE_LISTEN:$EDGE\"|" \
-    -e "s|^listen = \"127.0.0.1:9081\"|listen = \"127.0.0.1:$ADMIN\"|" \
-    -e "s|^urls = .*|urls = [\"http://127.0.0.1:$ORIGIN\"]|" config/edge.toml >"$OUT/edge.toml"
+sed -e "s|^listen = .*|listen = \"$EDGE_LISTEN:$ORIGIN\"|" config/origin.toml >"$OUT/origin.toml"
 RUST_LOG=warn "${IN_SRV[@]}" target/release/origin --config "$OUT/origin.toml" 2>"$OUT/origin.log" &
 pids+=($!)
-RUST_LOG=warn "${IN_SRV[@]}" target/release/edge --config "$OUT/edge.toml" 2>"$OUT/edge.log" &
-pids+=($!)
+# Two edges, as two viewers in different places would have: with one shared edge, whichever
+# player asked for a playlist second got a copy the other's request had just refreshed (a
+# lone viewer reloading every target duration gets one that is up to max-age +
+# stale-while-revalidate old), and in PARALLEL runs player-sim learnt of new segments 2-3 s
+# before hls.js did.
+for e in a b; do
+  port=$EDGE; admin=$ADMIN
+  [ $e = b ] && { port=$EDGE_B; admin=$ADMIN_B; }
+  sed -e "s|^listen = \"127.0.0.1:8081\"|listen = \"$EDGE_LISTEN:$port\"|" \
+      -e "s|^listen = \"127.0.0.1:9081\"|listen = \"127.0.0.1:$admin\"|" \
+      -e "s|^urls = .*|urls = [\"http://127.0.0.1:$ORIGIN\"]|" config/edge.toml >"$OUT/edge-$e.toml"
+  RUST_LOG=warn "${IN_SRV[@]}" target/release/edge --config "$OUT/edge-$e.toml" \
+    --access-log "$OUT/access-$e.log" 2>"$OUT/edge-$e.log" &
+  pids+=($!)
+done
 
 URL="http://$HOST_A:$EDGE/live/demo/master.m3u8"   # Chromium's
-URL_B="http://$HOST_B:$EDGE/live/demo/master.m3u8" # player-sim's
+URL_B="http://$HOST_B:$EDGE_B/live/demo/master.m3u8" # player-sim's
+if [ "$VIA" = origin ]; then
+  URL="http://$HOST_A:$ORIGIN/live/demo/master.m3u8"
+  URL_B="http://$HOST_B:$ORIGIN/live/demo/master.m3u8"
+fi
 ready=0
 for _ in $(seq 300); do
   if "${IN_SRV[@]}" curl -fs -o /dev/null "http://127.0.0.1:$ORIGIN/readyz" \
@@ -132,7 +159,7 @@ for _ in $(seq 300); do
   sleep 0.2
 done
 [ $ready = 1 ] || { echo "origin/edge not ready (logs in $OUT)" >&2; exit 1; }
-echo "origin :$ORIGIN, edge :$EDGE; $URL; shaper $SHAPER${NS:+ (namespaces $NS-*)}"
+echo "origin :$ORIGIN, edges :$EDGE (hls.js) :$EDGE_B (player-sim); players via $VIA; shaper $SHAPER${NS:+ (namespaces $NS-*)}"
 echo "ladder: $(grep -o 'AVERAGE-BANDWIDTH=[0-9]*\|[^-]BANDWIDTH=[0-9]*' "$OUT/master.m3u8" | tr '\n' ' ')"
 echo "RUNS=$RUNS DURATION=$DURATION LATENCY=$LATENCY ABR=$ABR; JSON in $OUT"
 

@@ -92,6 +92,8 @@ try {
   if (started) writeFileSync(started, `${Date.now()}\n`);
   await page.evaluate((url) => {
     const v = document.getElementById("v");
+    // every request in Resource Timing (playlists served by the HTTP cache are counted)
+    performance.setResourceTimingBufferSize(100000);
     const hls = new Hls();
     window.__hls = hls;
     const t0 = performance.now();
@@ -140,6 +142,15 @@ try {
     );
     hls.on(E.LEVEL_SWITCHED, (_e, d) =>
       ev.push({ t: now(), type: "level_switched", level: d.level, bitrate: lv(d.level).bitrate }),
+    );
+    hls.on(E.LEVEL_LOADED, (_e, d) =>
+      ev.push({
+        t: now(),
+        type: "level_loaded",
+        level: d.level,
+        last_sn: d.details.endSN,
+        updated: d.details.updated,
+      }),
     );
     hls.on(E.FRAG_LOADING, (_e, d) => {
       if (d.frag.type !== "main") return;
@@ -239,9 +250,17 @@ try {
         height: l.height,
       })),
       events: window.__ev,
+      // Playlist loads, and how many the browser's HTTP cache answered without a transfer
+      // (a live playlist a server lets it reuse, e.g. under stale-while-revalidate, is one
+      // that hls.js sees late).
+      playlists: (() => {
+        const pl = performance.getEntriesByType("resource").filter((e) => /\.m3u8(\?|$)/.test(e.name));
+        return { loads: pl.length, from_cache: pl.filter((e) => e.transferSize === 0).length };
+      })(),
     };
   });
   result = figures(raw, steps, applied);
+  result.playlists = raw.playlists;
   result.browser = browser.version();
 } finally {
   await browser.close();

@@ -174,7 +174,7 @@ struct Loaded {
 enum Why {
     /// A switch decided during the download: the download is aborted when it is in.
     Switch,
-    /// The reload timer (due at this instant) of a stalled player.
+    /// The reload timer (due at this instant).
     Timer(Instant),
 }
 
@@ -218,6 +218,14 @@ async fn arrival(beside: &mut Option<Beside>) -> Result<Bytes, Failure> {
             Ok(r) => r,
             Err(e) => Err(Failure::Transport(e.to_string())),
         },
+        None => std::future::pending().await,
+    }
+}
+
+/// Ready at `at`; never when there is none.
+async fn until(at: Option<Instant>) {
+    match at {
+        Some(at) => sleep_until(at).await,
         None => std::future::pending().await,
     }
 }
@@ -652,8 +660,14 @@ impl Player<'_> {
             {
                 return Ok(got);
             }
+            // Woken for the reload timer too when no bytes come (a slow first byte).
+            let timer = match (&flight, &beside) {
+                (Some(f), None) => self.timer_at(f.wanted.rung),
+                _ => None,
+            };
             let next = tokio::select! {
                 f = timeout_at(deadline, body.frame()) => f,
+                () = until(timer) => continue,
                 got = arrival(&mut beside) => {
                     let ended = match (beside.take(), &flight) {
                         (Some(b), Some(f)) => self.playlist_beside(b, got, buf.len(), f),
@@ -713,9 +727,9 @@ impl Player<'_> {
 
     /// Playlists loaded beside a segment download, as hls.js's stream and level controllers
     /// load them: a switch decided during the download loads the new rung's playlist and the
-    /// download is aborted when it is in; a stalled player reloads its rung's playlist on the
-    /// reload timer and, when the window has moved past its playhead, aborts the download to
-    /// go to the live sync point. Starts such a load when due; once one is in, what ends the
+    /// download is aborted when it is in; the rung's playlist is reloaded on the reload timer
+    /// and, when the window has moved past a stalled player's playhead, the download is
+    /// aborted to go to the live sync point. Starts such a load when due; once one is in, what ends the
     /// download (`loaded` bytes of it so far), if anything.
     async fn tend_beside(
         &mut self,
@@ -744,12 +758,19 @@ impl Player<'_> {
         self.playlist_beside(b, result, loaded, f)
     }
 
-    /// When a stalled player's reload timer for rung `r` has come (hls.js reloads on it while
-    /// a fragment downloads; only a stalled player can learn anything from it here).
+    /// When the reload timer for rung `r` has come. hls.js reloads on it while a fragment
+    /// downloads, and so does this player: against a server that serves stale playlists
+    /// while it revalidates (an edge's stale-while-revalidate), what a reload returns is
+    /// the copy the previous reload refreshed, so skipping the reloads hls.js makes changes
+    /// when the player learns of a new segment by seconds.
     fn timer_due(&self, r: usize) -> Option<Instant> {
-        let stalled = matches!(self.core.as_ref()?.playback().state(), State::Stalled(_));
+        self.timer_at(r).filter(|at| Instant::now() >= *at)
+    }
+
+    /// When rung `r`'s reload timer is next due, if it is the rung on the timer.
+    fn timer_at(&self, r: usize) -> Option<Instant> {
         let at = self.playlists.get(r)?.as_ref()?.next_reload_at;
-        (stalled && self.timed == Some(r) && Instant::now() >= at).then_some(at)
+        (self.timed == Some(r)).then_some(at)
     }
 
     /// Starts loading rung `r`'s playlist beside the download in progress: after the link's
@@ -1221,6 +1242,14 @@ impl Player<'_> {
             pl.target_duration as f64 / 2.0
         };
         let wait = Duration::from_secs_f64(wait_s.clamp(0.1, 60.0));
+        tracing::debug!(
+            player = %self.sid,
+            at_ms = self.link.elapsed_ms() as u64,
+            rung = q,
+            last = pl.media_sequence.saturating_add(pl.segments.len() as u64).saturating_sub(1),
+            changed,
+            "playlist"
+        );
         self.playlists[q] = Some(Loaded {
             pl,
             url,
@@ -1235,10 +1264,11 @@ impl Player<'_> {
 /// hls.js's reload timer: the first load of a rendition (`timer` = None: a new one, or one
 /// switched to) sets it to `began` + `wait`; each load on time moves it on by `wait` from where
 /// it stood, not from when the load began, so reloads keep the phase of the first one (and a
-/// load slower than `wait` makes the next one due at once). hls.js reloads on that timer while
-/// a segment downloads; this player reloads only when it needs the next segment, so when it
-/// comes after the timer (`late`) its load stands in for the one hls.js made then, and the
-/// next is the timer's first tick at least `wait`/2 after `began` (the RFC's least wait).
+/// load slower than `wait` makes the next one due at once). Both reload on that timer while a
+/// segment downloads; a load that comes after the timer (`late`: the player was busy with
+/// something it does not reload beside, such as another playlist) stands in for the one
+/// missed, and the next is the timer's first tick at least `wait`/2 after `began` (the RFC's
+/// least wait).
 fn next_reload(
     timer: Option<Instant>,
     late: bool,
