@@ -193,6 +193,15 @@ impl Playback {
         changed
     }
 
+    /// The newest buffered segment is now at `quality` (`kbps`): a copy at another rung
+    /// replaced it (what is left of it to play, when it has begun).
+    pub fn replace_last(&mut self, quality: usize, kbps: f64) {
+        if let Some(b) = self.buffer.back_mut() {
+            b.quality = quality;
+            b.kbps = kbps;
+        }
+    }
+
     /// A seek away from what is buffered (a live player's jump to the live sync point): the
     /// buffer is dropped; the state (a stall goes on until the new position has data) stays.
     pub fn flush(&mut self) {

@@ -140,6 +140,9 @@ struct InFlight {
     check: Check,
     /// The start segment fetched again ([`Next::Refetch`]).
     refetch: bool,
+    /// The newest segment fetched again at the rung switched to at the live edge
+    /// ([`Core::start_refetch_last`]): its media replaces the buffered copy.
+    replaces: bool,
 }
 
 /// One player's decision state.
@@ -352,6 +355,54 @@ impl Core {
                 Check::At(0.0)
             },
             refetch,
+            replaces: false,
+        });
+        Ok(())
+    }
+
+    /// Waiting at the live edge (the next segment is not listed yet), asks the controller
+    /// as hls.js's stream controller does on every tick, for a controller that
+    /// [`Abr::switches_at_live_edge`]: the rung to switch to now, if another than the last
+    /// one's. The driver then loads that rung's playlist and offers the next segment when it
+    /// lists it (the rung is kept for it), else fetches the newest segment again at that rung
+    /// ([`Core::start_refetch_last`]).
+    pub fn switch_at_live_edge(
+        &mut self,
+        duration_ms: f64,
+        upcoming_bits: &[Vec<f64>],
+    ) -> Option<usize> {
+        if !self.abr.switches_at_live_edge() || self.download.is_some() || self.decided.is_some() {
+            return None;
+        }
+        let last = self.last_quality?;
+        let q = self.choose(duration_ms, upcoming_bits, true);
+        if q == last {
+            return None;
+        }
+        self.decided = Some(q);
+        Some(q)
+    }
+
+    /// The request for the newest segment (`duration_ms`, `pdt_ms`) at the rung
+    /// [`Core::switch_at_live_edge`] chose went out now; then [`Core::done`] (its media
+    /// replaces the buffered copy) or [`Core::failed`] as for a fetch. Its abandon timer is
+    /// off: with the buffer of a player at the live edge it could only say keep.
+    pub fn start_refetch_last(
+        &mut self,
+        duration_ms: f64,
+        pdt_ms: Option<f64>,
+    ) -> Result<(), Error> {
+        let quality = self.decided.ok_or(Error::NoDownload)?;
+        self.download = Some(InFlight {
+            quality,
+            asked_ms: self.clock_ms,
+            duration_ms,
+            pdt_ms,
+            live: true,
+            stalled_before_ms: self.playback.stalled_ms_at(self.clock_ms),
+            check: Check::Stopped,
+            refetch: false,
+            replaces: true,
         });
         Ok(())
     }
@@ -462,6 +513,9 @@ impl Core {
         if d.refetch {
             return Ok(self.refetched(d, bits, latency_ms, transfer_ms));
         }
+        if d.replaces {
+            return Ok(self.replaced(d, bits, latency_ms, transfer_ms, kbps));
+        }
         self.decided = None;
         self.offered = None;
         self.failures = 0;
@@ -520,6 +574,46 @@ impl Core {
         }
     }
 
+    /// The newest segment arrived again at the rung switched to at the live edge: the
+    /// controller learns from it, the buffered copy is now at that rung (the switch is
+    /// counted here), the buffer does not grow; the next segment is decided afresh.
+    fn replaced(
+        &mut self,
+        d: InFlight,
+        bits: f64,
+        latency_ms: f64,
+        transfer_ms: f64,
+        kbps: Option<f64>,
+    ) -> Arrived {
+        self.failures = 0;
+        self.decided = None;
+        let stall = self.account(
+            &d,
+            bits,
+            latency_ms,
+            transfer_ms,
+            self.segments.saturating_sub(1),
+        );
+        let q = d.quality;
+        let b = &self.ladder.avg_kbps;
+        self.playback.replace_last(q, kbps.unwrap_or(b[q]));
+        let mut switched_from = None;
+        if let Some(p) = self.last_quality.filter(|&p| p != q) {
+            let delta = b[q] - b[p];
+            self.switches += 1;
+            self.change_kbps += delta.abs();
+            self.qoe += (delta - delta.abs()) / 1000.0;
+            self.bitrate_sum += delta;
+            switched_from = Some(p);
+        }
+        self.qoe -= REBUF_PENALTY * stall / 1000.0;
+        self.last_quality = Some(q);
+        Arrived {
+            started: false,
+            switched_from,
+        }
+    }
+
     /// What every arrival does: the controller learns from the download, the stall during
     /// it is counted, and the timeline shows it as segment `segment`. Returns that stall, ms.
     fn account(
@@ -558,6 +652,11 @@ impl Core {
         let d = self.download.take().ok_or(Error::NoDownload)?;
         if d.refetch {
             // A start segment fetched again is not needed: on with the segment offered.
+            return Ok(Retry::At(d.quality));
+        }
+        if d.replaces {
+            // Nor is a copy of the newest at another rung: the next is decided afresh.
+            self.decided = None;
             return Ok(Retry::At(d.quality));
         }
         self.failures += 1;
@@ -927,6 +1026,81 @@ mod tests {
         );
         assert_eq!(s.switches, 1);
         assert_eq!(s.rebuffer_count, 1, "the refetch let the buffer run dry");
+    }
+
+    /// hls.js at the live edge: an estimate that allows the upper rung switches now, and the
+    /// newest segment is fetched again there, its copy replacing the buffered one, by hand:
+    /// - seg 0 at 400 kbit/s (0.8 Mbit) in 200 ms: playing from 200 ms, 2 s buffered, the
+    ///   estimate 4 Mbit/s; 0.7 × 4000 ≥ 800 (BANDWIDTH: less than two segments buffered).
+    /// - its copy at 800 kbit/s in 400 ms: 1.6 s left, now at 800.
+    /// - seg 1 at 800 kbit/s in 500 ms; played out: 0.4 s at 400, 3.6 s at 800 = 760 kbit/s.
+    #[test]
+    fn hls_js_switches_at_the_live_edge_and_replaces_the_newest_segment() {
+        let ladder = || Ladder {
+            avg_kbps: vec![400.0, 800.0],
+            peak_kbps: vec![400.0, 800.0],
+            first_listed: 0,
+        };
+        let live_rules = Rules {
+            start_threshold_ms: 0.0,
+            resume_threshold_ms: 0.0,
+            ..rules()
+        };
+        let mut c = Core::new(Box::new(HlsJs::default()), live_rules, ladder())
+            .unwrap()
+            .recording(true);
+        assert_eq!(
+            c.switch_at_live_edge(2000.0, &[]),
+            None,
+            "nothing fetched yet"
+        );
+        assert_eq!(c.offer(&seg(true)), Next::Fetch(0));
+        c.start().unwrap();
+        c.elapse(200.0);
+        assert!(c.done(0.8e6, 20.0, 180.0, None).unwrap().started);
+        assert_eq!(c.switch_at_live_edge(2000.0, &[]), Some(1));
+        c.start_refetch_last(2000.0, None).unwrap();
+        assert_eq!(c.next_check_ms(), None, "no abandon timer on it");
+        c.elapse(400.0);
+        let a = c.done(1.6e6, 20.0, 380.0, None).unwrap();
+        assert_eq!(a.switched_from, Some(0));
+        assert!(
+            (c.playback().level_ms() - 1600.0).abs() < 1e-9,
+            "the copy added nothing"
+        );
+        assert_eq!(c.playback().playing_quality(), Some(1));
+        assert_eq!(c.switch_at_live_edge(2000.0, &[]), None, "already there");
+        assert_eq!(c.offer(&seg(true)), Next::Fetch(1));
+        c.start().unwrap();
+        c.elapse(500.0);
+        assert_eq!(
+            c.done(1.6e6, 20.0, 480.0, None).unwrap().switched_from,
+            None
+        );
+        c.play_out();
+        let (s, steps, _) = c.finish(0, None, false, None);
+        assert_eq!(
+            steps
+                .iter()
+                .map(|x| (x.segment, x.quality))
+                .collect::<Vec<_>>(),
+            [(0, 0), (0, 1), (1, 1)]
+        );
+        assert_eq!(s.switches, 1);
+        assert_eq!(s.rebuffer_count, 0);
+        assert!(
+            (s.avg_bitrate_kbps - 760.0).abs() < 1e-6,
+            "{}",
+            s.avg_bitrate_kbps
+        );
+
+        // A controller that does not switch at the live edge is never asked there.
+        let mut c = Core::new(Box::new(Fixed(1)), live_rules, ladder()).unwrap();
+        assert_eq!(c.offer(&seg(true)), Next::Fetch(1));
+        c.start().unwrap();
+        c.elapse(200.0);
+        c.done(1.6e6, 20.0, 180.0, None).unwrap();
+        assert_eq!(c.switch_at_live_edge(2000.0, &[]), None);
     }
 
     #[test]

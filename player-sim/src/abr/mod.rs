@@ -116,6 +116,12 @@ pub trait Abr: Send {
     fn reloads_start_segment(&self) -> bool {
         false
     }
+    /// Whether a live player switches as soon as its controller would, while it waits at the
+    /// live edge for the next segment, fetching the segment it just fetched again at the new
+    /// rung when the new rung's playlist lists nothing newer (hls.js does: see [`HlsJs`]).
+    fn switches_at_live_edge(&self) -> bool {
+        false
+    }
     /// The bandwidth estimate it decides on, kbit/s, if it keeps one (for logs).
     fn estimate_kbps(&self) -> Option<f64> {
         None

@@ -1028,6 +1028,18 @@ impl Player<'_> {
                 if pl.endlist {
                     return Ok(());
                 }
+                // At the live edge: a controller that switches while it waits does so now.
+                let seg_ms = pl.segments.last().map_or(2000.0, |s| s.duration * 1000.0);
+                let upcoming_bits = estimate(&mut upcoming, &bitrates, seg_ms);
+                if let Some(r) = self
+                    .core
+                    .as_mut()
+                    .and_then(|c| c.switch_at_live_edge(seg_ms, upcoming_bits))
+                {
+                    q = r;
+                    self.switch_at_edge(msn, r).await?;
+                    continue;
+                }
                 self.reload(q).await?;
                 continue;
             }
@@ -1049,7 +1061,7 @@ impl Player<'_> {
                     continue;
                 }
                 Next::Refetch(r) => {
-                    self.refetch(msn, r).await?;
+                    self.refetch(msn, r, false).await?;
                     continue;
                 }
                 // Another rung: its playlist, and the segment's place in it, first.
@@ -1138,23 +1150,50 @@ impl Player<'_> {
         }
     }
 
-    /// Fetches the segment before `msn` again at rung `r` (the core's [`Next::Refetch`]).
-    async fn refetch(&mut self, msn: u64, r: usize) -> Result<(), PlayError> {
+    /// The core switched to rung `r` at the live edge (the next segment, `msn`, not listed
+    /// yet): rung `r`'s playlist is loaded, and unless it lists `msn` the newest segment is
+    /// fetched again at `r`, as hls.js does.
+    async fn switch_at_edge(&mut self, msn: u64, r: usize) -> Result<(), PlayError> {
+        self.reload(r).await?;
+        let listed = self.playlists[r]
+            .as_ref()
+            .is_some_and(|l| msn < l.pl.media_sequence + l.pl.segments.len() as u64);
+        if listed {
+            return Ok(());
+        }
+        self.refetch(msn, r, true).await
+    }
+
+    /// Fetches the segment before `msn` again at rung `r`: the start segment (the core's
+    /// [`Next::Refetch`]), or, `replace`, the newest one after a switch at the live edge.
+    async fn refetch(&mut self, msn: u64, r: usize, replace: bool) -> Result<(), PlayError> {
         self.ensure_playlist(r).await?;
         let found = self.playlists[r].as_ref().and_then(|l| {
-            let i = msn.checked_sub(1)?.checked_sub(l.pl.media_sequence)?;
-            let s = l.pl.segments.get(usize::try_from(i).ok()?)?;
-            Some((resolve(&l.url, &s.uri), s.duration * 1000.0))
+            let i = usize::try_from(msn.checked_sub(1)?.checked_sub(l.pl.media_sequence)?).ok()?;
+            let s = l.pl.segments.get(i)?;
+            Some((
+                resolve(&l.url, &s.uri),
+                s.duration * 1000.0,
+                pdt_of(&l.pl, i),
+            ))
         });
-        let Some((url, seg_ms)) = found else {
+        let Some((url, seg_ms, pdt)) = found else {
             if let Some(core) = self.core.as_mut() {
-                core.skip_refetch();
+                if replace {
+                    core.skip();
+                } else {
+                    core.skip_refetch();
+                }
             }
             return Ok(());
         };
         self.advance();
         if let Some(core) = self.core.as_mut() {
-            core.start()?;
+            if replace {
+                core.start_refetch_last(seg_ms, pdt)?;
+            } else {
+                core.start()?;
+            }
         }
         let wanted = Wanted {
             rung: r,
@@ -1173,7 +1212,15 @@ impl Player<'_> {
                 transfer_ms,
             }) => {
                 core.done(body.len() as f64 * 8.0, latency_ms, transfer_ms, None)?;
-                tracing::debug!(player = %self.sid, msn = msn - 1, rung = r, "start segment fetched again");
+                tracing::debug!(
+                    player = %self.sid,
+                    at_ms = core.clock_ms() as u64,
+                    msn = msn - 1,
+                    rung = r,
+                    estimate_kbps = core.estimate_kbps().map(|e| e as u64),
+                    "{} segment fetched again",
+                    if replace { "newest" } else { "start" }
+                );
             }
             // Its abandon timer is off; a failure just moves on to the segment offered.
             Ok(Got::Abandoned { .. } | Got::Resync) | Err(_) => {
