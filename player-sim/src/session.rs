@@ -556,8 +556,9 @@ impl Core {
         })
     }
 
-    /// The start segment arrived again: the controller learns from it, the timeline shows
-    /// it, the buffer does not grow; the segment offered comes next at the same rung.
+    /// A segment fetched again arrived (the start segment: the one offered comes next at the
+    /// same rung): the controller learns from it, the timeline shows it, the buffer does not
+    /// grow.
     fn refetched(&mut self, d: InFlight, bits: f64, latency_ms: f64, transfer_ms: f64) -> Arrived {
         self.failures = 0;
         let stall = self.account(
@@ -585,15 +586,8 @@ impl Core {
         transfer_ms: f64,
         kbps: Option<f64>,
     ) -> Arrived {
-        self.failures = 0;
         self.decided = None;
-        let stall = self.account(
-            &d,
-            bits,
-            latency_ms,
-            transfer_ms,
-            self.segments.saturating_sub(1),
-        );
+        self.refetched(d, bits, latency_ms, transfer_ms);
         let q = d.quality;
         let b = &self.ladder.avg_kbps;
         self.playback.replace_last(q, kbps.unwrap_or(b[q]));
@@ -606,7 +600,6 @@ impl Core {
             self.bitrate_sum += delta;
             switched_from = Some(p);
         }
-        self.qoe -= REBUF_PENALTY * stall / 1000.0;
         self.last_quality = Some(q);
         Arrived {
             started: false,
