@@ -83,8 +83,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Where each program runs, and the address the players use for the edge.
-IN_SRV=(); IN_A=(); IN_B=(); HOST_A=127.0.0.1; HOST_B=127.0.0.1; EDGE_LISTEN=127.0.0.1
+# Where each program runs, the address the players use for the servers, and the servers' listen address.
+IN_SRV=(); IN_A=(); IN_B=(); HOST_A=127.0.0.1; HOST_B=127.0.0.1; SRV_LISTEN=127.0.0.1
 if [ "$SHAPER" = tbf ]; then
   command -v tc >/dev/null || { echo "SHAPER=tbf needs tc (iproute2) and root" >&2; exit 1; }
   NS=hlsc$$
@@ -99,7 +99,7 @@ if [ "$SHAPER" = tbf ]; then
     ip -n "$NS-$n" link set eth0 up
   done
   IN_SRV=(ip netns exec "$NS-srv"); IN_A=(ip netns exec "$NS-a"); IN_B=(ip netns exec "$NS-b")
-  HOST_A=10.78.1.1; HOST_B=10.78.2.1; EDGE_LISTEN=0.0.0.0
+  HOST_A=10.78.1.1; HOST_B=10.78.2.1; SRV_LISTEN=0.0.0.0
 fi
 # the tc command that sets link DEV (a0: Chromium's, b0: player-sim's) to {kbps}; 3 KB of
 # burst (two packets), 100 ms of queue
@@ -125,7 +125,7 @@ for n, part in enumerate(sys.argv[1].split(",")):
 PY
 }
 
-sed -e "s|^listen = .*|listen = \"$EDGE_LISTEN:$ORIGIN\"|" config/origin.toml >"$OUT/origin.toml"
+sed -e "s|^listen = .*|listen = \"$SRV_LISTEN:$ORIGIN\"|" config/origin.toml >"$OUT/origin.toml"
 RUST_LOG=warn "${IN_SRV[@]}" target/release/origin --config "$OUT/origin.toml" 2>"$OUT/origin.log" &
 pids+=($!)
 # Two edges, as two viewers in different places would have: with one shared edge, whichever
@@ -136,7 +136,7 @@ pids+=($!)
 for e in a b; do
   port=$EDGE; admin=$ADMIN
   [ $e = b ] && { port=$EDGE_B; admin=$ADMIN_B; }
-  sed -e "s|^listen = \"127.0.0.1:8081\"|listen = \"$EDGE_LISTEN:$port\"|" \
+  sed -e "s|^listen = \"127.0.0.1:8081\"|listen = \"$SRV_LISTEN:$port\"|" \
       -e "s|^listen = \"127.0.0.1:9081\"|listen = \"127.0.0.1:$admin\"|" \
       -e "s|^urls = .*|urls = [\"http://127.0.0.1:$ORIGIN\"]|" config/edge.toml >"$OUT/edge-$e.toml"
   RUST_LOG=warn "${IN_SRV[@]}" target/release/edge --config "$OUT/edge-$e.toml" \

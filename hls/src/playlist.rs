@@ -41,6 +41,12 @@ pub struct MediaPlaylist {
 }
 
 impl MediaPlaylist {
+    /// The media sequence number after the last segment listed (the next one to come).
+    pub fn end_msn(&self) -> u64 {
+        let n = u64::try_from(self.segments.len()).unwrap_or(u64::MAX);
+        self.media_sequence.saturating_add(n)
+    }
+
     /// Renders the playlist text.
     pub fn write(&self) -> String {
         let mut s = String::with_capacity(128 + self.segments.len() * 96);
@@ -85,6 +91,17 @@ impl MediaPlaylist {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn end_msn_is_the_next_number_and_saturates() {
+        let mut pl = MediaPlaylist::parse(
+            "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:7\n#EXTINF:2.0,\n7.ts\n#EXTINF:2.0,\n8.ts\n",
+        )
+        .unwrap();
+        assert_eq!(pl.end_msn(), 9);
+        pl.media_sequence = u64::MAX;
+        assert_eq!(pl.end_msn(), u64::MAX);
+    }
 
     fn arb_playlist() -> impl Strategy<Value = MediaPlaylist> {
         (

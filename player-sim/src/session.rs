@@ -138,11 +138,18 @@ struct InFlight {
     live: bool,
     stalled_before_ms: f64,
     check: Check,
-    /// The start segment fetched again ([`Next::Refetch`]).
-    refetch: bool,
-    /// The newest segment fetched again at the rung switched to at the live edge
+    /// A segment fetched again, and which; `None` for the segment offered.
+    again: Option<Again>,
+}
+
+/// Which segment a download fetches again.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Again {
+    /// The start segment ([`Next::Refetch`]): its media adds nothing.
+    Start,
+    /// The newest segment, at the rung switched to at the live edge
     /// ([`Core::start_refetch_last`]): its media replaces the buffered copy.
-    replaces: bool,
+    Newest,
 }
 
 /// One player's decision state.
@@ -340,7 +347,22 @@ impl Core {
     pub fn start(&mut self) -> Result<(), Error> {
         let (duration_ms, pdt_ms, live) = self.offered.ok_or(Error::NoDownload)?;
         let quality = self.decided.ok_or(Error::NoDownload)?;
-        let refetch = std::mem::take(&mut self.refetch_due);
+        let again = std::mem::take(&mut self.refetch_due).then_some(Again::Start);
+        self.begin(quality, duration_ms, pdt_ms, live, again);
+        Ok(())
+    }
+
+    /// A download of `quality` goes out now. Its abandon timer runs unless it fetches a
+    /// segment again (hls.js's watches that too, but it is small and at the new rung, or, at
+    /// the live edge, the buffer is long enough that it could only say keep).
+    fn begin(
+        &mut self,
+        quality: usize,
+        duration_ms: f64,
+        pdt_ms: Option<f64>,
+        live: bool,
+        again: Option<Again>,
+    ) {
         self.download = Some(InFlight {
             quality,
             asked_ms: self.clock_ms,
@@ -348,16 +370,13 @@ impl Core {
             pdt_ms,
             live,
             stalled_before_ms: self.playback.stalled_ms_at(self.clock_ms),
-            // hls.js's abandon timer watches it, but it is small and at the new rung.
-            check: if refetch {
+            check: if again.is_some() {
                 Check::Stopped
             } else {
                 Check::At(0.0)
             },
-            refetch,
-            replaces: false,
+            again,
         });
-        Ok(())
     }
 
     /// Waiting at the live edge (the next segment is not listed yet), asks the controller
@@ -386,24 +405,14 @@ impl Core {
     /// The request for the newest segment (`duration_ms`, `pdt_ms`) at the rung
     /// [`Core::switch_at_live_edge`] chose went out now; then [`Core::done`] (its media
     /// replaces the buffered copy) or [`Core::failed`] as for a fetch. Its abandon timer is
-    /// off: with the buffer of a player at the live edge it could only say keep.
+    /// off.
     pub fn start_refetch_last(
         &mut self,
         duration_ms: f64,
         pdt_ms: Option<f64>,
     ) -> Result<(), Error> {
         let quality = self.decided.ok_or(Error::NoDownload)?;
-        self.download = Some(InFlight {
-            quality,
-            asked_ms: self.clock_ms,
-            duration_ms,
-            pdt_ms,
-            live: true,
-            stalled_before_ms: self.playback.stalled_ms_at(self.clock_ms),
-            check: Check::Stopped,
-            refetch: false,
-            replaces: true,
-        });
+        self.begin(quality, duration_ms, pdt_ms, true, Some(Again::Newest));
         Ok(())
     }
 
@@ -510,11 +519,12 @@ impl Core {
     ) -> Result<Arrived, Error> {
         let d = self.download.take().ok_or(Error::NoDownload)?;
         let q = d.quality;
-        if d.refetch {
-            return Ok(self.refetched(d, bits, latency_ms, transfer_ms));
-        }
-        if d.replaces {
-            return Ok(self.replaced(d, bits, latency_ms, transfer_ms, kbps));
+        match d.again {
+            Some(Again::Start) => return Ok(self.refetched(d, bits, latency_ms, transfer_ms)),
+            Some(Again::Newest) => {
+                return Ok(self.replaced(d, bits, latency_ms, transfer_ms, kbps));
+            }
+            None => {}
         }
         self.decided = None;
         self.offered = None;
@@ -643,14 +653,15 @@ impl Core {
     /// while the buffer covers the wait; else (or after two failures in a row) one down.
     pub fn failed(&mut self, wait_ms: f64) -> Result<Retry, Error> {
         let d = self.download.take().ok_or(Error::NoDownload)?;
-        if d.refetch {
+        match d.again {
             // A start segment fetched again is not needed: on with the segment offered.
-            return Ok(Retry::At(d.quality));
-        }
-        if d.replaces {
+            Some(Again::Start) => return Ok(Retry::At(d.quality)),
             // Nor is a copy of the newest at another rung: the next is decided afresh.
-            self.decided = None;
-            return Ok(Retry::At(d.quality));
+            Some(Again::Newest) => {
+                self.decided = None;
+                return Ok(Retry::At(d.quality));
+            }
+            None => {}
         }
         self.failures += 1;
         if self.failures > self.rules.max_retries {

@@ -1006,7 +1006,7 @@ impl Player<'_> {
             };
             let pl = &loaded.pl;
             let msn = *next.get_or_insert_with(|| live_start(pl, hold_back, extra_s));
-            let last = pl.media_sequence + pl.segments.len() as u64;
+            let last = pl.end_msn();
             let seek = self.behind_window(q, msn);
             if seek || msn < pl.media_sequence {
                 // Fell out of the window: on to the live sync point. A stalled playhead behind
@@ -1157,7 +1157,7 @@ impl Player<'_> {
         self.reload(r).await?;
         let listed = self.playlists[r]
             .as_ref()
-            .is_some_and(|l| msn < l.pl.media_sequence + l.pl.segments.len() as u64);
+            .is_some_and(|l| msn < l.pl.end_msn());
         if listed {
             return Ok(());
         }
@@ -1293,7 +1293,7 @@ impl Player<'_> {
             player = %self.sid,
             at_ms = self.link.elapsed_ms() as u64,
             rung = q,
-            last = pl.media_sequence.saturating_add(pl.segments.len() as u64).saturating_sub(1),
+            last = pl.end_msn().saturating_sub(1),
             changed,
             "playlist"
         );
